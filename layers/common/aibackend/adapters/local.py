@@ -1,0 +1,274 @@
+"""Local adapters: files and SQLite (WAL) under the state folder, durable across restarts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+from aibackend.adapters.base import RegistryBase
+from aibackend.errors import InvalidKey, ObjectNotFound
+from aibackend.ports import ModelVersion, ObjectInfo, ObjectStore
+
+_META_DIR = ".aib-meta"
+_MAX_KEY = 1024
+
+
+def validate_key(key: str) -> str:
+    """Refuse keys that are empty, absolute, escape the bucket or hit our metadata folder."""
+    if not key or len(key.encode()) > _MAX_KEY:
+        raise InvalidKey(f"object key must be 1 to {_MAX_KEY} bytes, got {len(key.encode())}")
+    if "\\" in key or "\x00" in key:
+        raise InvalidKey(f"object key {key!r} contains a backslash or NUL byte")
+    p = PurePosixPath(key)
+    if p.is_absolute() or any(part in ("..", ".") for part in p.parts) or key.endswith("/"):
+        raise InvalidKey(f"object key {key!r} must be relative, without '.' or '..' segments")
+    if p.parts[0] == _META_DIR:
+        raise InvalidKey(f"object key {key!r} uses the reserved prefix {_META_DIR}/")
+    return key
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write-then-rename in the same folder, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class LocalObjectStore:
+    """A bucket as a folder: `<root>/<key>`, with content type and metadata in a sidecar."""
+
+    def __init__(self, root: Path, *, bucket: str) -> None:
+        self.root = root
+        self.bucket = bucket
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / validate_key(key)
+
+    def _meta_path(self, key: str) -> Path:
+        return self.root / _META_DIR / f"{key}.json"
+
+    def path_of(self, key: str) -> Path:
+        """Filesystem path of an object (local only: lets the model loader skip a copy)."""
+        p = self._path(key)
+        if not p.is_file():
+            raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist")
+        return p
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        path = self._path(key)
+        etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        meta = {"content_type": content_type, "metadata": metadata or {}, "etag": etag}
+        atomic_write(self._meta_path(key), json.dumps(meta).encode())
+        atomic_write(path, data)
+        return self.head(key)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError) as e:
+            raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist") from e
+
+    def head(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError as e:
+            raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist") from e
+        if not path.is_file():
+            raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist")
+        meta: dict[str, object] = {}
+        mp = self._meta_path(key)
+        if mp.is_file() and mp.stat().st_mtime_ns <= st.st_mtime_ns:
+            meta = json.loads(mp.read_bytes())
+        etag = meta.get("etag")
+        if not isinstance(etag, str):  # a file dropped into the folder by hand
+            etag = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+        return ObjectInfo(
+            key=key,
+            size=st.st_size,
+            etag=etag,
+            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            content_type=str(meta.get("content_type", "application/octet-stream")),
+            metadata=dict(meta.get("metadata", {})),  # type: ignore[call-overload]
+        )
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if d != _META_DIR]
+            rel = Path(dirpath).relative_to(self.root)
+            for fn in filenames:
+                if fn.startswith(".") and fn.endswith(".tmp"):
+                    continue  # a write in progress
+                key = (rel / fn).as_posix() if rel != Path() else fn
+                if key.startswith(prefix):
+                    found.append(key)
+        for key in sorted(found):
+            yield self.head(key)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+        self._meta_path(key).unlink(missing_ok=True)
+
+    def download_file(self, key: str, dest: Path) -> Path:
+        src = self.path_of(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dest)
+        return dest
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS model_versions (
+  name TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  prefix TEXT NOT NULL,
+  registered_at TEXT NOT NULL,
+  card TEXT NOT NULL,
+  PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS model_pointers (
+  name TEXT PRIMARY KEY,
+  production INTEGER NOT NULL,
+  updated_at TEXT NOT NULL
+);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """SQLite in WAL mode: readers never block the writer; survives a crash of the process."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class SqliteModelRegistry(RegistryBase):
+    """Registry records in SQLite; artifacts in the local `models` bucket."""
+
+    def __init__(self, db_path: Path, store: ObjectStore) -> None:
+        super().__init__(store)
+        self._conn = connect(db_path)
+        self._lock = threading.Lock()
+        # Serializes registrations in this process; the primary key refuses a clash with another.
+        self._register_lock = threading.Lock()
+        self._conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _next_version(self, name: str) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE name = ?", (name,)
+            ).fetchone()
+        return int(row[0]) + 1
+
+    def register(self, source_dir: Path) -> ModelVersion:
+        with self._register_lock:
+            return super().register(source_dir)
+
+    def _put_record(self, mv: ModelVersion) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    mv.name,
+                    mv.version,
+                    mv.sha256,
+                    mv.prefix,
+                    mv.registered_at.isoformat(),
+                    mv.card.model_dump_json(),
+                ),
+            )
+
+    @staticmethod
+    def _row(row: sqlite3.Row) -> ModelVersion:
+        return ModelVersion.model_validate(
+            {
+                "name": row["name"],
+                "version": row["version"],
+                "sha256": row["sha256"],
+                "prefix": row["prefix"],
+                "registered_at": row["registered_at"],
+                "card": json.loads(row["card"]),
+            }
+        )
+
+    def _get_record(self, name: str, version: int) -> ModelVersion | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT * FROM model_versions WHERE name = ? AND version = ?", (name, version)
+            ).fetchone()
+        return None if row is None else self._row(row)
+
+    def list_models(self) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT DISTINCT name FROM model_versions ORDER BY name"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM model_versions WHERE name = ? ORDER BY version", (name,)
+            ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def _set_pointer(self, name: str, version: int) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO model_pointers VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
+                "SET production = excluded.production, updated_at = excluded.updated_at",
+                (name, version, datetime.now(UTC).isoformat()),
+            )
+
+    def _get_pointer(self, name: str) -> int | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT production FROM model_pointers WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def close(self) -> None:
+        self._conn.close()
+

@@ -1,0 +1,211 @@
+"""The function catalog: one `function.toml` per function, validated here.
+
+A declaration says what a function is (handler, memory, timeout, architecture, models), how
+it is triggered (HTTP routes with their access level) and what it may touch. CDK builds the
+Lambda, its triggers and its IAM grants from it; the local runtime wires the same triggers.
+Nothing about topology is written twice.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aibackend.errors import ConfigError
+
+DECLARATION = "function.toml"
+_IDENT = r"^[a-z][a-z0-9_]*$"
+_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+|/\{[A-Za-z_][A-Za-z0-9_]*\+?\})+$|^/$")
+
+
+class Access(StrEnum):
+    """Who may call a route. Every route must say it; there is no default."""
+
+    PUBLIC = "public"  # health checks only
+    API_KEY = "api_key"
+    TOKEN = "token"  # API key plus a bearer token carrying the route's scopes
+
+
+class Route(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+    path: Annotated[str, Field(description="API Gateway resource path, e.g. /v1/fraud/score")]
+    access: Access
+    scopes: tuple[str, ...] = ()
+
+    @field_validator("path")
+    @classmethod
+    def _path_shape(cls, v: str) -> str:
+        if not _PATH.match(v):
+            raise ValueError(
+                "must start with '/' and contain only literal segments or {param} segments, "
+                f"got {v!r}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _scopes_need_token(self) -> Route:
+        if self.scopes and self.access is not Access.TOKEN:
+            raise ValueError("scopes are only checked on access = 'token' routes")
+        if self.access is Access.TOKEN and not self.scopes:
+            raise ValueError("access = 'token' needs at least one scope, e.g. scopes = ['predict:x']")
+        return self
+
+
+class Grant(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    READ_WRITE = "readwrite"
+
+
+class Resources(BaseModel):
+    """What a function may touch, by logical name; CDK turns each entry into one IAM grant."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    buckets: dict[str, Grant] = Field(default_factory=dict)
+    tables: dict[str, Grant] = Field(default_factory=dict)
+
+
+class FunctionSpec(BaseModel):
+    """A validated `function.toml`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=_IDENT, max_length=48)]
+    description: str = ""
+    #: `module.attribute` inside the function's package, e.g. `handler.handler`.
+    handler: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")] = "handler.handler"
+    runtime: Literal["python3.12", "python3.13"] = "python3.12"
+    architecture: Literal["arm64", "x86_64"] = "arm64"
+    memory_mb: Annotated[int, Field(ge=128, le=10240)] = 512
+    timeout_s: Annotated[int, Field(ge=1, le=900)] = 10
+    #: Registry names of the models this function serves; each one's production version is
+    #: pinned into the function's environment at deploy time.
+    models: tuple[Annotated[str, Field(pattern=_IDENT)], ...] = ()
+    routes: tuple[Route, ...] = ()
+    resources: Resources = Resources()
+    environment: dict[str, str] = Field(default_factory=dict)
+    #: Folder holding the declaration; filled in by the loader, not written in the file.
+    directory: Path = Field(default=Path(), exclude=True)
+
+    @property
+    def package(self) -> str:
+        """Import name of the function's folder (functions are packages: relative imports work)."""
+        return self.directory.name
+
+    @property
+    def handler_module(self) -> str:
+        return f"{self.package}.{self.handler.rsplit('.', 1)[0]}"
+
+    @property
+    def handler_attr(self) -> str:
+        return self.handler.rsplit(".", 1)[1]
+
+    @property
+    def lambda_handler(self) -> str:
+        """Handler string as Lambda wants it, relative to the function's asset root."""
+        return f"{self.package}.{self.handler}"
+
+    @model_validator(mode="after")
+    def _unique_routes(self) -> FunctionSpec:
+        seen: set[tuple[str, str]] = set()
+        for r in self.routes:
+            if (r.method, r.path) in seen:
+                raise ValueError(f"route {r.method} {r.path} is declared twice")
+            seen.add((r.method, r.path))
+        return self
+
+
+def _describe(err: ValidationError, path: Path) -> str:
+    lines = [f"{path}: invalid function declaration"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(file)"
+        lines.append(f"  - {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_function(directory: Path) -> FunctionSpec:
+    """Read and validate `directory/function.toml`; errors name the file and each bad field."""
+    path = directory / DECLARATION
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: missing; every function folder needs a {DECLARATION}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    raw.setdefault("name", directory.name)
+    if raw["name"] != directory.name:
+        raise ConfigError(
+            f"{path}: name: {raw['name']!r} must equal the folder name {directory.name!r} "
+            "(the folder is the function's Python package)"
+        )
+    try:
+        spec = FunctionSpec.model_validate({**raw, "directory": directory})
+    except ValidationError as e:
+        raise ConfigError(_describe(e, path)) from e
+    handler_file = directory / (spec.handler.rsplit(".", 1)[0].replace(".", "/") + ".py")
+    if not handler_file.is_file():
+        raise ConfigError(f"{path}: handler: {handler_file} does not exist")
+    return spec
+
+
+class Catalog(BaseModel):
+    """Every function of the project, in name order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root: Path
+    functions: tuple[FunctionSpec, ...]
+
+    def get(self, name: str) -> FunctionSpec:
+        for f in self.functions:
+            if f.name == name:
+                return f
+        known = ", ".join(f.name for f in self.functions) or "none"
+        raise ConfigError(f"no function named {name!r} (known: {known})")
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(sorted({m for f in self.functions for m in f.models}))
+
+    def routes(self) -> Iterable[tuple[FunctionSpec, Route]]:
+        for f in self.functions:
+            for r in f.routes:
+                yield f, r
+
+
+def load_catalog(root: Path) -> Catalog:
+    """Load every `functions/*/function.toml` under `root`, refusing clashing routes."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise ConfigError(f"{root}: functions folder not found")
+    specs = [
+        load_function(d) for d in sorted(root.iterdir()) if (d / DECLARATION).is_file()
+    ]
+    owners: dict[tuple[str, str], str] = {}
+    for spec in specs:
+        for r in spec.routes:
+            other = owners.setdefault((r.method, r.path), spec.name)
+            if other != spec.name:
+                raise ConfigError(
+                    f"{spec.directory / DECLARATION}: routes: {r.method} {r.path} is already "
+                    f"served by function {other!r}"
+                )
+    return Catalog(root=root, functions=tuple(specs))
+
+
+def default_functions_dir() -> Path:
+    """`functions/` of the project this process runs in (the working directory, or its parents)."""
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "functions").is_dir() and (d / "pyproject.toml").is_file():
+            return d / "functions"
+    return here / "functions"

@@ -1,0 +1,1 @@
+"""Card-fraud domain: transaction contract, feature definitions, synthetic data."""

@@ -1,0 +1,1 @@
+"""Model artifacts (model.json / baseline.json) and the onnxruntime loader."""

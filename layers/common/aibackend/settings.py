@@ -1,0 +1,59 @@
+"""Platform settings, read once from the environment at the edge.
+
+Functions get these variables from CDK on AWS and from the local runtime on one machine, so
+the same handler code runs unchanged in both topologies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX = "AIB_"
+
+
+class PlatformSettings(BaseModel):
+    """Which adapter set to use and where state lives."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: `local`: SQLite + files under `state_dir`; `aws`: boto3 adapters.
+    adapters: Literal["local", "aws"] = "local"
+    state_dir: Path = Path(".aib")
+    model_bucket: str = "models"
+    registry_table: str = "aib-model-registry"
+    #: Where model artifacts are unpacked on AWS (Lambda's writable /tmp).
+    model_cache_dir: Path = Path("/tmp/aib-models")  # noqa: S108 - Lambda's only writable path
+    #: Seconds between checks of the registry's production pointer (local runtime only).
+    model_poll_s: float = Field(default=2.0, gt=0)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PlatformSettings:
+        env = os.environ if env is None else env
+        fields = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in env:
+                fields[name] = env[key]
+        return cls.model_validate(fields)
+
+
+@lru_cache(maxsize=1)
+def platform_settings() -> PlatformSettings:
+    """Settings of this process, read once (a Lambda container's environment never changes)."""
+    return PlatformSettings.from_env()
+
+
+def model_version_env(model_name: str) -> str:
+    """Name of the variable that pins the version a function serves, e.g. `AIB_MODEL_FRAUD_VERSION`.
+
+    CDK writes it at deploy time (a new model version is a new Lambda version); the local
+    runtime sets it from the registry's production pointer.
+    """
+    return f"{ENV_PREFIX}MODEL_{re.sub(r'[^A-Za-z0-9]', '_', model_name).upper()}_VERSION"
