@@ -55,7 +55,9 @@ class Route(BaseModel):
         if self.scopes and self.access is not Access.TOKEN:
             raise ValueError("scopes are only checked on access = 'token' routes")
         if self.access is Access.TOKEN and not self.scopes:
-            raise ValueError("access = 'token' needs at least one scope, e.g. scopes = ['predict:x']")
+            raise ValueError(
+                "access = 'token' needs at least one scope, e.g. scopes = ['predict:x']"
+            )
         return self
 
 
@@ -187,9 +189,7 @@ def load_catalog(root: Path) -> Catalog:
     root = root.resolve()
     if not root.is_dir():
         raise ConfigError(f"{root}: functions folder not found")
-    specs = [
-        load_function(d) for d in sorted(root.iterdir()) if (d / DECLARATION).is_file()
-    ]
+    specs = [load_function(d) for d in sorted(root.iterdir()) if (d / DECLARATION).is_file()]
     owners: dict[tuple[str, str], str] = {}
     for spec in specs:
         for r in spec.routes:

@@ -27,15 +27,15 @@ class NotFoundError(AibError):
     title = "Not found"
 
 
-class ObjectNotFound(NotFoundError):
+class ObjectNotFoundError(NotFoundError):
     title = "Object not found"
 
 
-class ModelNotFound(NotFoundError):
+class ModelNotFoundError(NotFoundError):
     title = "Model not found"
 
 
-class InvalidKey(AibError):
+class InvalidKeyError(AibError):
     """An object key that could escape its bucket or is otherwise unusable."""
 
     status = 400
@@ -47,8 +47,3 @@ class ModelLoadError(AibError):
 
     status = 503
     title = "Model unavailable"
-
-
-class ValidationFailed(AibError):
-    status = 422
-    title = "Invalid request"

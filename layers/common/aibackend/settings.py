@@ -29,7 +29,7 @@ class PlatformSettings(BaseModel):
     model_bucket: str = "models"
     registry_table: str = "aib-model-registry"
     #: Where model artifacts are unpacked on AWS (Lambda's writable /tmp).
-    model_cache_dir: Path = Path("/tmp/aib-models")  # noqa: S108 - Lambda's only writable path
+    model_cache_dir: Path = Path("/tmp/aib-models")
     #: Seconds between checks of the registry's production pointer (local runtime only).
     model_poll_s: float = Field(default=2.0, gt=0)
 

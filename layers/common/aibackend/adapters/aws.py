@@ -11,21 +11,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from aibackend.adapters.base import RegistryBase
 from aibackend.adapters.local import validate_key
-from aibackend.errors import ObjectNotFound
+from aibackend.errors import ObjectNotFoundError
 from aibackend.ports import ModelVersion, ObjectInfo, ObjectStore
 
 
-@lru_cache(maxsize=None)
+@cache
 def _client(service: str) -> Any:
     import boto3  # heavy (~180 ms): only functions that touch AWS pay for it
 
-    return boto3.client(service)
+    return boto3.client(service)  # type: ignore[call-overload]
 
 
 def _not_found(err: Exception) -> bool:
@@ -57,10 +57,12 @@ class S3ObjectStore:
 
     def get(self, key: str) -> bytes:
         try:
-            body: bytes = self._s3.get_object(Bucket=self.bucket, Key=validate_key(key))["Body"].read()
+            body: bytes = self._s3.get_object(Bucket=self.bucket, Key=validate_key(key))[
+                "Body"
+            ].read()
         except Exception as e:
             if _not_found(e):
-                raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist") from e
+                raise ObjectNotFoundError(f"s3://{self.bucket}/{key} does not exist") from e
             raise
         return body
 
@@ -69,7 +71,7 @@ class S3ObjectStore:
             r = self._s3.head_object(Bucket=self.bucket, Key=validate_key(key))
         except Exception as e:
             if _not_found(e):
-                raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist") from e
+                raise ObjectNotFoundError(f"s3://{self.bucket}/{key} does not exist") from e
             raise
         return ObjectInfo(
             key=key,
@@ -81,7 +83,9 @@ class S3ObjectStore:
         )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
         for page in pages:
             for o in page.get("Contents", []):
                 yield ObjectInfo(
@@ -101,7 +105,7 @@ class S3ObjectStore:
             self._s3.download_file(self.bucket, validate_key(key), str(tmp))
         except Exception as e:
             if _not_found(e):
-                raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist") from e
+                raise ObjectNotFoundError(f"s3://{self.bucket}/{key} does not exist") from e
             raise
         tmp.replace(dest)
         return dest
@@ -201,6 +205,8 @@ class DynamoModelRegistry(RegistryBase):
 
     def _get_pointer(self, name: str) -> int | None:
         r = self._ddb.get_item(
-            TableName=self.table, Key={"pk": {"S": name}, "sk": {"S": _POINTER}}, ConsistentRead=True
+            TableName=self.table,
+            Key={"pk": {"S": name}, "sk": {"S": _POINTER}},
+            ConsistentRead=True,
         )
         return int(r["Item"]["production"]["N"]) if "Item" in r else None

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aibackend.errors import ModelLoadError, ModelNotFound
+from aibackend.errors import ModelLoadError, ModelNotFoundError
 from aibackend.models.card import ARTIFACT_FILES, MODEL_FILE, ModelCard, sha256_file
 from aibackend.ports import ModelVersion, ObjectStore
 
@@ -68,7 +68,9 @@ class RegistryBase(ABC):
                 else (source_dir / fname).read_bytes()
             )
             ctype = "application/json" if fname.endswith(".json") else "application/octet-stream"
-            self.store.put(prefix + fname, data, content_type=ctype, metadata={"sha256": card.sha256})
+            self.store.put(
+                prefix + fname, data, content_type=ctype, metadata={"sha256": card.sha256}
+            )
         mv = ModelVersion(
             name=card.name,
             version=version,
@@ -84,7 +86,9 @@ class RegistryBase(ABC):
         mv = self._get_record(name, version)
         if mv is None:
             known = [v.version for v in self.list_versions(name)]
-            raise ModelNotFound(f"model {name!r} has no version {version} (known: {known or 'none'})")
+            raise ModelNotFoundError(
+                f"model {name!r} has no version {version} (known: {known or 'none'})"
+            )
         return mv
 
     def set_production(self, name: str, version: int) -> None:

@@ -12,10 +12,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from aibackend.adapters.base import RegistryBase
-from aibackend.errors import InvalidKey, ObjectNotFound
+from aibackend.errors import InvalidKeyError, ObjectNotFoundError
 from aibackend.ports import ModelVersion, ObjectInfo, ObjectStore
 
 _META_DIR = ".aib-meta"
@@ -25,14 +25,16 @@ _MAX_KEY = 1024
 def validate_key(key: str) -> str:
     """Refuse keys that are empty, absolute, escape the bucket or hit our metadata folder."""
     if not key or len(key.encode()) > _MAX_KEY:
-        raise InvalidKey(f"object key must be 1 to {_MAX_KEY} bytes, got {len(key.encode())}")
+        raise InvalidKeyError(f"object key must be 1 to {_MAX_KEY} bytes, got {len(key.encode())}")
     if "\\" in key or "\x00" in key:
-        raise InvalidKey(f"object key {key!r} contains a backslash or NUL byte")
-    p = PurePosixPath(key)
-    if p.is_absolute() or any(part in ("..", ".") for part in p.parts) or key.endswith("/"):
-        raise InvalidKey(f"object key {key!r} must be relative, without '.' or '..' segments")
-    if p.parts[0] == _META_DIR:
-        raise InvalidKey(f"object key {key!r} uses the reserved prefix {_META_DIR}/")
+        raise InvalidKeyError(f"object key {key!r} contains a backslash or NUL byte")
+    segments = key.split("/")
+    if key.startswith("/") or any(s in ("", ".", "..") for s in segments):
+        raise InvalidKeyError(
+            f"object key {key!r} must be relative, without empty, '.' or '..' segments"
+        )
+    if segments[0] == _META_DIR:
+        raise InvalidKeyError(f"object key {key!r} uses the reserved prefix {_META_DIR}/")
     return key
 
 
@@ -69,7 +71,7 @@ class LocalObjectStore:
         """Filesystem path of an object (local only: lets the model loader skip a copy)."""
         p = self._path(key)
         if not p.is_file():
-            raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist")
+            raise ObjectNotFoundError(f"s3://{self.bucket}/{key} does not exist")
         return p
 
     def put(
@@ -91,16 +93,16 @@ class LocalObjectStore:
         try:
             return self._path(key).read_bytes()
         except (FileNotFoundError, IsADirectoryError) as e:
-            raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist") from e
+            raise ObjectNotFoundError(f"s3://{self.bucket}/{key} does not exist") from e
 
     def head(self, key: str) -> ObjectInfo:
         path = self._path(key)
         try:
             st = path.stat()
         except FileNotFoundError as e:
-            raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist") from e
+            raise ObjectNotFoundError(f"s3://{self.bucket}/{key} does not exist") from e
         if not path.is_file():
-            raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist")
+            raise ObjectNotFoundError(f"s3://{self.bucket}/{key} does not exist")
         meta: dict[str, object] = {}
         mp = self._meta_path(key)
         if mp.is_file() and mp.stat().st_mtime_ns <= st.st_mtime_ns:
@@ -271,4 +273,3 @@ class SqliteModelRegistry(RegistryBase):
 
     def close(self) -> None:
         self._conn.close()
-

@@ -1,0 +1,52 @@
+# One target per habit. Everything runs from the project's own virtual environment (.venv).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: dev install test test-fast lint format typecheck bench synth clean
+
+## dev: set everything up, train the demo models if missing, serve every function on :8000
+dev: install
+	$(BIN)/aib dev
+
+## install: create .venv and install the project with all extras (editable)
+install: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[local,train,infra,dev]'
+	touch $@
+
+## test: lint, type-check and the whole suite (unit, integration, infra; slow ones included)
+test: install lint typecheck
+	$(BIN)/pytest
+
+## test-fast: everything but the tests marked slow
+test-fast: install
+	$(BIN)/pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: install
+	$(BIN)/mypy
+
+## bench: cold start, warm latency and throughput; JSON under bench/results/
+bench: install
+	$(BIN)/python tests/bench/bench_fraud.py
+
+## synth: synthesize the CDK app into cdk.out/ (layers bundled locally, no Docker)
+synth: install
+	$(BIN)/python app.py
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

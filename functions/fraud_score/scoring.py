@@ -1,0 +1,73 @@
+"""Fraud scoring logic: typed in, typed out; no HTTP, no AWS."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aibackend.fraud.features import transactions_matrix
+from aibackend.fraud.schema import Transaction
+from aibackend.models.runtime import LoadedModel
+
+MAX_BATCH = 1000
+
+
+class Settings(BaseModel):
+    """This function's settings, read once from its environment (function.toml [environment])."""
+
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        raw = os.environ.get("FRAUD_THRESHOLD")
+        return cls() if raw is None else cls(threshold=raw)  # type: ignore[arg-type]
+
+
+class ScoreBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transactions: Annotated[list[Transaction], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+
+
+class Score(BaseModel):
+    inference_id: str
+    transaction_id: str | None
+    score: Annotated[float, Field(ge=0, le=1, description="Probability of fraud")]
+    decision: Literal["decline", "approve"]
+
+
+class ScoreResponse(BaseModel):
+    request_id: str
+    model: ModelRef
+    threshold: float
+    results: list[Score]
+
+
+def score(
+    txns: list[Transaction], model: LoadedModel, settings: Settings, request_id: str
+) -> ScoreResponse:
+    """Score a batch in one `session.run`; decision = decline at or above the threshold."""
+    probs = model.predict_proba(transactions_matrix(txns))
+    t = settings.threshold
+    return ScoreResponse(
+        request_id=request_id,
+        model=ModelRef(name=model.name, version=model.version),
+        threshold=t,
+        results=[
+            Score(
+                inference_id=uuid.uuid4().hex,
+                transaction_id=txn.transaction_id,
+                score=round(float(p), 6),
+                decision="decline" if p >= t else "approve",
+            )
+            for txn, p in zip(txns, probs, strict=True)
+        ],
+    )

@@ -1,0 +1,137 @@
+"""HTTP edge helpers: RFC 9457 problem details for every error a FastAPI service returns.
+
+Logic raises `AibError`s; only this module turns them (and FastAPI's validation errors) into
+`application/problem+json` responses that say what to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from aibackend.errors import AibError
+
+PROBLEM_JSON = "application/problem+json"
+_log = logging.getLogger(__name__)
+
+#: Location segments that are pydantic union tags, not field names.
+_TAGS = {"single", "batch"}
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """`("body", "batch", "transactions", 3, "amount")` -> `transactions[3].amount`."""
+    out = ""
+    for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part not in _TAGS:
+            out += f".{part}" if out else str(part)
+    return out or str(loc[0] if loc else "body")
+
+
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    out = []
+    for e in errors:
+        item = {"field": field_path(e.get("loc", ())), "message": e.get("msg", "invalid")}
+        if e.get("type") == "json_invalid":
+            item["field"] = "body"
+        out.append(item)
+    return out
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Register handlers so every error leaves the app as `application/problem+json`."""
+
+    async def on_validation(request: Request, exc: Exception) -> ProblemResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = validation_errors(exc.errors())
+        fields = ", ".join(sorted({e["field"] for e in errors}))
+        return problem(
+            422,
+            "Invalid request",
+            f"{len(errors)} invalid field(s): {fields}",
+            instance=request.url.path,
+            errors=errors,
+        )
+
+    async def on_http(request: Request, exc: Exception) -> ProblemResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return problem(
+            exc.status_code,
+            _title(exc.status_code),
+            str(exc.detail),
+            instance=request.url.path,
+            headers=dict(exc.headers or {}),
+        )
+
+    async def on_aib(request: Request, exc: Exception) -> ProblemResponse:
+        assert isinstance(exc, AibError)
+        return problem(exc.status, exc.title, str(exc), instance=request.url.path)
+
+    async def on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
+        _log.exception("unhandled error on %s", request.url.path)
+        return problem(
+            500,
+            "Internal error",
+            "The service failed unexpectedly; retry later and report the request id if it persists",
+            instance=request.url.path,
+        )
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(AibError, on_aib)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def request_id(request: Request) -> str:
+    """API Gateway's request id (also set by the local gateway), else the caller's, else new."""
+    event = request.scope.get("aws.event") or {}
+    rid = (event.get("requestContext") or {}).get("requestId")
+    if rid:
+        return str(rid)
+    header = request.headers.get("x-request-id")
+    if header:
+        return header
+    import uuid
+
+    return str(uuid.uuid4())

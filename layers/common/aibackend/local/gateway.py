@@ -1,0 +1,150 @@
+"""The local API Gateway: HTTP requests -> REST proxy events -> the same Lambda handlers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route as StarletteRoute
+
+from aibackend.catalog import Catalog, Route
+from aibackend.local.apigw import RouteTemplate, build_event, parse_response
+from aibackend.local.host import FunctionHost
+
+log = logging.getLogger("aib.gateway")
+PROBLEM = "application/problem+json"
+
+
+def _problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+@dataclass(frozen=True)
+class Binding:
+    template: RouteTemplate
+    route: Route
+    host: FunctionHost
+
+
+class RouteTable:
+    """Routes of every function; literal segments win over `{param}` ones, like API Gateway."""
+
+    def __init__(self, bindings: list[Binding]) -> None:
+        self.bindings = sorted(
+            bindings, key=lambda b: (b.template.resource.count("{"), -len(b.template.resource))
+        )
+
+    def match(self, method: str, path: str) -> tuple[Binding | None, dict[str, str], list[str]]:
+        allowed: list[str] = []
+        for b in self.bindings:
+            params = b.template.match(path)
+            if params is None:
+                continue
+            if b.route.method == method:
+                return b, params, []
+            allowed.append(b.route.method)
+        return None, {}, allowed
+
+
+def build_gateway(
+    catalog: Catalog,
+    hosts: dict[str, FunctionHost],
+    *,
+    health: Callable[[], dict[str, Any]],
+) -> Starlette:
+    table = RouteTable(
+        [
+            Binding(RouteTemplate(r.method, r.path), r, hosts[spec.name])
+            for spec, r in catalog.routes()
+        ]
+    )
+
+    async def dispatch(request: Request) -> Response:
+        path = request.url.path
+        binding, params, allowed = table.match(request.method, path)
+        if binding is None:
+            if allowed:
+                allow = ", ".join(sorted(allowed))
+                return _problem(
+                    405,
+                    "Method not allowed",
+                    f"{request.method} is not declared for {path}; use {allow}",
+                    headers={"Allow": allow},
+                )
+            return _problem(404, "Not found", f"no function declares a route for {path}")
+        body = await request.body()
+        event = build_event(
+            method=request.method,
+            path=path,
+            resource=binding.route.path,
+            path_parameters=params,
+            headers=request.headers.items(),
+            query=request.query_params.multi_items(),
+            body=body,
+            source_ip=request.client.host if request.client else "127.0.0.1",
+        )
+        rid = event["requestContext"]["requestId"]
+        host = binding.host
+        t0 = time.perf_counter()
+        try:
+            with anyio.fail_after(host.spec.timeout_s):
+                result = await anyio.to_thread.run_sync(
+                    host.invoke, event, rid, abandon_on_cancel=True
+                )
+        except TimeoutError:
+            log.error("function %s timed out after %s s", host.spec.name, host.spec.timeout_s)
+            return _problem(
+                504,
+                "Function timed out",
+                f"{host.spec.name} ran past its timeout_s = {host.spec.timeout_s} (function.toml)",
+                request_id=rid,
+            )
+        except Exception as e:  # a failing function must never take the gateway down
+            log.exception("function %s failed", host.spec.name)
+            return _problem(
+                502,
+                "Function error",
+                f"{host.spec.name} raised {type(e).__name__}: {e}",
+                request_id=rid,
+            )
+        try:
+            status, headers, payload = parse_response(result)
+        except ValueError as e:
+            return _problem(502, "Malformed function response", str(e), request_id=rid)
+        headers.append(("x-amzn-requestid", rid))
+        log.debug(
+            "%s %s -> %s in %.1f ms",
+            request.method,
+            path,
+            status,
+            (time.perf_counter() - t0) * 1000,
+        )
+        resp = Response(payload, status_code=status)
+        resp.raw_headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in headers
+            if k.lower() != "content-length"
+        ] + [(b"content-length", str(len(payload)).encode())]
+        return resp
+
+    async def health_route(request: Request) -> Response:
+        return Response(json.dumps(health(), indent=2), media_type="application/json")
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    return Starlette(
+        routes=[
+            StarletteRoute("/health", health_route, methods=["GET"]),
+            StarletteRoute("/{path:path}", dispatch, methods=methods),
+        ]
+    )

@@ -1,0 +1,95 @@
+"""Hosts one function in this process: imports its package and calls its Lambda handler."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from aibackend.catalog import FunctionSpec
+from aibackend.errors import ConfigError
+from aibackend.local.context import LocalLambdaContext
+from aibackend.models.runtime import pinned_version
+
+log = logging.getLogger("aib.runtime")
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def check_environments(specs: Iterable[FunctionSpec]) -> None:
+    """In one process, functions share `os.environ`: refuse conflicting values."""
+    owner: dict[str, tuple[str, str]] = {}
+    for s in specs:
+        for k, v in s.environment.items():
+            prev = owner.setdefault(k, (s.name, v))
+            if prev[1] != v:
+                raise ConfigError(
+                    f"functions {prev[0]!r} and {s.name!r} set {k} to different values "
+                    f"({prev[1]!r} vs {v!r}); they cannot share one process: rename the variable"
+                )
+
+
+class FunctionHost:
+    """A function's loaded code: the local analogue of one Lambda version."""
+
+    def __init__(self, spec: FunctionSpec) -> None:
+        self.spec = spec
+        self._handler: Handler | None = None
+        self._lock = threading.Lock()
+        self.loaded_at: float | None = None
+        self.models: dict[str, int | None] = {}
+        self.init_ms: float | None = None
+
+    def load(self) -> None:
+        """Import (or re-import) the function's package; INIT work such as model loads runs here."""
+        root = str(self.spec.directory.parent)
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        os.environ.update(self.spec.environment)
+        os.environ["POWERTOOLS_SERVICE_NAME"] = self.spec.name
+        pkg = self.spec.package
+        with self._lock:
+            stale = [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")]
+            saved = {m: sys.modules.pop(m) for m in stale}
+            t0 = time.perf_counter()
+            try:
+                module = importlib.import_module(self.spec.handler_module)
+            except BaseException:
+                sys.modules.update(saved)  # keep serving the previous version
+                raise
+            handler = getattr(module, self.spec.handler_attr, None)
+            if not callable(handler):
+                raise ConfigError(
+                    f"{self.spec.directory / 'function.toml'}: handler: "
+                    f"{self.spec.handler_module}.{self.spec.handler_attr} is not a function"
+                )
+            self._handler = handler
+            self.init_ms = (time.perf_counter() - t0) * 1000
+            self.loaded_at = time.time()
+            self.models = {m: pinned_version(m) for m in self.spec.models}
+        log.info(
+            "loaded function %s (models %s) in %.0f ms", self.spec.name, self.models, self.init_ms
+        )
+
+    def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any:
+        handler = self._handler
+        if handler is None:
+            raise RuntimeError(f"function {self.spec.name} is not loaded")
+        ctx = LocalLambdaContext(
+            function_name=self.spec.name,
+            memory_limit_in_mb=self.spec.memory_mb,
+            timeout_s=self.spec.timeout_s,
+        )
+        if request_id:
+            ctx.aws_request_id = request_id
+        return handler(event, ctx)
+
+
+def functions_on_path(root: Path) -> None:
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))

@@ -1,0 +1,102 @@
+"""Fixtures shared by every test layer: sample events and tiny model artifacts."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from aibackend.models.card import (
+    Baseline,
+    Feature,
+    ModelCard,
+    NumericStats,
+    TensorSpec,
+    TrainingData,
+    sha256_file,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """`events/<source>/<case>.json`, e.g. `load_event("apigw/fraud_score_single")`."""
+    data: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))
+    return copy.deepcopy(data)
+
+
+@pytest.fixture
+def event() -> Callable[[str], dict[str, Any]]:
+    return load_event
+
+
+def build_tiny_model(
+    folder: Path, *, name: str = "tiny", weights: tuple[float, ...] = (1.0, -2.0)
+) -> Path:
+    """A logistic-regression-shaped ONNX graph, `p = sigmoid(x @ w)`, as a full artifact folder."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    k = len(weights)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [k, 1], list(weights))
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    nodes = [
+        helper.make_node("MatMul", ["features", "w"], ["z"]),
+        helper.make_node("Sigmoid", ["z"], ["p1"]),
+        helper.make_node("Sub", ["one", "p1"], ["p0"]),
+        helper.make_node("Concat", ["p0", "p1"], ["probabilities"], axis=1),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, k])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2]),
+        ],
+        initializer=[w, one],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, folder / "model.onnx")
+    feats = tuple(Feature(name=f"x{i}", kind="numeric") for i in range(k))
+    ModelCard(
+        name=name,
+        task="binary_classification",
+        created_at=datetime.now(UTC),
+        sha256=sha256_file(folder / "model.onnx"),
+        features=feats,
+        inputs=(TensorSpec(name="features", dtype="float32", shape=(None, k)),),
+        outputs=(
+            TensorSpec(name="label", dtype="int64", shape=(None,)),
+            TensorSpec(name="probabilities", dtype="float32", shape=(None, 2)),
+        ),
+        classes=("neg", "pos"),
+        metrics={"roc_auc": 0.5},
+        training_data=TrainingData(fingerprint="0" * 64, rows=10, source="test"),
+        code_version="test",
+    ).write(folder)
+    stats = NumericStats(
+        count=10, mean=0, std=1, min=-1, max=1, quantiles=tuple(np.linspace(-1, 1, 11))
+    )
+    Baseline(rows=10, features={f.name: stats for f in feats}).write(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path: Path) -> Path:
+    return build_tiny_model(tmp_path / "artifact")
+
+
+@pytest.fixture
+def tiny_model_factory() -> Callable[..., Path]:
+    return build_tiny_model

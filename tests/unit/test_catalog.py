@@ -1,0 +1,90 @@
+"""Function declarations: validated, with errors that name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aibackend.catalog import Access, load_catalog, load_function
+from aibackend.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fn(root: Path, name: str, toml: str, handler: bool = True) -> Path:
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "function.toml").write_text(toml)
+    if handler:
+        (d / "handler.py").write_text("def handler(event, context):\n    return {}\n")
+    return d
+
+
+def test_the_project_catalog_declares_the_fraud_service() -> None:
+    cat = load_catalog(ROOT / "functions")
+    fraud = cat.get("fraud_score")
+    assert fraud.models == ("fraud",)
+    assert fraud.architecture == "arm64"
+    assert {(r.method, r.path) for r in fraud.routes} == {
+        ("POST", "/v1/fraud/score"),
+        ("GET", "/v1/fraud/model"),
+    }
+    assert all(r.access is Access.API_KEY for r in fraud.routes)
+    assert fraud.lambda_handler == "fraud_score.handler.handler"
+
+
+def test_a_route_without_access_is_refused_naming_file_and_field(tmp_path: Path) -> None:
+    d = _fn(tmp_path, "svc", '[[routes]]\nmethod = "GET"\npath = "/v1/x"\n')
+    with pytest.raises(ConfigError) as e:
+        load_function(d)
+    assert str(d / "function.toml") in str(e.value)
+    assert "routes.0.access: Field required" in str(e.value)
+
+
+def test_unknown_keys_and_bad_values_are_each_reported(tmp_path: Path) -> None:
+    d = _fn(tmp_path, "svc", 'memory_mb = 64\narchitecture = "sparc"\ntimout_s = 3\n')
+    with pytest.raises(ConfigError) as e:
+        load_function(d)
+    msg = str(e.value)
+    assert "memory_mb:" in msg
+    assert "architecture:" in msg
+    assert "timout_s: Extra inputs are not permitted" in msg
+
+
+def test_token_routes_need_scopes(tmp_path: Path) -> None:
+    d = _fn(tmp_path, "svc", '[[routes]]\nmethod = "GET"\npath = "/v1/x"\naccess = "token"\n')
+    with pytest.raises(ConfigError, match="needs at least one scope"):
+        load_function(d)
+
+
+def test_a_missing_handler_file_is_named(tmp_path: Path) -> None:
+    d = _fn(tmp_path, "svc", 'handler = "main.handler"\n', handler=False)
+    with pytest.raises(ConfigError, match=r"handler: .*main\.py does not exist"):
+        load_function(d)
+
+
+def test_invalid_toml_is_reported_with_the_file(tmp_path: Path) -> None:
+    d = _fn(tmp_path, "svc", "memory_mb = = 3\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_function(d)
+
+
+def test_two_functions_cannot_serve_the_same_route(tmp_path: Path) -> None:
+    route = '[[routes]]\nmethod = "GET"\npath = "/v1/x"\naccess = "api_key"\n'
+    _fn(tmp_path, "a", route)
+    _fn(tmp_path, "b", route)
+    with pytest.raises(ConfigError, match=r"GET /v1/x is already served by function 'a'"):
+        load_catalog(tmp_path)
+
+
+def test_path_parameters_are_accepted_and_garbage_paths_refused(tmp_path: Path) -> None:
+    ok = _fn(
+        tmp_path,
+        "ok",
+        '[[routes]]\nmethod = "GET"\npath = "/v1/users/{user_id}"\naccess = "api_key"\n',
+    )
+    assert load_function(ok).routes[0].path == "/v1/users/{user_id}"
+    bad = _fn(tmp_path, "bad", '[[routes]]\nmethod = "GET"\npath = "v1//x"\naccess = "api_key"\n')
+    with pytest.raises(ConfigError, match=r"routes\.0\.path"):
+        load_function(bad)
