@@ -100,3 +100,14 @@ def tiny_model_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_model_factory() -> Callable[..., Path]:
     return build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def fraud_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state folder holding a trained fraud model set as production (trained once a session)."""
+    from aibackend.settings import PlatformSettings
+    from aibackend.training.local import train_local
+
+    state = tmp_path_factory.mktemp("fraud-state")
+    train_local("fraud", PlatformSettings(state_dir=state), echo=lambda _line: None)
+    return state

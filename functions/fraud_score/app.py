@@ -37,6 +37,11 @@ app = FastAPI(
     title="Fraud scoring",
     version="1",
     description="Scores card transactions with the production fraud model.",
+    # Served under the function's own prefix so API Gateway can route it; `aib dev` merges
+    # every function's document into /openapi.json.
+    openapi_url="/v1/fraud/openapi.json",
+    docs_url=None,
+    redoc_url=None,
 )
 install_problem_handlers(app)
 

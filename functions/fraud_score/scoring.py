@@ -65,7 +65,7 @@ def score(
             Score(
                 inference_id=uuid.uuid4().hex,
                 transaction_id=txn.transaction_id,
-                score=round(float(p), 6),
+                score=float(p),
                 decision="decline" if p >= t else "approve",
             )
             for txn, p in zip(txns, probs, strict=True)

@@ -21,6 +21,8 @@ from aibackend.local.host import FunctionHost
 
 log = logging.getLogger("aib.gateway")
 PROBLEM = "application/problem+json"
+#: A function that declares `GET <prefix>/openapi.json` contributes to the merged /openapi.json.
+OPENAPI = "openapi.json"
 
 
 def _problem(
@@ -141,10 +143,41 @@ def build_gateway(
     async def health_route(request: Request) -> Response:
         return Response(json.dumps(health(), indent=2), media_type="application/json")
 
+    docs = [b for b in table.bindings if b.route.method == "GET" and b.route.path.endswith(OPENAPI)]
+
+    async def openapi_route(request: Request) -> Response:
+        """Every function's own OpenAPI document, merged (paths and component schemas)."""
+        merged: dict[str, Any] = {
+            "openapi": "3.1.0",
+            "info": {"title": "aibackend (local)", "version": "1"},
+            "paths": {},
+            "components": {"schemas": {}},
+        }
+        for b in docs:
+            event = build_event(
+                method="GET",
+                path=b.route.path,
+                resource=b.route.path,
+                path_parameters=None,
+                headers=request.headers.items(),
+                query=(),
+                body=b"",
+            )
+            status, _, payload = parse_response(
+                await anyio.to_thread.run_sync(b.host.invoke, event, None)
+            )
+            if status != 200:
+                continue
+            doc = json.loads(payload)
+            merged["paths"].update(doc.get("paths", {}))
+            merged["components"]["schemas"].update(doc.get("components", {}).get("schemas", {}))
+        return Response(json.dumps(merged), media_type="application/json")
+
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     return Starlette(
         routes=[
             StarletteRoute("/health", health_route, methods=["GET"]),
+            StarletteRoute(f"/{OPENAPI}", openapi_route, methods=["GET"]),
             StarletteRoute("/{path:path}", dispatch, methods=methods),
         ]
     )
