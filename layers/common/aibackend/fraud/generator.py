@@ -90,9 +90,11 @@ _CAT_SIGMA = np.array([_LEGIT[c][2] for c in MERCHANT_CATEGORIES])
 _CAT_PRESENT = np.array([_LEGIT[c][3] for c in MERCHANT_CATEGORIES])
 
 # Hour-of-day profiles (local time): day shoppers and night-shift workers.
-_DAY_HOURS = np.array(
-    [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.5, 3, 4.5, 5, 5.5, 6.5, 7.5, 7, 6.5, 6.5, 7, 7.5, 7.5, 7, 6, 4.5]
-    + [3, 1.8]
+_DAY_HOURS = np.concatenate(
+    [
+        [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.5, 3, 4.5, 5, 5.5, 6.5],  # 00-11
+        [7.5, 7, 6.5, 6.5, 7, 7.5, 7.5, 7, 6, 4.5, 3, 1.8],  # 12-23
+    ]
 )
 _NIGHT_HOURS = np.roll(_DAY_HOURS, 11)
 _ODD_HOURS = np.array(
@@ -144,10 +146,11 @@ def generate_transactions(
     start: datetime | None = None,
     n_cards: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """`n` transactions over `SPAN_DAYS` days from `start`, about `fraud_rate` of them fraud.
+    """`n` transactions, about `fraud_rate` of them fraud, sorted by time.
 
-    Deterministic for a given (`n`, `seed`, `fraud_rate`, `start`, `n_cards`). `n_cards`
-    defaults to one card per 15 transactions. See the module docstring for the columns.
+    Local times fall on the `SPAN_DAYS` calendar days from `start`'s UTC date (default
+    `DEFAULT_START`). Deterministic for given arguments. `n_cards` defaults to one card per 15
+    transactions. See the module docstring for the columns.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -241,7 +244,8 @@ def generate_transactions(
     u = rng.random(nf)
 
     def where(k: int) -> np.ndarray:
-        return fi[pattern[fi] == k]
+        rows: np.ndarray = fi[pattern[fi] == k]
+        return rows
 
     # card testing: small online amounts in bursts.
     ix = where(1)
@@ -299,6 +303,7 @@ def generate_transactions(
     ):
         keep = stealth[rng.random(stealth.size) < 0.6]
         col[keep] = usual[keep]
+    count_24h = np.maximum(count_24h, count_1h)  # the last hour is part of the last day
     # --- money, currency, unknown averages ----------------------------------------------
     cur = card_cur[card]
     foreign = np.flatnonzero(mismatch & (rng.random(n) < 0.8))
@@ -313,9 +318,8 @@ def generate_transactions(
 
     # --- time and order ----------------------------------------------------------------
     hour = np.mod(hour, 24)
-    local_day0 = (start_utc + np.timedelta64(0, "s")).astype("datetime64[D]")
     local = (
-        local_day0
+        start_utc.astype("datetime64[D]")
         + day.astype("timedelta64[D]")
         + (hour * 3600 + sec_of_hour).astype("timedelta64[s]")
     ).astype("datetime64[s]")
