@@ -109,5 +109,5 @@ def fraud_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from aibackend.training.local import train_local
 
     state = tmp_path_factory.mktemp("fraud-state")
-    train_local("fraud", PlatformSettings(state_dir=state), echo=lambda _line: None)
+    train_local("fraud", PlatformSettings(state_dir=state), rows=200_000, echo=lambda _line: None)
     return state

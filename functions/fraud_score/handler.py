@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -9,6 +10,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
 from .app import app, logger, metrics
+
+# GET routes record no metrics by design; Powertools would warn about that on every call.
+warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
 
 # lifespan="off": otherwise Mangum runs the ASGI lifespan on every invocation.
 _asgi = Mangum(app, lifespan="off")

@@ -84,7 +84,10 @@ def test_served_scores_equal_an_offline_onnxruntime_session_exactly(
     # THEN the scores are bit-for-bit those of a plain onnxruntime session on the same features
     version = runtime.hosts["fraud_score"].models["fraud"]
     model_path = runtime.settings.state_dir / "buckets" / "models" / "fraud" / str(version) / "model.onnx"
-    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    # Same thread count as the service: a multi-threaded tree ensemble sums in another order.
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
     x = matrix(cols)  # the generator's own columns: no JSON, no pydantic on this side
     offline = sess.run(None, {sess.get_inputs()[0].name: x})[-1][:, 1].astype(np.float64)
     np.testing.assert_array_equal(served, offline)

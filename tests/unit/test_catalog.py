@@ -29,6 +29,7 @@ def test_the_project_catalog_declares_the_fraud_service() -> None:
     assert {(r.method, r.path) for r in fraud.routes} == {
         ("POST", "/v1/fraud/score"),
         ("GET", "/v1/fraud/model"),
+        ("GET", "/v1/fraud/openapi.json"),
     }
     assert all(r.access is Access.API_KEY for r in fraud.routes)
     assert fraud.lambda_handler == "fraud_score.handler.handler"

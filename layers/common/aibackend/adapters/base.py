@@ -6,27 +6,9 @@ from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aibackend.errors import ModelLoadError, ModelNotFoundError
-from aibackend.models.card import ARTIFACT_FILES, MODEL_FILE, ModelCard, sha256_file
+from aibackend.errors import ModelNotFoundError
+from aibackend.models.card import ARTIFACT_FILES, check_artifact
 from aibackend.ports import ModelVersion, ObjectStore
-
-
-def check_artifact(folder: Path) -> ModelCard:
-    """Validate an artifact folder before it is registered or served."""
-    missing = [f for f in ARTIFACT_FILES if not (folder / f).is_file()]
-    if missing:
-        raise ModelLoadError(
-            f"{folder}: missing {', '.join(missing)}; a model version folder needs "
-            f"{', '.join(ARTIFACT_FILES)} (train it with `aib train <model>`)"
-        )
-    card = ModelCard.read(folder)
-    actual = sha256_file(folder / MODEL_FILE)
-    if actual != card.sha256:
-        raise ModelLoadError(
-            f"{folder / MODEL_FILE}: sha256 {actual[:12]}... does not match model.json "
-            f"({card.sha256[:12]}...); the file was changed or truncated, re-download or retrain it"
-        )
-    return card
 
 
 class RegistryBase(ABC):

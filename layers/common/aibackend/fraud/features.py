@@ -9,6 +9,7 @@ order.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -88,28 +89,44 @@ RAW_COLUMNS: tuple[str, ...] = (
     "merchant_category",
 )
 
-_MERCHANT_CODE = {c: i for i, c in enumerate(MERCHANT_CATEGORIES)}
-_CURRENCY_CODE = {c: i for i, c in enumerate(CURRENCIES)}
+
+
+class _Vocab:
+    """Category -> index lookups, vectorized for numpy string columns."""
+
+    def __init__(self, categories: tuple[str, ...]) -> None:
+        self.index = {c: i for i, c in enumerate(categories)}
+        order = np.argsort(np.array(categories))
+        self.sorted = np.array(categories)[order]
+        self.codes = order.astype(np.float64)
+
+    def codes_of(self, values: Sequence[Any]) -> np.ndarray:
+        """Index per value as float64; NaN where the value is not in the vocabulary."""
+        if isinstance(values, np.ndarray) and values.dtype.kind == "U":
+            pos = np.searchsorted(self.sorted, values).clip(0, len(self.sorted) - 1)
+            return np.where(self.sorted[pos] == values, self.codes[pos], np.nan)
+        # map(dict.get) runs in C; numpy turns the None of unknown values into NaN.
+        return np.array(list(map(self.index.get, values)), dtype=np.float64)
+
+
+_MERCHANTS = _Vocab(MERCHANT_CATEGORIES)
+_CURRENCIES = _Vocab(CURRENCIES)
 _RATES = np.array([CURRENCY_TO_EUR[c] for c in CURRENCIES], dtype=np.float64)
-
-
-def _codes(values: Sequence[str] | np.ndarray, vocab: dict[str, int]) -> np.ndarray:
-    # Unseen categories get -1: the trees send them down the "missing" branch.
-    get = vocab.get
-    return np.fromiter((get(v, -1) for v in values), dtype=np.int64, count=len(values))
 
 
 def matrix(cols: Mapping[str, Any]) -> np.ndarray:
     """Raw columns -> float32 model input, shape (n, len(FEATURES))."""
     amount = np.asarray(cols["amount"], dtype=np.float64)
     n = amount.shape[0]
-    cur = _codes(cols["currency"], _CURRENCY_CODE)
-    if (cur < 0).any():
-        bad = sorted({str(c) for c, k in zip(cols["currency"], cur, strict=True) if k < 0})
+    cur = _CURRENCIES.codes_of(cols["currency"])
+    unknown = np.isnan(cur)
+    if unknown.any():
+        bad = sorted({str(c) for c, u in zip(cols["currency"], unknown, strict=True) if u})
         raise ValueError(f"unsupported currency {bad}; supported: {', '.join(CURRENCIES)}")
-    avg = np.asarray(cols["avg_amount_30d"], dtype=np.float64)  # NaN where unknown
+    # None (unknown average) becomes NaN here, and the ratio falls back to 1.
+    avg = np.asarray(cols["avg_amount_30d"], dtype=np.float64)
     out = np.empty((n, len(FEATURES)), dtype=np.float32)
-    out[:, 0] = amount * _RATES[cur]
+    out[:, 0] = amount * _RATES[cur.astype(np.intp)]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = amount / avg
     out[:, 1] = np.where(np.isfinite(ratio), ratio, 1.0)
@@ -119,27 +136,32 @@ def matrix(cols: Mapping[str, Any]) -> np.ndarray:
     out[:, 5] = np.asarray(cols["country_mismatch"], dtype=np.float32)
     out[:, 6] = np.asarray(cols["txn_count_1h"], dtype=np.float32)
     out[:, 7] = np.asarray(cols["txn_count_24h"], dtype=np.float32)
-    out[:, 8] = _codes(cols["merchant_category"], _MERCHANT_CODE)
+    # An unseen merchant category is a missing value (NaN): the trees' missing-value branch
+    # takes it, the same in scikit-learn and in the exported graph.
+    out[:, 8] = _MERCHANTS.codes_of(cols["merchant_category"])
     out[:, 9] = cur
     return out
 
 
-def columns_from_transactions(txns: Sequence[Any]) -> dict[str, list[Any]]:
-    """Columns from `Transaction` objects (one pass per column; no per-row dicts)."""
-    return {
-        "amount": [t.amount for t in txns],
-        "currency": [t.currency for t in txns],
-        "avg_amount_30d": [
-            float("nan") if t.avg_amount_30d is None else t.avg_amount_30d for t in txns
-        ],
-        "hour": [t.timestamp.hour for t in txns],
-        "card_age_days": [t.card_age_days for t in txns],
-        "card_present": [t.card_present for t in txns],
-        "country_mismatch": [t.country_mismatch for t in txns],
-        "txn_count_1h": [t.txn_count_1h for t in txns],
-        "txn_count_24h": [t.txn_count_24h for t in txns],
-        "merchant_category": [t.merchant_category for t in txns],
-    }
+_ROW = attrgetter(
+    "amount",
+    "currency",
+    "avg_amount_30d",
+    "timestamp.hour",
+    "card_age_days",
+    "card_present",
+    "country_mismatch",
+    "txn_count_1h",
+    "txn_count_24h",
+    "merchant_category",
+)
+
+
+def columns_from_transactions(txns: Sequence[Any]) -> dict[str, tuple[Any, ...]]:
+    """Columns from `Transaction` objects: one C-level getter per row, then a transpose."""
+    if not txns:
+        return {c: () for c in RAW_COLUMNS}
+    return dict(zip(RAW_COLUMNS, zip(*map(_ROW, txns), strict=True), strict=True))
 
 
 def transactions_matrix(txns: Sequence[Any]) -> np.ndarray:

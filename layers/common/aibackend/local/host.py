@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import os
@@ -19,6 +20,14 @@ from aibackend.models.runtime import pinned_version
 
 log = logging.getLogger("aib.runtime")
 Handler = Callable[[dict[str, Any], Any], Any]
+_thread = threading.local()
+
+
+def _ensure_event_loop() -> None:
+    """Give a worker thread the event loop Lambda's main thread has (Mangum asks for one)."""
+    if getattr(_thread, "loop", None) is None:
+        _thread.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_thread.loop)
 
 
 def check_environments(specs: Iterable[FunctionSpec]) -> None:
@@ -87,6 +96,7 @@ class FunctionHost:
         )
         if request_id:
             ctx.aws_request_id = request_id
+        _ensure_event_loop()
         return handler(event, ctx)
 
 

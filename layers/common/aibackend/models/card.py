@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from aibackend.errors import ModelLoadError
+
 MODEL_FILE = "model.onnx"
 CARD_FILE = "model.json"
 BASELINE_FILE = "baseline.json"
@@ -23,7 +25,7 @@ class Feature(BaseModel):
     """One input column, in the order the graph expects it.
 
     Numeric and boolean values pass through as float32; a categorical value becomes its index
-    in `categories` (an unseen value becomes -1, which the trees route like a missing value).
+    in `categories` (an unseen value becomes NaN, which tree models route as missing).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -135,3 +137,21 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def check_artifact(folder: Path) -> ModelCard:
+    """Validate an artifact folder (files present, sha256 matches) before it is used."""
+    missing = [f for f in ARTIFACT_FILES if not (folder / f).is_file()]
+    if missing:
+        raise ModelLoadError(
+            f"{folder}: missing {', '.join(missing)}; a model version folder needs "
+            f"{', '.join(ARTIFACT_FILES)} (train it with `aib train <model>`)"
+        )
+    card = ModelCard.read(folder)
+    actual = sha256_file(folder / MODEL_FILE)
+    if actual != card.sha256:
+        raise ModelLoadError(
+            f"{folder / MODEL_FILE}: sha256 {actual[:12]}... does not match model.json "
+            f"({card.sha256[:12]}...); the file was changed or truncated, re-download or retrain it"
+        )
+    return card

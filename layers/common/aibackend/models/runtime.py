@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from aibackend.adapters.base import check_artifact
 from aibackend.errors import ModelLoadError
-from aibackend.models.card import BASELINE_FILE, MODEL_FILE, ModelCard
+from aibackend.models.card import BASELINE_FILE, MODEL_FILE, ModelCard, check_artifact
 from aibackend.settings import PlatformSettings, model_version_env, platform_settings
 
 PROVIDERS = ("CPUExecutionProvider",)
