@@ -42,6 +42,12 @@ def cmd_functions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics(m: dict[str, float]) -> str:
+    return ", ".join(
+        f"{k}={int(v)}" if float(v).is_integer() else f"{k}={v:.4f}" for k, v in sorted(m.items())
+    )
+
+
 def _train(name: str, settings: PlatformSettings, args: argparse.Namespace | None = None) -> None:
     from aibackend.training.local import train_local
 
@@ -52,10 +58,8 @@ def _train(name: str, settings: PlatformSettings, args: argparse.Namespace | Non
         kwargs["seed"] = args.seed
         kwargs["promote"] = not args.no_promote
     mv = train_local(name, settings, **kwargs)  # type: ignore[arg-type]
-    m = mv.card.metrics
     print(
-        f"registered {name} v{mv.version}: "
-        + ", ".join(f"{k}={v:.4f}" for k, v in sorted(m.items()))
+        f"registered {name} v{mv.version}: {_metrics(mv.card.metrics)}"
         + (" (production)" if kwargs.get("promote", True) else "")
     )
 
@@ -77,8 +81,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             prod = reg.production(name)
             for v in reg.list_versions(name):
                 mark = "*" if prod and prod.version == v.version else " "
-                metrics = ", ".join(f"{k}={x:.4f}" for k, x in sorted(v.card.metrics.items()))
-                print(f"{mark} {name} v{v.version}  {v.registered_at:%Y-%m-%d %H:%M}  {metrics}")
+                when = f"{v.registered_at:%Y-%m-%d %H:%M}"
+                print(f"{mark} {name} v{v.version}  {when}  {_metrics(v.card.metrics)}")
         return 0
     if args.action == "show":
         version = args.version or (p.version if (p := reg.production(args.name)) else None)

@@ -1,0 +1,56 @@
+"""`aib` commands a newcomer types first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from aibackend.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _restore_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--state-dir` exports AIB_STATE_DIR for the process; undo it after each test.
+    monkeypatch.setenv("AIB_STATE_DIR", ".aib")
+
+
+def test_functions_lists_each_function_with_routes_access_and_models(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--functions", str(ROOT / "functions"), "functions"]) == 0
+    out = capsys.readouterr().out
+    assert "fraud_score  (python3.12, arm64, 1769 MB, 10 s)" in out
+    assert "http  POST   /v1/fraud/score  [api_key]" in out
+    assert "model fraud" in out
+
+
+def test_models_list_on_an_empty_state_says_how_to_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--state-dir", str(tmp_path), "models", "list"]) == 0
+    assert "train one with `aib train fraud`" in capsys.readouterr().out
+
+
+def test_promote_moves_the_pointer_and_refuses_unknown_versions(
+    tmp_path: Path,
+    tiny_model_factory: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from aibackend.adapters import model_registry
+    from aibackend.settings import PlatformSettings
+
+    reg = model_registry(PlatformSettings(state_dir=tmp_path))
+    reg.register(tiny_model_factory(tmp_path / "a", name="tiny"))
+    reg.register(tiny_model_factory(tmp_path / "b", name="tiny"))
+    assert main(["--state-dir", str(tmp_path), "models", "promote", "tiny", "2"]) == 0
+    assert reg.production("tiny").version == 2  # type: ignore[union-attr]
+    assert main(["--state-dir", str(tmp_path), "models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "* tiny v2" in out
+    assert "  tiny v1" in out
+    assert main(["--state-dir", str(tmp_path), "models", "promote", "tiny", "9"]) == 1
+    assert "has no version 9" in capsys.readouterr().err
