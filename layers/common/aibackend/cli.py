@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aibackend.catalog import Catalog, default_functions_dir, load_catalog
 from aibackend.errors import AibError
+from aibackend.ports import ModelRegistry
 from aibackend.settings import PlatformSettings
 
 
@@ -73,6 +74,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     from aibackend.adapters import model_registry
 
     reg = model_registry(_settings(args))
+    if args.action != "list" and not args.name:
+        print(f"aib models {args.action} needs a model NAME", file=sys.stderr)
+        return 2
     if args.action == "list":
         names = [args.name] if args.name else reg.list_models()
         if not names:
@@ -91,6 +95,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             return 1
         print(reg.get(args.name, version).card.model_dump_json(indent=2))
         return 0
+    if args.action == "push":
+        return _push(reg, args)
     if args.action == "promote":
         if args.version is None:
             print("promote needs a VERSION", file=sys.stderr)
@@ -99,6 +105,31 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{args.name}: production -> v{args.version}")
         return 0
     return 2
+
+
+def _push(local: ModelRegistry, args: argparse.Namespace) -> int:
+    """Publish a local version to the AWS registry and bucket (for a first deploy)."""
+    import tempfile
+
+    from aibackend.adapters import model_registry
+
+    if not args.bucket:
+        print("push needs --bucket (the AibModels stack output ModelBucketName)", file=sys.stderr)
+        return 2
+    version = args.version or (p.version if (p := local.production(args.name)) else None)
+    if version is None:
+        print(f"model {args.name!r} has no production version to push", file=sys.stderr)
+        return 1
+    remote = model_registry(
+        PlatformSettings(adapters="aws", model_bucket=args.bucket, registry_table=args.table)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        mv = remote.register(local.download(args.name, version, Path(tmp)))
+    print(f"pushed {args.name} local v{version} -> s3://{args.bucket}/{mv.prefix} as v{mv.version}")
+    if args.promote:
+        remote.set_production(args.name, mv.version)
+        print(f"{args.name}: AWS production -> v{mv.version}")
+    return 0
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -178,9 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     m = sub.add_parser("models", help="model registry")
-    m.add_argument("action", choices=["list", "show", "promote"])
+    m.add_argument("action", choices=["list", "show", "promote", "push"])
     m.add_argument("name", nargs="?")
     m.add_argument("version", nargs="?", type=int)
+    m.add_argument("--bucket", help="push: the model bucket on AWS")
+    m.add_argument("--table", default="aib-model-registry", help="push: registry table")
+    m.add_argument("--promote", action="store_true", help="push: also set AWS production")
     m.set_defaults(func=cmd_models)
 
     i = sub.add_parser("invoke", help="invoke a function's handler with an event file")
