@@ -1,0 +1,103 @@
+"""Build the CDK app from the function catalog: the one entry point for app.py and tests."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from aibackend.catalog import load_catalog
+from aibackend.errors import ConfigError
+from infra.config import InfraConfig
+from infra.model_versions import ResolvedVersion, resolve_model_versions
+from infra.stacks.models import ModelsStack
+from infra.stacks.services import ServicesStack
+
+MODELS_STACK = "AibModels"
+SERVICES_STACK = "AibServices"
+
+
+@dataclass(frozen=True)
+class AibApp:
+    app: cdk.App
+    models: ModelsStack
+    services: ServicesStack
+    #: Model name -> pinned version; empty when a version could not be resolved (see
+    #: `unresolved`, which then blocks deploying the services stack).
+    model_versions: Mapping[str, ResolvedVersion]
+    unresolved: str | None = None
+
+
+def cdk_json_context(project_root: Path) -> dict[str, Any]:
+    """`cdk.json`'s context (feature flags, defaults): the CLI passes it itself, but a plain
+    `python app.py` and the tests must synthesize with the same flags."""
+    path = project_root / "cdk.json"
+    if not path.is_file():
+        return {}
+    context: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")).get("context", {})
+    return context
+
+
+def build_app(
+    project_root: Path,
+    *,
+    context: Mapping[str, Any] | None = None,
+    outdir: str | None = None,
+    functions_dir: Path | None = None,
+) -> AibApp:
+    """Both stacks plus cdk-nag. `context` overrides cdk.json; the CLI's `-c` overrides both."""
+    app = cdk.App(outdir=outdir, context={**cdk_json_context(project_root), **(context or {})})
+    config = InfraConfig.from_node(app.node)
+    catalog = load_catalog(functions_dir or project_root / "functions")
+    env = cdk.Environment(
+        account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
+    )
+
+    models = ModelsStack(
+        app,
+        MODELS_STACK,
+        config=config,
+        env=env,
+        description="aibackend: model artifacts bucket and model registry table",
+    )
+
+    unresolved: str | None = None
+    try:
+        resolved = resolve_model_versions(
+            catalog.model_names, app.node.try_get_context, config, project_root
+        )
+    except ConfigError as e:
+        # AibModels must stay deployable before any model exists (models are pushed into
+        # it), so an unknown version blocks only AibServices: the CLI refuses to deploy a
+        # stack with an error annotation and prints it.
+        unresolved, resolved = str(e), {}
+
+    services = ServicesStack(
+        app,
+        SERVICES_STACK,
+        catalog=catalog,
+        layers_dir=project_root / "layers",
+        model_bucket=models.model_bucket,
+        registry_table=models.registry_table,
+        # 0 is never a registry version: a forced deploy of an unresolved pin fails loudly.
+        model_versions={
+            m: resolved[m].version if m in resolved else 0 for m in catalog.model_names
+        },
+        config=config,
+        env=env,
+        description="aibackend: Lambda layers, functions and the REST API",
+    )
+    if unresolved is not None:
+        cdk.Annotations.of(services).add_error(unresolved)
+    for r in resolved.values():
+        cdk.Annotations.of(services).add_info(f"model {r.model}: version {r.version} ({r.source})")
+
+    cdk.Tags.of(app).add("app", "aibackend")
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return AibApp(app, models, services, resolved, unresolved)

@@ -1,0 +1,1 @@
+"""Thin stacks: they compose constructs and do the grants that cross them."""

@@ -1,0 +1,122 @@
+"""`AibServices`: layers, one Lambda per declared function, and the REST API in front."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct, IConstruct
+
+from aibackend.catalog import Catalog
+from infra.config import InfraConfig
+from infra.constructs.api import Api
+from infra.constructs.layers import Layers
+from infra.constructs.service_function import FunctionSettings, ServiceFunction, SharedResources
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+class ServicesStack(cdk.Stack):
+    """Attributes: `layers`, `functions` (name -> ServiceFunction), `api`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        catalog: Catalog,
+        layers_dir: Path,
+        model_bucket: s3.IBucket,
+        registry_table: dynamodb.ITable,
+        model_versions: Mapping[str, int],
+        config: InfraConfig,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        retention = _retention(config.log_retention_days)
+        model_bucket = s3.Bucket.from_bucket_attributes(
+            self,
+            "ModelBucket",
+            bucket_arn=self._import(model_bucket, model_bucket.bucket_arn, "ModelBucketArn"),
+            bucket_name=self._import(model_bucket, model_bucket.bucket_name, "ModelBucketName"),
+        )
+        # Only the name crosses stacks (the table lives in this account and region).
+        registry_table = dynamodb.Table.from_table_name(
+            self,
+            "RegistryTable",
+            self._import(registry_table, registry_table.table_name, "RegistryTableName"),
+        )
+        self.layers = Layers(self, "Layers", layers_dir=layers_dir)
+        resources = SharedResources(
+            model_bucket=model_bucket,
+            registry_table=registry_table,
+            buckets={"models": model_bucket},
+            tables={"registry": registry_table},
+        )
+        settings = FunctionSettings(log_level=config.log_level, log_retention=retention)
+        self.functions = {
+            spec.name: ServiceFunction(
+                self,
+                _pascal(spec.name),
+                spec=spec,
+                functions_dir=catalog.root,
+                layers=self.layers,
+                resources=resources,
+                model_versions=model_versions,
+                settings=settings,
+            )
+            for spec in catalog.functions
+        }
+
+        self.api = Api(
+            self,
+            "Api",
+            stage_name=config.stage_name,
+            throttle_rate=config.api_throttle_rate,
+            throttle_burst=config.api_throttle_burst,
+            quota_per_day=config.api_quota_per_day,
+            waf_rate_limit=config.waf_rate_limit,
+            log_retention=retention,
+            account_role=config.apigw_account_role,
+        )
+        for spec, route in catalog.routes():
+            self.api.add_route(route, self.functions[spec.name].alias)
+
+        cdk.CfnOutput(self, "ApiUrl", value=self.api.stage.url_for_path("/"))
+        cdk.CfnOutput(self, "ApiKeyId", value=self.api.api_key.key_id)
+
+    def _import(self, owner: IConstruct, value: str, name: str) -> str:
+        """Reference another stack's attribute through an export named `<stack>-<name>`.
+
+        Named exports, unlike CDK's generated `ExportsOutput...<hash>` ones, survive construct
+        refactoring (a renamed export that is in use blocks a deployment) and give stable
+        cdk-nag finding ids.
+        """
+        producer = cdk.Stack.of(owner)
+        if producer is self:
+            return value
+        self.add_stack_dependency(producer)  # an import by name carries no dependency by itself
+        return producer.export_value(value, name=f"{producer.stack_name}-{name}")
+
+
+#: CloudWatch Logs accepts only these retention periods (days), in the enum's order.
+_RETENTION_DAYS = (
+    *(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827),
+    *(2192, 2557, 2922, 3288, 3653),
+)
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    """The shortest CloudWatch retention that keeps logs at least `days` days."""
+    finite = [r for r in logs.RetentionDays if r is not logs.RetentionDays.INFINITE]
+    for allowed, member in zip(_RETENTION_DAYS, finite, strict=True):
+        if allowed >= days:
+            return member
+    return finite[-1]

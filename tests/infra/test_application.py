@@ -1,0 +1,166 @@
+"""Building the app: declaration mistakes fail early and say where; missing pins block deploys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+
+from aibackend.errors import ConfigError
+from infra.application import build_app
+from infra.bundling import CopyPackageLayer, Platform, pip_install_args
+from infra.config import InfraConfig
+from infra.constructs.layers import COMMON_EXCLUDES
+
+ROOT = Path(__file__).resolve().parents[2]
+NO_BUNDLING = {"aws:cdk:bundling-stacks": []}
+
+WithModel = """
+memory_mb = 256
+models = ["fraud"]
+[resources.buckets]
+{bucket} = "read"
+"""
+
+
+def test_unknown_resource_name_fails_naming_the_declaration_and_entry(
+    functions_dir: Path, new_function: Callable[..., Path]
+) -> None:
+    # GIVEN a declaration that asks for a bucket nobody defines
+    toml = new_function(functions_dir, "scorer", WithModel.format(bucket="features"))
+    # WHEN the app is built
+    with pytest.raises(ConfigError) as err:
+        build_app(
+            ROOT,
+            context={**NO_BUNDLING, "model:fraud:version": "1"},
+            functions_dir=functions_dir,
+        )
+    # THEN the error names the file, the entry and what is known
+    msg = str(err.value)
+    assert str(toml) in msg
+    assert "resources.buckets" in msg
+    assert "'features'" in msg
+    assert "models" in msg  # the known bucket names
+
+
+def test_known_resource_name_builds(functions_dir: Path, new_function: Callable[..., Path]) -> None:
+    new_function(functions_dir, "scorer", WithModel.format(bucket="models"))
+    built = build_app(
+        ROOT, context={**NO_BUNDLING, "model:fraud:version": "1"}, functions_dir=functions_dir
+    )
+    assert set(built.services.functions) == {"scorer"}
+
+
+def test_unresolved_version_blocks_only_the_services_stack(
+    functions_dir: Path, new_function: Callable[..., Path], tmp_path: Path
+) -> None:
+    # GIVEN a function with a model and no way to find its version
+    new_function(functions_dir, "scorer", WithModel.format(bucket="models"))
+    # WHEN the app is built
+    built = build_app(
+        ROOT,
+        context={**NO_BUNDLING, "aib:state-dir": str(tmp_path / "empty")},
+        functions_dir=functions_dir,
+    )
+    # THEN AibServices carries the error (the CLI refuses to deploy it) and AibModels does not
+    assert built.unresolved is not None and "aib train fraud" in built.unresolved
+
+    def errors(stack: cdk.Stack) -> list[Any]:
+        return [m.data for m in stack.node.metadata if m.type == "aws:cdk:error"]
+
+    assert errors(built.services) == [built.unresolved]
+    assert errors(built.models) == []
+
+
+def test_bad_context_value_names_the_key() -> None:
+    app = cdk.App(context={"aib:log-retention-days": "0", "aib:registry": "gcp"})
+    with pytest.raises(ConfigError) as err:
+        InfraConfig.from_node(app.node)
+    assert "aib:log-retention-days" in str(err.value)
+    assert "aib:registry" in str(err.value)
+
+
+def test_string_context_values_are_coerced() -> None:
+    app = cdk.App(context={"aib:apigw-account-role": "false", "aib:waf-rate-limit": "500"})
+    config = InfraConfig.from_node(app.node)
+    assert config.apigw_account_role is False
+    assert config.waf_rate_limit == 500
+
+
+def test_common_layer_ships_the_package_without_training(tmp_path: Path) -> None:
+    # GIVEN the real aibackend package
+    package = ROOT / "layers" / "common" / "aibackend"
+    # WHEN the common layer is bundled locally
+    layer = CopyPackageLayer(package, COMMON_EXCLUDES)
+    assert layer.try_bundle(str(tmp_path), image=cdk.DockerImage.from_registry("unused"))
+    # THEN it sits under python/ (Lambda's layer path) and training code is left out
+    shipped = tmp_path / "python" / "aibackend"
+    assert (shipped / "catalog.py").is_file()
+    assert not (shipped / "training").exists()
+    assert not list(shipped.rglob("__pycache__"))
+
+
+def test_pip_fetches_binary_wheels_for_lambda_not_this_machine() -> None:
+    args = pip_install_args("req.txt", "/out/python", Platform("python3.12", "arm64"))
+    assert args[args.index("--python-version") + 1] == "3.12"
+    platforms = [args[i + 1] for i, a in enumerate(args) if a == "--platform"]
+    # onnxruntime's aarch64 wheels are manylinux_2_28 only, pydantic-core's manylinux_2_17
+    assert platforms[:2] == ["manylinux_2_28_aarch64", "manylinux_2_17_aarch64"]
+    assert "--only-binary=:all:" in args
+    assert args[-4:] == ["--target", "/out/python", "-r", "req.txt"]
+
+
+EVERY_GRANT = """
+models = ["fraud"]
+[[routes]]
+method = "GET"
+path = "/v1/things/{thing_id}"
+access = "public"
+[resources.buckets]
+models = "readwrite"
+[resources.tables]
+registry = "readwrite"
+"""
+
+
+@pytest.mark.slow
+def test_every_grant_kind_and_path_parameters_pass_cdk_nag(
+    functions_dir: Path, new_function: Callable[..., Path], tmp_path: Path
+) -> None:
+    # GIVEN a declaration using read/write grants, a public route and a {param} path
+    new_function(functions_dir, "things", EVERY_GRANT)
+    built = build_app(
+        ROOT,
+        context={**NO_BUNDLING, "model:fraud:version": "2"},
+        functions_dir=functions_dir,
+        outdir=str(tmp_path / "out"),
+    )
+    # WHEN synthesized (cdk-nag raises on any unacknowledged finding)
+    assembly = built.app.synth()
+    # THEN the route's path parameter is required and the route needs no key
+    template = assembly.get_stack_by_name("AibServices").template
+    (method,) = [
+        r for r in template["Resources"].values() if r["Type"] == "AWS::ApiGateway::Method"
+    ]
+    assert method["Properties"]["RequestParameters"] == {"method.request.path.thing_id": True}
+    assert method["Properties"]["ApiKeyRequired"] is False
+
+
+def test_declaration_cannot_override_platform_variables(
+    functions_dir: Path, new_function: Callable[..., Path]
+) -> None:
+    # GIVEN a declaration that tries to pin its own model version
+    toml = new_function(
+        functions_dir,
+        "scorer",
+        'models = ["fraud"]\n[environment]\nAIB_MODEL_FRAUD_VERSION = "9"\n',
+    )
+    with pytest.raises(ConfigError) as err:
+        build_app(
+            ROOT, context={**NO_BUNDLING, "model:fraud:version": "1"}, functions_dir=functions_dir
+        )
+    assert str(toml) in str(err.value)
+    assert "AIB_MODEL_FRAUD_VERSION" in str(err.value)

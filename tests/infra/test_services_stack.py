@@ -1,0 +1,227 @@
+"""AibServices: the fraud Lambda as function.toml declares it, its grants and the REST API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from aibackend.catalog import Access, load_catalog, load_function
+
+ROOT = Path(__file__).resolve().parents[2]
+FRAUD = load_function(ROOT / "functions" / "fraud_score")
+
+pytestmark = pytest.mark.slow
+
+
+def fraud_lambda(synth: Any) -> dict[str, Any]:
+    fns = synth.resources("AibServices", "AWS::Lambda::Function")
+    (fn,) = (f for f in fns.values() if f["Properties"]["Handler"] == FRAUD.lambda_handler)
+    props: dict[str, Any] = fn["Properties"]
+    return props
+
+
+def test_fraud_lambda_is_built_from_its_declaration(synth: Any) -> None:
+    # GIVEN functions/fraud_score/function.toml
+    # WHEN the app is synthesized
+    props = fraud_lambda(synth)
+    # THEN the function has the declared platform, size and handler
+    assert props["Architectures"] == ["arm64"] == [FRAUD.architecture]
+    assert props["Runtime"] == "python3.12" == FRAUD.runtime
+    assert props["MemorySize"] == FRAUD.memory_mb
+    assert props["Timeout"] == FRAUD.timeout_s
+    assert props["Handler"] == "fraud_score.handler.handler"
+    assert props["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_fraud_lambda_environment_pins_the_model_version(synth: Any) -> None:
+    env = fraud_lambda(synth)["Environment"]["Variables"]
+    assert env["AIB_MODEL_FRAUD_VERSION"] == "3"
+    assert env["AIB_ADAPTERS"] == "aws"
+    assert env["AIB_MODEL_BUCKET"] == {"Fn::ImportValue": "AibModels-ModelBucketName"}
+    assert env["AIB_REGISTRY_TABLE"] == {"Fn::ImportValue": "AibModels-RegistryTableName"}
+    assert env["POWERTOOLS_SERVICE_NAME"] == "fraud_score"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "aibackend"
+    assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+    for key, value in FRAUD.environment.items():
+        assert env[key] == value
+
+
+def test_fraud_lambda_gets_common_api_and_ml_layers(synth: Any) -> None:
+    layers = fraud_lambda(synth)["Layers"]
+    assert len(layers) == 3
+    by_id = synth.resources("AibServices", "AWS::Lambda::LayerVersion")
+    assert {ref["Ref"] for ref in layers} == set(by_id)
+    for layer in by_id.values():
+        assert "arm64" in layer["Properties"]["CompatibleArchitectures"]
+        assert "python3.12" in layer["Properties"]["CompatibleRuntimes"]
+    common = [v for v in by_id.values() if "shared library" in v["Properties"]["Description"]]
+    assert common[0]["Properties"]["CompatibleRuntimes"] == ["python3.12", "python3.13"]
+
+
+def test_fraud_lambda_logs_to_its_own_retained_log_group(synth: Any) -> None:
+    log_ref = fraud_lambda(synth)["LoggingConfig"]["LogGroup"]["Ref"]
+    group = synth.resources("AibServices", "AWS::Logs::LogGroup")[log_ref]
+    assert group["Properties"]["RetentionInDays"] == 30
+
+
+def test_live_alias_points_at_the_current_version(synth: Any) -> None:
+    synth.services.has_resource_properties(
+        "AWS::Lambda::Alias",
+        {"Name": "live", "FunctionVersion": {"Fn::GetAtt": [Match.any_value(), "Version"]}},
+    )
+
+
+def test_code_asset_holds_only_the_functions_own_folder(synth: Any) -> None:
+    # GIVEN the staged code asset of the fraud function (bundling skipped: a plain copy)
+    key = fraud_lambda(synth)["Code"]["S3Key"]
+    staged = synth.outdir / f"asset.{key.removesuffix('.zip')}"
+    # THEN it has the function's package and nothing else
+    assert [p.name for p in staged.iterdir()] == ["fraud_score"]
+    files = {p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()}
+    assert {"fraud_score/handler.py", "fraud_score/function.toml"} <= files
+    assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
+
+
+def statements(synth: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for policy in synth.resources("AibServices", "AWS::IAM::Policy").values():
+        out += policy["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def test_function_role_reads_the_model_prefix_of_the_model_bucket(synth: Any) -> None:
+    reads = [s for s in statements(synth) if s["Action"] == "s3:GetObject"]
+    assert reads == [
+        {
+            "Action": "s3:GetObject",
+            "Effect": "Allow",
+            "Resource": {
+                "Fn::Join": ["", [{"Fn::ImportValue": "AibModels-ModelBucketArn"}, "/fraud/*"]]
+            },
+        }
+    ]
+
+
+def test_function_role_reads_only_its_models_registry_items(synth: Any) -> None:
+    (ddb,) = [s for s in statements(synth) if "dynamodb:GetItem" in s["Action"]]
+    assert sorted(ddb["Action"]) == ["dynamodb:GetItem", "dynamodb:Query"]
+    assert ddb["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["fraud"]}}
+
+
+def test_no_function_uses_a_managed_policy(synth: Any) -> None:
+    for name, role in synth.resources("AibServices", "AWS::IAM::Role").items():
+        if "CloudWatchRole" in name:  # API Gateway's account role, acknowledged
+            continue
+        assert "ManagedPolicyArns" not in role["Properties"], name
+
+
+def method_paths(synth: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """(HTTP method, resource path) -> method properties, walking the resource tree."""
+    api_resources = synth.resources("AibServices", "AWS::ApiGateway::Resource")
+
+    def path_of(ref: Any) -> str:
+        if not isinstance(ref, dict) or "Ref" not in ref:  # the root resource (GetAtt)
+            return ""
+        res = api_resources[ref["Ref"]]["Properties"]
+        return f"{path_of(res['ParentId'])}/{res['PathPart']}"
+
+    return {
+        (m["Properties"]["HttpMethod"], path_of(m["Properties"]["ResourceId"]) or "/"): m[
+            "Properties"
+        ]
+        for m in synth.resources("AibServices", "AWS::ApiGateway::Method").values()
+    }
+
+
+def test_fraud_routes_require_an_api_key(synth: Any) -> None:
+    methods = method_paths(synth)
+    for key in (("POST", "/v1/fraud/score"), ("GET", "/v1/fraud/model")):
+        assert methods[key]["ApiKeyRequired"] is True, key
+        assert methods[key]["Integration"]["Type"] == "AWS_PROXY"
+        assert "RequestValidatorId" in methods[key]
+
+
+def test_every_declared_route_has_one_method_on_its_functions_alias(synth: Any) -> None:
+    methods = method_paths(synth)
+    catalog = load_catalog(ROOT / "functions")
+    declared = {(r.method, r.path): r for _, r in catalog.routes()}
+    assert set(methods) == set(declared)
+    for key, route in declared.items():
+        assert methods[key]["ApiKeyRequired"] is (route.access is not Access.PUBLIC)
+        uri = methods[key]["Integration"]["Uri"]["Fn::Join"][1]
+        assert any(isinstance(p, dict) and "Live" in p.get("Ref", "") for p in uri), key
+
+
+def test_stage_logs_traces_and_throttles(synth: Any) -> None:
+    synth.services.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "StageName": "prod",
+            "TracingEnabled": True,
+            "AccessLogSetting": {
+                "DestinationArn": Match.any_value(),
+                "Format": Match.string_like_regexp(r'^\{"requestId": "\$context.requestId"'),
+            },
+            "MethodSettings": [
+                Match.object_like(
+                    {"LoggingLevel": "INFO", "MetricsEnabled": True, "DataTraceEnabled": False}
+                )
+            ],
+        },
+    )
+    synth.services.has_resource_properties(
+        "AWS::ApiGateway::UsagePlan",
+        {
+            "Throttle": {"RateLimit": 50, "BurstLimit": 100},
+            "Quota": {"Limit": 100000, "Period": "DAY"},
+        },
+    )
+    synth.services.resource_count_is("AWS::ApiGateway::Account", 1)
+
+
+def test_waf_protects_the_stage(synth: Any) -> None:
+    synth.services.has_resource_properties(
+        "AWS::WAFv2::WebACL",
+        {
+            "Scope": "REGIONAL",
+            "Rules": Match.array_with(
+                [
+                    Match.object_like(
+                        {
+                            "Statement": {
+                                "ManagedRuleGroupStatement": {
+                                    "Name": "AWSManagedRulesCommonRuleSet",
+                                    "VendorName": "AWS",
+                                }
+                            }
+                        }
+                    ),
+                    Match.object_like(
+                        {"Statement": {"RateBasedStatement": Match.object_like({"Limit": 2000})}}
+                    ),
+                ]
+            ),
+        },
+    )
+    synth.services.resource_count_is("AWS::WAFv2::WebACLAssociation", 1)
+
+
+def test_gateway_errors_are_problem_json(synth: Any) -> None:
+    for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        synth.services.has_resource_properties(
+            "AWS::ApiGateway::GatewayResponse",
+            {
+                "ResponseType": kind,
+                "ResponseParameters": {
+                    "gatewayresponse.header.Content-Type": "'application/problem+json'"
+                },
+                "ResponseTemplates": {
+                    "application/json": Match.string_like_regexp(
+                        r'"title": \$context\.error\.messageString'
+                    )
+                },
+            },
+        )
