@@ -56,7 +56,10 @@ def cold_start(code: str, env: dict[str, str], runs: int) -> dict[str, Any]:
             check=True,
         )
         times.append(float(out.stdout.strip().splitlines()[-1]) * 1000)
-    return {"median_ms": round(statistics.median(times), 1), "runs_ms": [round(t, 1) for t in times]}
+    return {
+        "median_ms": round(statistics.median(times), 1),
+        "runs_ms": [round(t, 1) for t in times],
+    }
 
 
 def warm_latency(handler: Any, event: dict[str, Any], n: int) -> dict[str, Any]:
@@ -153,10 +156,14 @@ def main() -> int:
 
     results: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpu": platform.machine(), "cores": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.machine(),
+            "cores": os.cpu_count(),
+        },
         "model": {"name": "fraud", "version": prod.version},
     }
-    print("cold start (fresh process, median of %d) ..." % runs, flush=True)
+    print(f"cold start (fresh process, median of {runs}) ...", flush=True)
     handler_cold = cold_start(COLD_HANDLER, env, runs)
     base_cold = cold_start(COLD_BASELINE, env, runs)
     results["cold_start"] = {
@@ -167,9 +174,8 @@ def main() -> int:
     }
 
     # Metrics go to stdout as EMF on every invocation; keep them out of the terminal.
-    devnull = open(os.devnull, "w")  # noqa: SIM115 - lives for the whole run
     real_stdout = sys.stdout
-    sys.stdout = devnull
+    sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 - closed in `finally`
     try:
         import fraud_score.app as app_module
         from fraud_score.handler import handler
@@ -186,6 +192,7 @@ def main() -> int:
         batch_event = dict(single, body=json.dumps({"transactions": records}))
         http_batch = warm_latency(handler, batch_event, max(20, n_warm // 100))
     finally:
+        sys.stdout.close()
         sys.stdout = real_stdout
     results["warm_handler_single_transaction"] = {**warm, "target_p50_ms_max": 0.5}
     results["model_runtime_layer_1000_rows"] = {**tp, "target_ratio_min": 0.8}

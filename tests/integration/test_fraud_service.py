@@ -53,7 +53,10 @@ def test_scores_one_transaction(client: TestClient, runtime: LocalRuntime) -> No
     # THEN one result comes back with id, score, decision, model version and request id
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["model"] == {"name": "fraud", "version": runtime.hosts["fraud_score"].models["fraud"]}
+    assert body["model"] == {
+        "name": "fraud",
+        "version": runtime.hosts["fraud_score"].models["fraud"],
+    }
     assert body["request_id"] == r.headers["x-amzn-requestid"]
     assert body["threshold"] == 0.5
     [res] = body["results"]
@@ -83,7 +86,9 @@ def test_served_scores_equal_an_offline_onnxruntime_session_exactly(
     served = np.array([x["score"] for x in r.json()["results"]])
     # THEN the scores are bit-for-bit those of a plain onnxruntime session on the same features
     version = runtime.hosts["fraud_score"].models["fraud"]
-    model_path = runtime.settings.state_dir / "buckets" / "models" / "fraud" / str(version) / "model.onnx"
+    model_path = (
+        runtime.settings.state_dir / "buckets" / "models" / "fraud" / str(version) / "model.onnx"
+    )
     # Same thread count as the service: a multi-threaded tree ensemble sums in another order.
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1

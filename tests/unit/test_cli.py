@@ -54,4 +54,3 @@ def test_promote_moves_the_pointer_and_refuses_unknown_versions(
     assert "  tiny v1" in out
     assert main(["--state-dir", str(tmp_path), "models", "promote", "tiny", "9"]) == 1
     assert "has no version 9" in capsys.readouterr().err
-

@@ -90,7 +90,6 @@ RAW_COLUMNS: tuple[str, ...] = (
 )
 
 
-
 class _Vocab:
     """Category -> index lookups, vectorized for numpy string columns."""
 
@@ -160,7 +159,7 @@ _ROW = attrgetter(
 def columns_from_transactions(txns: Sequence[Any]) -> dict[str, tuple[Any, ...]]:
     """Columns from `Transaction` objects: one C-level getter per row, then a transpose."""
     if not txns:
-        return {c: () for c in RAW_COLUMNS}
+        return dict.fromkeys(RAW_COLUMNS, ())
     return dict(zip(RAW_COLUMNS, zip(*map(_ROW, txns), strict=True), strict=True))
 
 
