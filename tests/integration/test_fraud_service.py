@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -188,3 +190,38 @@ def test_promoting_a_new_version_reloads_the_function(
     r = client.post("/v1/fraud/score", json=_payload("transaction.json"))
     assert r.json()["model"]["version"] == new.version
     assert runtime.poll_once() == []
+
+
+def test_logs_carry_correlation_id_and_model_version_and_metrics_are_emf(
+    runtime: LocalRuntime,
+    event: Callable[[str], dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN the sample event, whose transaction the model declines
+    aws_event = event("apigw/fraud_score")
+    capsys.readouterr()
+    # Powertools bound its handler to the stdout of import time: listen with its own formatter.
+    service_logger = logging.getLogger("fraud_score")
+    buf = io.StringIO()
+    listener = logging.StreamHandler(buf)
+    listener.setFormatter(service_logger.handlers[0].formatter)
+    service_logger.addHandler(listener)
+    # WHEN the handler runs
+    try:
+        assert runtime.hosts["fraud_score"].invoke(aws_event)["statusCode"] == 200
+    finally:
+        service_logger.removeHandler(listener)
+    # THEN its JSON log lines carry API Gateway's request id as correlation id and the model
+    logs = [json.loads(x) for x in buf.getvalue().splitlines()]
+    assert logs
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    version = runtime.hosts["fraud_score"].models["fraud"]
+    for line in logs:
+        assert line["correlation_id"] == aws_event["requestContext"]["requestId"]
+        assert (line["model_name"], line["model_version"]) == ("fraud", version)
+        assert line["service"] == "fraud_score"
+    # AND the metrics leave as one CloudWatch EMF document
+    [emf] = [x for x in lines if "_aws" in x]
+    assert emf["Predictions"] == [1.0]
+    assert emf["Declines"] == [1.0]
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "aibackend"
