@@ -69,7 +69,7 @@ def test_scores_one_transaction(client: TestClient, runtime: LocalRuntime) -> No
 
 
 def test_the_sample_fraud_pattern_scores_above_the_everyday_purchase(client: TestClient) -> None:
-    # GIVEN a new card buying electronics abroad at 3 am vs a long-held card at the grocer
+    # GIVEN jewelry bought abroad at 3 am for six times the card's average vs groceries at home
     r = client.post("/v1/fraud/score", json=_payload("transactions_batch.json"))
     scores = {x["transaction_id"]: x["score"] for x in r.json()["results"]}
     # THEN the model ranks the first far above the second
