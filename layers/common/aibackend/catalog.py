@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -67,13 +67,85 @@ class Grant(StrEnum):
     READ_WRITE = "readwrite"
 
 
+_RESOURCE = r"^[a-z][a-z0-9-]{0,62}$"
+ResourceName = Annotated[str, Field(pattern=_RESOURCE)]
+
+#: The platform's own event bus (custom events); AWS services publish to `default`.
+PLATFORM_BUS = "aib"
+DEFAULT_BUS = "default"
+
+
 class Resources(BaseModel):
-    """What a function may touch, by logical name; CDK turns each entry into one IAM grant."""
+    """What a function may touch, by logical name; CDK turns each entry into one IAM grant.
+
+    `read` on a queue means consume, `write` means send; `write` on a bus means put events.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    buckets: dict[str, Grant] = Field(default_factory=dict)
-    tables: dict[str, Grant] = Field(default_factory=dict)
+    buckets: dict[ResourceName, Grant] = Field(default_factory=dict)
+    tables: dict[ResourceName, Grant] = Field(default_factory=dict)
+    queues: dict[ResourceName, Grant] = Field(default_factory=dict)
+    buses: dict[ResourceName, Grant] = Field(default_factory=dict)
+
+
+class QueueTrigger(BaseModel):
+    """An SQS event source mapping. The consuming function owns the queue and its DLQ."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue: ResourceName
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 10
+    batching_window_s: Annotated[int, Field(ge=0, le=300)] = 0
+    #: Most concurrent batches for this source (SQS event source "maximum concurrency").
+    max_concurrency: Annotated[int, Field(ge=2, le=1000)] | None = None
+    #: Default: six times the function timeout, as AWS recommends for Lambda consumers.
+    visibility_timeout_s: Annotated[int, Field(ge=0, le=43_200)] | None = None
+    max_receive_count: Annotated[int, Field(ge=1, le=1000)] = 5
+    retention_s: Annotated[int, Field(ge=60, le=1_209_600)] = 345_600
+
+    @model_validator(mode="after")
+    def _window_for_big_batches(self) -> QueueTrigger:
+        if self.batch_size > 10 and self.batching_window_s < 1:
+            raise ValueError("batch_size above 10 needs batching_window_s of at least 1 (as SQS)")
+        return self
+
+    def visibility_for(self, timeout_s: int) -> int:
+        return self.visibility_timeout_s if self.visibility_timeout_s is not None else 6 * timeout_s
+
+
+class AsyncDelivery(BaseModel):
+    """Lambda asynchronous invocation settings: retries, maximum age, then the on-failure DLQ."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_attempts: Annotated[int, Field(ge=0, le=185, description="retries after the first")] = 2
+    max_event_age_s: Annotated[int, Field(ge=60, le=86_400)] = 3600
+
+
+class EventTrigger(AsyncDelivery):
+    """An EventBridge rule whose target is this function."""
+
+    bus: ResourceName = PLATFORM_BUS
+    pattern: dict[str, Any]
+    #: JSONPath of the part of the event the function receives, e.g. `$.detail`.
+    input_path: Annotated[str, Field(pattern=r"^\$(\.[A-Za-z0-9_-]+)*$")] | None = None
+
+
+class ObjectTrigger(AsyncDelivery):
+    """Object-created notifications of a bucket, delivered as EventBridge `Object Created`."""
+
+    bucket: ResourceName
+    prefix: str = ""
+    suffix: str = ""
+
+
+class ScheduleTrigger(BaseModel):
+    """`rate(5 minutes)` or `cron(0 6 * * ? *)` in AWS syntax; sends a Scheduled Event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    expression: Annotated[str, Field(pattern=r"^(rate|cron)\(.+\)$")]
 
 
 class FunctionSpec(BaseModel):
@@ -93,6 +165,12 @@ class FunctionSpec(BaseModel):
     #: pinned into the function's environment at deploy time.
     models: tuple[Annotated[str, Field(pattern=_IDENT)], ...] = ()
     routes: tuple[Route, ...] = ()
+    queues: tuple[QueueTrigger, ...] = ()
+    events: tuple[EventTrigger, ...] = ()
+    objects: tuple[ObjectTrigger, ...] = ()
+    schedules: tuple[ScheduleTrigger, ...] = ()
+    #: Most concurrent invocations of this function (Lambda reserved concurrency).
+    reserved_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
     resources: Resources = Resources()
     environment: dict[str, str] = Field(default_factory=dict)
     #: Folder holding the declaration; filled in by the loader, not written in the file.
@@ -174,6 +252,12 @@ class Catalog(BaseModel):
         known = ", ".join(f.name for f in self.functions) or "none"
         raise ConfigError(f"no function named {name!r} (known: {known})")
 
+    def consumer_of(self, queue: str) -> FunctionSpec | None:
+        for f in self.functions:
+            if any(q.queue == queue for q in f.queues):
+                return f
+        return None
+
     @property
     def model_names(self) -> tuple[str, ...]:
         return tuple(sorted({m for f in self.functions for m in f.models}))
@@ -190,6 +274,15 @@ def load_catalog(root: Path) -> Catalog:
     if not root.is_dir():
         raise ConfigError(f"{root}: functions folder not found")
     specs = [load_function(d) for d in sorted(root.iterdir()) if (d / DECLARATION).is_file()]
+    consumers: dict[str, str] = {}
+    for spec in specs:
+        for q in spec.queues:
+            other = consumers.setdefault(q.queue, spec.name)
+            if other != spec.name:
+                raise ConfigError(
+                    f"{spec.directory / DECLARATION}: queues: {q.queue!r} is already consumed by "
+                    f"function {other!r}; a queue has one consumer (fan out with the event bus)"
+                )
     owners: dict[tuple[str, str], str] = {}
     for spec in specs:
         for r in spec.routes:
