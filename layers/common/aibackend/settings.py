@@ -57,3 +57,16 @@ def model_version_env(model_name: str) -> str:
     runtime sets it from the registry's production pointer.
     """
     return f"{ENV_PREFIX}MODEL_{re.sub(r'[^A-Za-z0-9]', '_', model_name).upper()}_VERSION"
+
+
+def resource_env(kind: str, name: str) -> str:
+    """Variable holding a resource's physical name on AWS, e.g. `AIB_QUEUE_TRANSACTIONS`.
+
+    CDK sets one per declared queue (its URL), bus and bucket (their names); without it the
+    logical name is used as is, which is what the local adapters do.
+    """
+    return f"{ENV_PREFIX}{kind.upper()}_{re.sub(r'[^A-Za-z0-9]', '_', name).upper()}"
+
+
+def physical_name(kind: str, name: str, env: Mapping[str, str] | None = None) -> str:
+    return (os.environ if env is None else env).get(resource_env(kind, name), name)

@@ -1,0 +1,1 @@
+"""Event plumbing shared by both topologies: AWS event shapes, EventBridge patterns, schedules."""
