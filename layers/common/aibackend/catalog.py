@@ -119,8 +119,10 @@ class AsyncDelivery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_attempts: Annotated[int, Field(ge=0, le=185, description="retries after the first")] = 2
-    max_event_age_s: Annotated[int, Field(ge=60, le=86_400)] = 3600
+    #: Retries after the first attempt (Lambda allows 0 to 2 for asynchronous invocation).
+    max_attempts: Annotated[int, Field(ge=0, le=2)] = 2
+    #: Lambda keeps an event for at most six hours.
+    max_event_age_s: Annotated[int, Field(ge=60, le=21_600)] = 3600
 
 
 class EventTrigger(AsyncDelivery):
