@@ -89,3 +89,37 @@ def test_path_parameters_are_accepted_and_garbage_paths_refused(tmp_path: Path) 
     bad = _fn(tmp_path, "bad", '[[routes]]\nmethod = "GET"\npath = "v1//x"\naccess = "api_key"\n')
     with pytest.raises(ConfigError, match=r"routes\.0\.path"):
         load_function(bad)
+
+
+def test_triggers_are_validated_with_aws_rules(tmp_path: Path) -> None:
+    d = _fn(tmp_path, "bad_rate", '[[schedules]]\nexpression = "rate(1 hours)"\n')
+    with pytest.raises(ConfigError, match=r"schedules\.0\.expression: .*rate\(1 hour\)"):
+        load_function(d)
+    d = _fn(tmp_path, "big_batch", '[[queues]]\nqueue = "q"\nbatch_size = 50\n')
+    with pytest.raises(ConfigError, match="needs batching_window_s of at least 1"):
+        load_function(d)
+    d = _fn(tmp_path, "retries", '[[events]]\npattern = { source = ["x"] }\nmax_attempts = 3\n')
+    with pytest.raises(ConfigError, match=r"events\.0\.max_attempts"):
+        load_function(d)
+
+
+def test_a_queue_has_one_consumer(tmp_path: Path) -> None:
+    _fn(tmp_path, "a", '[[queues]]\nqueue = "orders"\n')
+    _fn(tmp_path, "b", '[[queues]]\nqueue = "orders"\n')
+    with pytest.raises(ConfigError, match="'orders' is already consumed by function 'a'"):
+        load_catalog(tmp_path)
+
+
+def test_object_triggers_share_one_pattern_with_cdk() -> None:
+    from aibackend.catalog import ObjectTrigger
+
+    both = ObjectTrigger(bucket="raw", prefix="in/*x/", suffix=".csv").event_pattern("raw-1")
+    assert both["detail"] == {
+        "bucket": {"name": ["raw-1"]},
+        "object": {"key": [{"wildcard": "in/\\*x/*.csv"}]},
+    }
+    only = ObjectTrigger(bucket="raw", suffix=".csv").event_pattern("raw")
+    assert only["detail"]["object"] == {"key": [{"suffix": ".csv"}]}
+    assert ObjectTrigger(bucket="raw").event_pattern("raw")["detail"] == {
+        "bucket": {"name": ["raw"]}
+    }

@@ -141,13 +141,34 @@ class ObjectTrigger(AsyncDelivery):
     prefix: str = ""
     suffix: str = ""
 
+    def event_pattern(self, bucket_name: str) -> dict[str, Any]:
+        """The EventBridge pattern (on the default bus) both topologies subscribe with."""
+        detail: dict[str, Any] = {"bucket": {"name": [bucket_name]}}
+        if self.prefix and self.suffix:
+            esc = str.maketrans({"*": "\\*", "\\": "\\\\"})
+            wildcard = f"{self.prefix.translate(esc)}*{self.suffix.translate(esc)}"
+            detail["object"] = {"key": [{"wildcard": wildcard}]}
+        elif self.prefix:
+            detail["object"] = {"key": [{"prefix": self.prefix}]}
+        elif self.suffix:
+            detail["object"] = {"key": [{"suffix": self.suffix}]}
+        return {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail}
+
 
 class ScheduleTrigger(BaseModel):
     """`rate(5 minutes)` or `cron(0 6 * * ? *)` in AWS syntax; sends a Scheduled Event."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    expression: Annotated[str, Field(pattern=r"^(rate|cron)\(.+\)$")]
+    expression: str
+
+    @field_validator("expression")
+    @classmethod
+    def _valid(cls, v: str) -> str:
+        from aibackend.events.schedule import parse_schedule
+
+        parse_schedule(v)  # raises ValueError saying what is wrong
+        return v
 
 
 class FunctionSpec(BaseModel):
