@@ -44,6 +44,7 @@ typecheck: install
 ## bench: cold start, warm latency and throughput; JSON under bench/results/
 bench: install
 	$(BIN)/python tests/bench/bench_fraud.py
+	$(BIN)/python tests/bench/bench_queue.py
 
 ## synth: synthesize the CDK app into cdk.out/ (layers bundled locally, no Docker)
 synth: install

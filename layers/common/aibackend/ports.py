@@ -141,13 +141,13 @@ class Queue(Protocol):
         self,
         body: str,
         *,
-        delay_s: int = 0,
+        delay_s: int | None = None,
         message_attributes: dict[str, dict[str, str]] | None = None,
     ) -> str:
-        """Enqueue one message; returns its message id."""
+        """Enqueue one message (`delay_s` None: the queue's delay); returns its message id."""
         ...
 
-    def send_batch(self, bodies: Sequence[str]) -> list[str]: ...
+    def send_batch(self, bodies: Sequence[str], *, delay_s: int | None = None) -> list[str]: ...
 
     def receive(
         self,
