@@ -16,10 +16,14 @@ from aibackend.catalog import load_catalog
 from aibackend.errors import ConfigError
 from infra.config import InfraConfig
 from infra.model_versions import ResolvedVersion, resolve_model_versions
+from infra.stacks.data import DataStack
 from infra.stacks.models import ModelsStack
 from infra.stacks.services import ServicesStack
+from infra.triggers import data_bucket_names
 
+#: Deploy order: AibModels and AibData (stateful, independent of each other), then AibServices.
 MODELS_STACK = "AibModels"
+DATA_STACK = "AibData"
 SERVICES_STACK = "AibServices"
 
 
@@ -28,6 +32,7 @@ class AibApp:
     app: cdk.App
     models: ModelsStack
     services: ServicesStack
+    data: DataStack
     #: Model name -> pinned version; empty when a version could not be resolved (see
     #: `unresolved`, which then blocks deploying the services stack).
     model_versions: Mapping[str, ResolvedVersion]
@@ -51,7 +56,7 @@ def build_app(
     outdir: str | None = None,
     functions_dir: Path | None = None,
 ) -> AibApp:
-    """Both stacks plus cdk-nag. `context` overrides cdk.json; the CLI's `-c` overrides both."""
+    """The three stacks plus cdk-nag. `context` overrides cdk.json; `-c` overrides both."""
     app = cdk.App(outdir=outdir, context={**cdk_json_context(project_root), **(context or {})})
     config = InfraConfig.from_node(app.node)
     catalog = load_catalog(functions_dir or project_root / "functions")
@@ -65,6 +70,14 @@ def build_app(
         config=config,
         env=env,
         description="aibackend: model artifacts bucket and model registry table",
+    )
+    data = DataStack(
+        app,
+        DATA_STACK,
+        bucket_names=data_bucket_names(catalog),
+        config=config,
+        env=env,
+        description="aibackend: platform event bus with its archive, and the data buckets",
     )
 
     unresolved: str | None = None
@@ -85,13 +98,15 @@ def build_app(
         layers_dir=project_root / "layers",
         model_bucket=models.model_bucket,
         registry_table=models.registry_table,
+        bus=data.bus,
+        data_buckets=data.buckets,
         # 0 is never a registry version: a forced deploy of an unresolved pin fails loudly.
         model_versions={
             m: resolved[m].version if m in resolved else 0 for m in catalog.model_names
         },
         config=config,
         env=env,
-        description="aibackend: Lambda layers, functions and the REST API",
+        description="aibackend: Lambda layers, queues, functions with their triggers, REST API",
     )
     if unresolved is not None:
         cdk.Annotations.of(services).add_error(unresolved)
@@ -100,4 +115,4 @@ def build_app(
 
     cdk.Tags.of(app).add("app", "aibackend")
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    return AibApp(app, models, services, resolved, unresolved)
+    return AibApp(app, models, services, data, resolved, unresolved)

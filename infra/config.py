@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from constructs import Node
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from aibackend.errors import ConfigError
 
@@ -22,7 +22,15 @@ CONTEXT_KEYS = {
     "aib:api-quota-per-day": "api_quota_per_day",
     "aib:waf-rate-limit": "waf_rate_limit",
     "aib:apigw-account-role": "apigw_account_role",
+    "aib:bus-name": "bus_name",
+    "aib:archive-retention-days": "archive_retention_days",
 }
+
+
+def _not_default_bus(name: str) -> str:
+    if name == "default":
+        raise ValueError("'default' is the account's own bus; the platform bus needs its own name")
+    return name
 
 
 class InfraConfig(BaseModel):
@@ -47,6 +55,13 @@ class InfraConfig(BaseModel):
     #: API Gateway's CloudWatch role is one per account and region. `true`: this app owns it
     #: (retained on destroy, so other APIs keep logging); `false`: the account already has one.
     apigw_account_role: bool = True
+    #: Physical name of the platform event bus (the catalog's logical bus `aib`). Fixed, so
+    #: producers outside this app can put events on it by name.
+    bus_name: Annotated[
+        str, Field(pattern=r"^[A-Za-z0-9._-]{1,256}$"), AfterValidator(_not_default_bus)
+    ] = "aib"
+    #: Days the bus's archive keeps every event for replay; 0 keeps them indefinitely.
+    archive_retention_days: Annotated[int, Field(ge=0)] = 30
 
     @classmethod
     def from_node(cls, node: Node) -> InfraConfig:

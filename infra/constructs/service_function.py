@@ -1,31 +1,48 @@
-"""The one factory for every Lambda function, fed by its `function.toml`."""
+"""The one factory for every Lambda function, fed by its `function.toml`.
+
+A function owns what only it uses: its role, log group, `live` alias, the rules and event
+source mappings of its triggers, and its failure queue. Shared things (buckets, tables,
+queues, buses) are passed in by logical name and granted here, one grant per declaration entry.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from aibackend.catalog import DECLARATION, FunctionSpec, Grant
+from aibackend.catalog import DECLARATION, AsyncDelivery, FunctionSpec, Grant
 from aibackend.errors import ConfigError
-from aibackend.settings import model_version_env
+from aibackend.settings import model_version_env, resource_env
 from infra.bundling import Platform
 from infra.constructs.layers import Layers, architecture, runtime
+from infra.constructs.queues import DEAD_LETTER_RETENTION, secure_queue
 from infra.nag import acknowledge, resource_finding
+from infra.triggers import MODEL_BUCKET, async_delivery, event_pattern
 
 R = TypeVar("R")
 
 #: Platform variables (adapters, model store, model pins) a declaration may not override.
 RESERVED_ENV_PREFIX = "AIB_"
+
+#: EventBridge retries a failed delivery to Lambda's Invoke API (throttling, a missing
+#: permission while a deploy is under way) this often at most; the event's age (the trigger's
+#: max_event_age_s) bounds it first, and an event that runs out of both lands in the DLQ.
+DELIVERY_RETRY_ATTEMPTS = 185
 
 #: Never shipped in a function's code asset.
 CODE_EXCLUDES = ("**/__pycache__", "**/*.pyc", "**/tests", "**/.pytest_cache")
@@ -40,6 +57,10 @@ class SharedResources:
     #: Logical name (as written in function.toml) -> resource.
     buckets: Mapping[str, s3.IBucket] = field(default_factory=dict)
     tables: Mapping[str, dynamodb.ITable] = field(default_factory=dict)
+    #: Only queues some function consumes exist (`[[queues]]`); senders name them here.
+    queues: Mapping[str, sqs.IQueue] = field(default_factory=dict)
+    #: `aib` (the platform bus) and `default` (where AWS services publish).
+    buses: Mapping[str, events.IEventBus] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,7 +78,10 @@ class ServiceFunction(Construct):
     """A Lambda function built from its declaration.
 
     Attributes: `spec`, `function`, `alias` (`live`, on `current_version`: a changed model pin
-    or code is a new version), `role`, `log_group`.
+    or code is a new version; every trigger targets it), `role`, `log_group`, `rules`
+    (events.Rule per `[[events]]`, `[[objects]]` and `[[schedules]]` entry, in that order),
+    `failures` (sqs.Queue that keeps what asynchronous invocation could not process, or None
+    when nothing invokes the function asynchronously).
     """
 
     def __init__(
@@ -78,6 +102,20 @@ class ServiceFunction(Construct):
         # Fail before anything is built: a typo in a declaration must not half-build a stack.
         buckets = _lookup(declaration, "buckets", spec.resources.buckets, resources.buckets)
         tables = _lookup(declaration, "tables", spec.resources.tables, resources.tables)
+        queues = _lookup(
+            declaration,
+            "queues",
+            spec.resources.queues,
+            resources.queues,
+            hint="a queue exists once a function consumes it with [[queues]] queue = '<name>'",
+        )
+        buses = _lookup(declaration, "buses", spec.resources.buses, resources.buses)
+        _check_trigger_targets(spec, resources)
+        delivery = async_delivery(spec)
+        patterns = [
+            event_pattern(ev.pattern, f"{declaration}: events[{i}].pattern")
+            for i, ev in enumerate(spec.events)
+        ]
         reserved = sorted(k for k in spec.environment if k.startswith(RESERVED_ENV_PREFIX))
         if reserved:
             raise ConfigError(
@@ -102,6 +140,7 @@ class ServiceFunction(Construct):
             "POWERTOOLS_SERVICE_NAME": spec.name,
             "POWERTOOLS_METRICS_NAMESPACE": "aibackend",
             "POWERTOOLS_LOG_LEVEL": settings.log_level,
+            **_resource_environment(spec, resources),
             **spec.environment,
         }
 
@@ -133,6 +172,7 @@ class ServiceFunction(Construct):
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
             role=self.role,
+            reserved_concurrent_executions=spec.reserved_concurrency,
         )
         self.alias = lambda_.Alias(
             self, "Live", alias_name="live", version=self.function.current_version
@@ -144,6 +184,30 @@ class ServiceFunction(Construct):
             self._grant_bucket(name, bucket, grant)
         for _, table, grant in tables:
             _grant_table(table, grant, self.role)
+        for _, queue, grant in queues:
+            _grant_queue(queue, grant, self.role)
+        for _, bus, grant in buses:
+            # Nothing to grant for `read`: a function receives a bus's events through rules.
+            if grant is not Grant.READ:
+                bus.grant_put_events_to(self.role)
+
+        for trigger in spec.queues:
+            self.alias.add_event_source(
+                sources.SqsEventSource(
+                    resources.queues[trigger.queue],
+                    batch_size=trigger.batch_size,
+                    max_batching_window=cdk.Duration.seconds(trigger.batching_window_s)
+                    if trigger.batching_window_s
+                    else None,
+                    # A bad record fails alone; the rest of the batch is deleted.
+                    report_batch_item_failures=True,
+                    max_concurrency=trigger.max_concurrency,
+                )
+            )
+        self.failures: sqs.Queue | None = None
+        self.rules: list[events.Rule] = []
+        if delivery is not None:
+            self._subscribe(resources, delivery, patterns)
 
         acknowledge(
             self.role.node.find_child("DefaultPolicy"),
@@ -160,6 +224,104 @@ class ServiceFunction(Construct):
             "supports Python < 3.14 and datasketches publishes no 3.14 wheels yet; the ml/api "
             "layers are built for the declared runtime.",
         )
+
+    def _subscribe(
+        self,
+        resources: SharedResources,
+        delivery: AsyncDelivery,
+        patterns: Sequence[events.EventPattern],
+    ) -> None:
+        """Rules for `[[events]]`, `[[objects]]` and `[[schedules]]`, all onto `live`, and the
+        alias's asynchronous invoke configuration that retries and then keeps failures."""
+        spec, where = self.spec, f"{self.spec.directory.name}/{DECLARATION}"
+        self.failures = secure_queue(self, "Failures", retention=DEAD_LETTER_RETENTION)
+        acknowledge(
+            self.failures,
+            "SQS3",
+            f"The failure queue of {spec.name} is the end of the line: it keeps Lambda's "
+            "on-failure records and EventBridge's undelivered events for inspection and "
+            "replay; a DLQ behind it would only move them once more.",
+        )
+        # Lambda's own retries and age limit apply to every asynchronous invocation; what is
+        # still failing then arrives in the queue wrapped in a record that says why.
+        self.alias.configure_async_invoke(
+            retry_attempts=delivery.max_attempts,
+            max_event_age=cdk.Duration.seconds(delivery.max_event_age_s),
+            on_failure=destinations.SqsDestination(self.failures),
+        )
+        for i, (ev, pattern) in enumerate(zip(spec.events, patterns, strict=True)):
+            self._rule(
+                f"Event{i}",
+                f"{where} events[{i}] on the {ev.bus} bus",
+                bus=resources.buses[ev.bus],
+                pattern=pattern,
+                input_path=ev.input_path,
+                max_event_age_s=delivery.max_event_age_s,
+            )
+        for i, obj in enumerate(spec.objects):
+            bucket = resources.buckets[obj.bucket]
+            self._rule(
+                f"Objects{i}",
+                f"{where} objects[{i}]: {obj.bucket}/{obj.prefix}*{obj.suffix} created",
+                # S3 publishes to the account's default bus, never to a custom one.
+                bus=resources.buses.get("default"),
+                pattern=event_pattern(
+                    obj.event_pattern(bucket.bucket_name), f"{where}: objects[{i}]"
+                ),
+                max_event_age_s=delivery.max_event_age_s,
+            )
+            # Reading what the notification names, and only keys the filter can name.
+            keys = bucket.arn_for_objects(f"{obj.prefix}*{obj.suffix}")
+            self.role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[keys])
+            )
+            policy = self.role.node.find_child("DefaultPolicy")
+            acknowledge(
+                policy,
+                "IAM5",
+                f"{where} objects[{i}] subscribes to objects created under "
+                f"{obj.prefix!r}...{obj.suffix!r} of bucket {obj.bucket!r}: it reads the keys "
+                "that filter can match, no others.",
+                finding=resource_finding(policy, keys),
+            )
+        for i, sched in enumerate(spec.schedules):
+            self._rule(
+                f"Schedule{i}",
+                f"{where} schedules[{i}]: {sched.expression}",
+                schedule=events.Schedule.expression(sched.expression),
+                max_event_age_s=delivery.max_event_age_s,
+            )
+
+    def _rule(
+        self,
+        construct_id: str,
+        description: str,
+        *,
+        max_event_age_s: int,
+        bus: events.IEventBus | None = None,
+        pattern: events.EventPattern | None = None,
+        schedule: events.Schedule | None = None,
+        input_path: str | None = None,
+    ) -> None:
+        rule = events.Rule(
+            self,
+            construct_id,
+            description=description[:512],
+            event_bus=bus,
+            event_pattern=pattern,
+            schedule=schedule,
+        )
+        rule.add_target(
+            targets.LambdaFunction(
+                self.alias,
+                event=events.RuleTargetInput.from_event_path(input_path) if input_path else None,
+                retry_attempts=DELIVERY_RETRY_ATTEMPTS,
+                max_event_age=cdk.Duration.seconds(max_event_age_s),
+                # An event EventBridge cannot hand to Lambda is kept, not dropped.
+                dead_letter_queue=self.failures,
+            )
+        )
+        self.rules.append(rule)
 
     def _grant_model_reads(self, resources: SharedResources) -> None:
         """Read the declared models' artifacts and registry items, nothing else."""
@@ -211,15 +373,64 @@ class ServiceFunction(Construct):
 
 
 def _lookup(
-    declaration: Path, kind: str, wanted: Mapping[str, Grant], known: Mapping[str, R]
+    declaration: Path,
+    kind: str,
+    wanted: Mapping[str, Grant],
+    known: Mapping[str, R],
+    *,
+    hint: str = "",
 ) -> list[tuple[str, R, Grant]]:
     unknown = sorted(set(wanted) - set(known))
     if unknown:
         raise ConfigError(
             f"{declaration}: resources.{kind}: unknown name(s) {', '.join(map(repr, unknown))}; "
-            f"known {kind}: {', '.join(sorted(known)) or 'none'}"
+            f"known {kind}: {', '.join(sorted(known)) or 'none'}" + (f" ({hint})" if hint else "")
         )
     return [(name, known[name], grant) for name, grant in wanted.items()]
+
+
+def _check_trigger_targets(spec: FunctionSpec, resources: SharedResources) -> None:
+    """Every bus and bucket a trigger names exists, and can publish what it subscribes to."""
+    declaration = spec.directory / DECLARATION
+    for i, ev in enumerate(spec.events):
+        if ev.bus not in resources.buses:
+            raise ConfigError(
+                f"{declaration}: events[{i}].bus: unknown bus {ev.bus!r}; known buses: "
+                f"{', '.join(sorted(resources.buses)) or 'none'}"
+            )
+    for i, obj in enumerate(spec.objects):
+        if obj.bucket == MODEL_BUCKET:
+            raise ConfigError(
+                f"{declaration}: objects[{i}].bucket: the model store {MODEL_BUCKET!r} sends no "
+                "object events (models are promoted through the registry); subscribe to a data "
+                "bucket instead"
+            )
+        if obj.bucket not in resources.buckets:
+            raise ConfigError(
+                f"{declaration}: objects[{i}].bucket: unknown bucket {obj.bucket!r}; known "
+                f"buckets: {', '.join(sorted(resources.buckets)) or 'none'}"
+            )
+
+
+def _resource_environment(spec: FunctionSpec, resources: SharedResources) -> dict[str, str]:
+    """`AIB_<KIND>_<NAME>` = physical name (a queue's URL) of every resource the declaration
+    names, in resources or triggers: how the `aws` adapters find them by logical name."""
+    env: dict[str, str] = {}
+    for name in sorted({*spec.resources.buckets, *(o.bucket for o in spec.objects)}):
+        env[resource_env("bucket", name)] = resources.buckets[name].bucket_name
+    for name in sorted({*spec.resources.queues, *(q.queue for q in spec.queues)}):
+        env[resource_env("queue", name)] = resources.queues[name].queue_url
+    for name in sorted(spec.resources.buses):
+        env[resource_env("bus", name)] = resources.buses[name].event_bus_name
+    return env
+
+
+def _grant_queue(queue: sqs.IQueue, grant: Grant, role: iam.IRole) -> None:
+    """`read` = consume (receive, delete, change visibility); `write` = send."""
+    if grant in (Grant.READ, Grant.READ_WRITE):
+        queue.grant_consume_messages(role)
+    if grant in (Grant.WRITE, Grant.READ_WRITE):
+        queue.grant_send_messages(role)
 
 
 def _grant_table(table: dynamodb.ITable, grant: Grant, role: iam.IRole) -> None:

@@ -1,11 +1,33 @@
-"""Where models live: the artifact bucket and the registry table."""
+"""Where models and data live: the artifact bucket, the data buckets, the registry table."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+
+from infra.naming import pascal
+
+#: How long an overwritten or deleted object version stays recoverable.
+NONCURRENT_VERSION_DAYS = 90
+
+
+def access_log_bucket(scope: Construct, log_retention_days: int) -> s3.Bucket:
+    """The server access log target of the buckets in `scope` (retained, like its sources)."""
+    return s3.Bucket(
+        scope,
+        "AccessLogs",
+        # SSE-S3: S3 log delivery writes here with no KMS key grant to manage.
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        enforce_ssl=True,
+        removal_policy=cdk.RemovalPolicy.RETAIN,
+        lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(log_retention_days))],
+    )
 
 
 class ModelBucket(Construct):
@@ -17,17 +39,7 @@ class ModelBucket(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, log_retention_days: int) -> None:
         super().__init__(scope, construct_id)
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            # SSE-S3: S3 log delivery writes here with no KMS key grant to manage.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            enforce_ssl=True,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(log_retention_days))],
-        )
+        self.access_logs = access_log_bucket(self, log_retention_days)
         self.bucket = s3.Bucket(
             self,
             "Bucket",
@@ -42,9 +54,61 @@ class ModelBucket(Construct):
             lifecycle_rules=[
                 # Artifacts are immutable per version; an overwritten object is a mistake
                 # worth a recovery window, not a forever bill.
-                s3.LifecycleRule(noncurrent_version_expiration=cdk.Duration.days(90)),
+                s3.LifecycleRule(
+                    noncurrent_version_expiration=cdk.Duration.days(NONCURRENT_VERSION_DAYS)
+                ),
             ],
         )
+
+
+class DataBuckets(Construct):
+    """The buckets function declarations name (other than the model store), created once.
+
+    Attributes: `buckets` (logical name -> s3.Bucket), `access_logs` (their log target, or
+    None when no declaration names a bucket). Retained on stack deletion: they hold data.
+
+    Each bucket sends its object events to the account's default EventBridge bus, where
+    `[[objects]]` triggers subscribe with rules. That keeps the subscriptions in AibServices:
+    a direct bucket notification to a function in another stack would make the two stacks
+    depend on each other.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, names: Sequence[str], log_retention_days: int
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs = access_log_bucket(self, log_retention_days) if names else None
+        self.buckets = {name: self._bucket(name) for name in names}
+
+    def _bucket(self, name: str) -> s3.Bucket:
+        bucket = s3.Bucket(
+            self,
+            pascal(name),
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            versioned=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix=f"{name}/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    noncurrent_version_expiration=cdk.Duration.days(NONCURRENT_VERSION_DAYS)
+                ),
+            ],
+        )
+        # CloudFormation's own switch, not `event_bridge_enabled=True`: that one goes through
+        # CDK's notifications custom resource, an extra Lambda with a managed-policy role and
+        # s3:PutBucketNotification on every bucket, for a setting CloudFormation has natively.
+        cfn = bucket.node.default_child
+        assert isinstance(cfn, s3.CfnBucket)
+        cfn.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(
+                event_bridge_enabled=True
+            )
+        )
+        return bucket
 
 
 class RegistryTable(Construct):

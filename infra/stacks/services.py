@@ -1,4 +1,5 @@
-"""`AibServices`: layers, one Lambda per declared function, and the REST API in front."""
+"""`AibServices`: layers, queues, one Lambda per declared function with its triggers, and the
+REST API in front."""
 
 from __future__ import annotations
 
@@ -8,23 +9,24 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
-from aibackend.catalog import Catalog
+from aibackend.catalog import DEFAULT_BUS, PLATFORM_BUS, Catalog
 from infra.config import InfraConfig
 from infra.constructs.api import Api
 from infra.constructs.layers import Layers
+from infra.constructs.queues import Queues
 from infra.constructs.service_function import FunctionSettings, ServiceFunction, SharedResources
-
-
-def _pascal(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
+from infra.naming import pascal
+from infra.triggers import MODEL_BUCKET
 
 
 class ServicesStack(cdk.Stack):
-    """Attributes: `layers`, `functions` (name -> ServiceFunction), `api`."""
+    """Attributes: `layers`, `queues` (Queues), `functions` (name -> ServiceFunction), `api`
+    (Api, or None when no function declares a route)."""
 
     def __init__(
         self,
@@ -35,6 +37,8 @@ class ServicesStack(cdk.Stack):
         layers_dir: Path,
         model_bucket: s3.IBucket,
         registry_table: dynamodb.ITable,
+        bus: events.IEventBus,
+        data_buckets: Mapping[str, s3.IBucket],
         model_versions: Mapping[str, int],
         config: InfraConfig,
         **kwargs: Any,
@@ -53,18 +57,37 @@ class ServicesStack(cdk.Stack):
             "RegistryTable",
             self._import(registry_table, registry_table.table_name, "RegistryTableName"),
         )
+        # The bus's name is fixed by context; importing it still orders AibData first and
+        # keeps it from being deleted under the rules that use it.
+        platform_bus = events.EventBus.from_event_bus_name(
+            self, "PlatformBus", self._import(bus, bus.event_bus_name, "BusName")
+        )
+        buckets: dict[str, s3.IBucket] = {MODEL_BUCKET: model_bucket}
+        for name, bucket in data_buckets.items():
+            buckets[name] = s3.Bucket.from_bucket_attributes(
+                self,
+                f"Bucket{pascal(name)}",
+                bucket_arn=self._import(bucket, bucket.bucket_arn, f"Bucket{pascal(name)}Arn"),
+                bucket_name=self._import(bucket, bucket.bucket_name, f"Bucket{pascal(name)}Name"),
+            )
         self.layers = Layers(self, "Layers", layers_dir=layers_dir)
+        self.queues = Queues(self, "Queues", catalog=catalog)
         resources = SharedResources(
             model_bucket=model_bucket,
             registry_table=registry_table,
-            buckets={"models": model_bucket},
+            buckets=buckets,
             tables={"registry": registry_table},
+            queues=self.queues.queues,
+            buses={
+                PLATFORM_BUS: platform_bus,
+                DEFAULT_BUS: events.EventBus.from_event_bus_name(self, "DefaultBus", DEFAULT_BUS),
+            },
         )
         settings = FunctionSettings(log_level=config.log_level, log_retention=retention)
         self.functions = {
             spec.name: ServiceFunction(
                 self,
-                _pascal(spec.name),
+                pascal(spec.name),
                 spec=spec,
                 functions_dir=catalog.root,
                 layers=self.layers,
@@ -75,22 +98,26 @@ class ServicesStack(cdk.Stack):
             for spec in catalog.functions
         }
 
-        self.api = Api(
-            self,
-            "Api",
-            stage_name=config.stage_name,
-            throttle_rate=config.api_throttle_rate,
-            throttle_burst=config.api_throttle_burst,
-            quota_per_day=config.api_quota_per_day,
-            waf_rate_limit=config.waf_rate_limit,
-            log_retention=retention,
-            account_role=config.apigw_account_role,
-        )
-        for spec, route in catalog.routes():
-            self.api.add_route(route, self.functions[spec.name].alias)
+        # No routes, no API: a project of queue, event and schedule consumers has no HTTP edge
+        # (and API Gateway refuses a REST API without methods).
+        self.api: Api | None = None
+        if any(catalog.routes()):
+            self.api = Api(
+                self,
+                "Api",
+                stage_name=config.stage_name,
+                throttle_rate=config.api_throttle_rate,
+                throttle_burst=config.api_throttle_burst,
+                quota_per_day=config.api_quota_per_day,
+                waf_rate_limit=config.waf_rate_limit,
+                log_retention=retention,
+                account_role=config.apigw_account_role,
+            )
+            for spec, route in catalog.routes():
+                self.api.add_route(route, self.functions[spec.name].alias)
 
-        cdk.CfnOutput(self, "ApiUrl", value=self.api.stage.url_for_path("/"))
-        cdk.CfnOutput(self, "ApiKeyId", value=self.api.api_key.key_id)
+            cdk.CfnOutput(self, "ApiUrl", value=self.api.stage.url_for_path("/"))
+            cdk.CfnOutput(self, "ApiKeyId", value=self.api.api_key.key_id)
 
     def _import(self, owner: IConstruct, value: str, name: str) -> str:
         """Reference another stack's attribute through an export named `<stack>-<name>`.

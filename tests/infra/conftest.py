@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,20 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 from aws_cdk import cx_api  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 
-from infra.application import MODELS_STACK, SERVICES_STACK, AibApp, build_app  # noqa: E402
+from infra.application import (  # noqa: E402
+    DATA_STACK,
+    MODELS_STACK,
+    SERVICES_STACK,
+    AibApp,
+    build_app,
+)
 
 SYNTH_CONTEXT: dict[str, Any] = {"aws:cdk:bundling-stacks": [], "model:fraud:version": "3"}
+
+#: cfn-lint W3005 ("dependency already enforced by a GetAtt") on a Lambda's `Role`: CDK always
+#: adds DependsOn on the role *construct* so the function waits for the role's DefaultPolicy;
+#: the Role half of that DependsOn duplicates the GetAtt. Harmless, and not ours to remove.
+_CDK_ROLE_DEPENDS_ON = re.compile(r"already enforced by a 'GetAtt' at '.*/Properties/Role'")
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,7 @@ class Synth:
     assembly: cx_api.CloudAssembly
     outdir: Path
     models: Template
+    data: Template
     services: Template
 
     def template_json(self, stack: str) -> dict[str, Any]:
@@ -49,29 +61,66 @@ class Synth:
             k: v for k, v in self.template_json(stack)["Resources"].items() if v["Type"] == type_
         }
 
+    def cfn_lint_findings(self) -> list[str]:
+        """cfn-lint errors and warnings of every template, minus CDK's known noise."""
+        from cfnlint.api import lint_file
 
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synth]:
-    outdir = tmp_path_factory.mktemp("cdk.out")
+        return [
+            f"{t.name}: {m.rule.id} {m.message}"
+            for t in sorted(self.outdir.glob("*.template.json"))
+            for m in lint_file(t)
+            if m.rule.id[0] in "EW"
+            and not (m.rule.id == "W3005" and _CDK_ROLE_DEPENDS_ON.search(m.message))
+        ]
+
+    def nag_report(self) -> dict[str, Any]:
+        """The AwsSolutions plugin's part of the validation report CDK writes at synth."""
+        report = json.loads((self.outdir / "validation-report.json").read_text())
+        (nag,) = [p for p in report["pluginReports"] if p["pluginName"] == "AwsSolutions"]
+        data: dict[str, Any] = nag
+        return data
+
+
+def synthesize(
+    outdir: Path, *, functions_dir: Path | None = None, context: dict[str, Any] | None = None
+) -> Synth:
+    """Build and synthesize the app (functions/ of the project unless `functions_dir`)."""
     # Context given here must not be overridden by a developer's shell.
     saved = os.environ.pop("CDK_CONTEXT_JSON", None)
     try:
-        built = build_app(ROOT, context=SYNTH_CONTEXT, outdir=str(outdir))
+        built = build_app(
+            ROOT,
+            context=SYNTH_CONTEXT if context is None else context,
+            outdir=str(outdir),
+            functions_dir=functions_dir,
+        )
         assembly = built.app.synth()
     finally:
         if saved is not None:
             os.environ["CDK_CONTEXT_JSON"] = saved
-    yield Synth(
+
+    def template(stack: str) -> Template:
+        return Template.from_json(json.loads((outdir / f"{stack}.template.json").read_text()))
+
+    return Synth(
         built=built,
         assembly=assembly,
         outdir=outdir,
-        models=Template.from_json(
-            json.loads((outdir / f"{MODELS_STACK}.template.json").read_text())
-        ),
-        services=Template.from_json(
-            json.loads((outdir / f"{SERVICES_STACK}.template.json").read_text())
-        ),
+        models=template(MODELS_STACK),
+        data=template(DATA_STACK),
+        services=template(SERVICES_STACK),
     )
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return synthesize(tmp_path_factory.mktemp("cdk.out"))
+
+
+@pytest.fixture(scope="session")
+def synthesizer() -> Any:
+    """`synthesize`, for module fixtures that synthesize their own `functions/`."""
+    return synthesize
 
 
 @pytest.fixture
@@ -91,6 +140,6 @@ def write_function(functions_dir: Path, name: str, toml: str) -> Path:
     return folder / "function.toml"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def new_function() -> Any:
     return write_function

@@ -29,8 +29,13 @@ models = ["fraud"]
 def test_unknown_resource_name_fails_naming_the_declaration_and_entry(
     functions_dir: Path, new_function: Callable[..., Path]
 ) -> None:
-    # GIVEN a declaration that asks for a bucket nobody defines
-    toml = new_function(functions_dir, "scorer", WithModel.format(bucket="features"))
+    # GIVEN a declaration that asks for a table nobody defines (buckets, unlike tables, are
+    # created for whoever names them: see test_event_plumbing)
+    toml = new_function(
+        functions_dir,
+        "scorer",
+        WithModel.format(bucket="models") + '[resources.tables]\nfeatures = "read"\n',
+    )
     # WHEN the app is built
     with pytest.raises(ConfigError) as err:
         build_app(
@@ -41,9 +46,9 @@ def test_unknown_resource_name_fails_naming_the_declaration_and_entry(
     # THEN the error names the file, the entry and what is known
     msg = str(err.value)
     assert str(toml) in msg
-    assert "resources.buckets" in msg
+    assert "resources.tables" in msg
     assert "'features'" in msg
-    assert "models" in msg  # the known bucket names
+    assert "registry" in msg  # the known table names
 
 
 def test_known_resource_name_builds(functions_dir: Path, new_function: Callable[..., Path]) -> None:

@@ -1,0 +1,56 @@
+"""`AibData`: the platform event bus with its archive, and the data buckets functions name.
+
+Stateful and independent of AibModels; AibServices subscribes to both by named exports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from infra.config import InfraConfig
+from infra.constructs.bus import PlatformBus
+from infra.constructs.storage import DataBuckets
+from infra.naming import pascal
+
+
+class DataStack(cdk.Stack):
+    """Attributes: `bus` (events.EventBus), `archive` (events.Archive), `buckets` (logical
+    name -> s3.Bucket), `access_logs` (s3.Bucket or None)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        bucket_names: Sequence[str],
+        config: InfraConfig,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        platform = PlatformBus(
+            self,
+            "PlatformBus",
+            bus_name=config.bus_name,
+            archive_retention_days=config.archive_retention_days,
+        )
+        self.bus = platform.bus
+        self.archive = platform.archive
+        data = DataBuckets(
+            self, "DataBuckets", names=bucket_names, log_retention_days=config.log_retention_days
+        )
+        self.buckets = data.buckets
+        self.access_logs = data.access_logs
+
+        cdk.CfnOutput(self, "BusName", value=self.bus.event_bus_name)
+        cdk.CfnOutput(self, "ArchiveName", value=self.archive.archive_name)
+        for name, bucket in self.buckets.items():
+            cdk.CfnOutput(
+                self,
+                f"Bucket{pascal(name)}Name",
+                value=bucket.bucket_name,
+                description=f"data bucket {name!r}",
+            )

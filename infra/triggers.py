@@ -1,0 +1,101 @@
+"""What a declaration's triggers mean on AWS, decided before any construct is built.
+
+Pure functions of the catalog (plus `EventPattern` rendering): which buckets are data buckets,
+which asynchronous delivery settings a function's alias gets, and how a declared pattern
+becomes a CDK `EventPattern` without losing its content filters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+
+from aibackend.catalog import DECLARATION, AsyncDelivery, Catalog, FunctionSpec
+from aibackend.errors import ConfigError
+
+#: The model store's logical bucket name: lives in AibModels, never a data bucket.
+MODEL_BUCKET = "models"
+
+#: EventBridge event envelope fields a pattern may match -> `events.EventPattern` argument.
+_PATTERN_FIELDS = {
+    "version": "version",
+    "id": "id",
+    "detail-type": "detail_type",
+    "source": "source",
+    "account": "account",
+    "time": "time",
+    "region": "region",
+    "resources": "resources",
+    "detail": "detail",
+}
+
+
+def data_bucket_names(catalog: Catalog) -> tuple[str, ...]:
+    """Buckets the declarations name (`[[objects]]` or `resources.buckets`), except the model
+    store: AibData creates each once, whoever reads, writes or subscribes to it."""
+    names = {o.bucket for f in catalog.functions for o in f.objects}
+    names |= {b for f in catalog.functions for b in f.resources.buckets}
+    return tuple(sorted(names - {MODEL_BUCKET}))
+
+
+def async_delivery(spec: FunctionSpec) -> AsyncDelivery | None:
+    """The one asynchronous invoke configuration of the function's `live` alias.
+
+    EventBridge invokes Lambda asynchronously, so every `[[events]]`, `[[objects]]` and
+    `[[schedules]]` trigger shares it; Lambda has one per alias, so the triggers must agree.
+    Schedules carry no settings of their own: alone, they get the catalog's defaults.
+    None when nothing invokes the function asynchronously.
+    """
+    declared: list[tuple[str, AsyncDelivery]] = [
+        (f"events[{i}]", t) for i, t in enumerate(spec.events)
+    ] + [(f"objects[{i}]", t) for i, t in enumerate(spec.objects)]
+    if not declared:
+        return AsyncDelivery() if spec.schedules else None
+    distinct = {(t.max_attempts, t.max_event_age_s) for _, t in declared}
+    if len(distinct) > 1:
+        found = "; ".join(
+            f"{where}: max_attempts={t.max_attempts}, max_event_age_s={t.max_event_age_s}"
+            for where, t in declared
+        )
+        raise ConfigError(
+            f"{spec.directory / DECLARATION}: asynchronous delivery settings disagree ({found}). "
+            "Lambda has one asynchronous invoke configuration per alias: give every [[events]] "
+            "and [[objects]] trigger of this function the same max_attempts and max_event_age_s."
+        )
+    ((attempts, age),) = distinct
+    return AsyncDelivery(max_attempts=attempts, max_event_age_s=age)
+
+
+def event_pattern(pattern: Mapping[str, Any], where: str) -> events.EventPattern:
+    """A declared pattern (JSON keys such as `detail-type`, content filters such as
+    `{"prefix": ...}`) as a CDK `EventPattern` that renders exactly as declared.
+
+    `EventPattern` types every envelope field as a list of strings; a list holding content
+    filters passes through as a list token, which the template renders verbatim.
+    """
+    if not pattern:
+        raise ConfigError(f"{where}: an empty pattern would match nothing; name what to match")
+    unknown = sorted(set(pattern) - set(_PATTERN_FIELDS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unsupported top-level field(s) {', '.join(map(repr, unknown))}; an event "
+            f"pattern matches the envelope fields {', '.join(_PATTERN_FIELDS)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for key, value in pattern.items():
+        if key == "detail":
+            if not isinstance(value, Mapping) or not value:
+                raise ConfigError(f"{where}.detail: must be a table of fields to match")
+            kwargs["detail"] = dict(value)
+        elif not isinstance(value, list) or not value:
+            raise ConfigError(
+                f"{where}.{key}: must be a non-empty list of values or filters, got {value!r}"
+            )
+        elif all(isinstance(v, str) for v in value):
+            kwargs[_PATTERN_FIELDS[key]] = value
+        else:
+            kwargs[_PATTERN_FIELDS[key]] = cdk.Token.as_list(value)
+    return events.EventPattern(**kwargs)

@@ -1,0 +1,516 @@
+"""Event plumbing from declarations: queues, the platform bus, rules, data buckets, schedules.
+
+One synth of a catalog with one function per trigger kind plus a sender; the error cases
+build the app only (they fail before synthesis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aibackend.errors import ConfigError
+from infra.application import build_app
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTEXT = {"aws:cdk:bundling-stacks": [], "model:fraud:version": "1"}
+
+FUNCTIONS = {
+    "ingest": """
+timeout_s = 30
+reserved_concurrency = 20
+[[queues]]
+queue = "transactions"
+batch_size = 100
+batching_window_s = 5
+max_concurrency = 10
+max_receive_count = 3
+retention_s = 86400
+""",
+    "sender": """
+[resources.queues]
+transactions = "write"
+[resources.buses]
+aib = "write"
+[resources.buckets]
+raw = "readwrite"
+""",
+    "on_event": """
+[[events]]
+input_path = "$.detail"
+max_attempts = 1
+max_event_age_s = 900
+[events.pattern]
+source = [{ prefix = "aib." }]
+"detail-type" = ["TransactionScored"]
+detail = { score = [{ numeric = [">=", 0.9] }] }
+[[events]]
+bus = "default"
+pattern = { source = ["aws.sagemaker"] }
+max_attempts = 1
+max_event_age_s = 900
+""",
+    "on_object": """
+[[objects]]
+bucket = "raw"
+prefix = "incoming/"
+suffix = ".csv"
+[[objects]]
+bucket = "raw"
+prefix = "manual/"
+[[objects]]
+bucket = "raw"
+suffix = ".json"
+""",
+    "nightly": """
+[[schedules]]
+expression = "cron(0 6 * * ? *)"
+""",
+}
+
+Resources = dict[str, dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def plumbing(
+    tmp_path_factory: pytest.TempPathFactory,
+    new_function: Callable[..., Path],
+    synthesizer: Callable[..., Any],
+) -> Any:
+    functions_dir = tmp_path_factory.mktemp("plumbing") / "functions"
+    functions_dir.mkdir()
+    for name, toml in FUNCTIONS.items():
+        new_function(functions_dir, name, toml)
+    return synthesizer(
+        tmp_path_factory.mktemp("plumbing.out"), functions_dir=functions_dir, context=CONTEXT
+    )
+
+
+def services(plumbing: Any, type_: str) -> Resources:
+    resources: Resources = plumbing.resources("AibServices", type_)
+    return resources
+
+
+def one(resources: Resources, prefix: str) -> tuple[str, dict[str, Any]]:
+    """The only resource whose logical id starts with `prefix` (construct path, PascalCase)."""
+    (item,) = ((k, v) for k, v in resources.items() if k.startswith(prefix))
+    return item
+
+
+def props(plumbing: Any, type_: str, prefix: str) -> dict[str, Any]:
+    properties: dict[str, Any] = one(services(plumbing, type_), prefix)[1]["Properties"]
+    return properties
+
+
+def ref(plumbing: Any, type_: str, prefix: str) -> dict[str, str]:
+    return {"Ref": one(services(plumbing, type_), prefix)[0]}
+
+
+def arn(plumbing: Any, type_: str, prefix: str) -> dict[str, list[str]]:
+    return {"Fn::GetAtt": [one(services(plumbing, type_), prefix)[0], "Arn"]}
+
+
+def statements(plumbing: Any, function: str) -> list[dict[str, Any]]:
+    policy = props(plumbing, "AWS::IAM::Policy", f"{function}RoleDefaultPolicy")
+    found: list[dict[str, Any]] = policy["PolicyDocument"]["Statement"]
+    return found
+
+
+def env(plumbing: Any, function: str) -> dict[str, Any]:
+    variables: dict[str, Any] = props(plumbing, "AWS::Lambda::Function", f"{function}Function")[
+        "Environment"
+    ]["Variables"]
+    return variables
+
+
+def actions(statement: dict[str, Any]) -> set[str]:
+    a = statement["Action"]
+    return {a} if isinstance(a, str) else set(a)
+
+
+QUEUE = "AWS::SQS::Queue"
+RULE = "AWS::Events::Rule"
+CONSUME = {
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+}
+
+
+# --- queues -----------------------------------------------------------------------------------
+
+
+def test_consumed_queue_is_encrypted_and_redrives_to_its_dead_letter_queue(plumbing: Any) -> None:
+    # GIVEN ingest consumes "transactions" (timeout 30 s, 3 receives, 1 day retention)
+    queue = props(plumbing, QUEUE, "QueuesTransactionsQueue")
+    dlq = props(plumbing, QUEUE, "QueuesTransactionsDeadLetters")
+    # THEN the queue keeps messages as declared, hides them 6 x the timeout, then redrives
+    assert queue["MessageRetentionPeriod"] == 86400
+    assert queue["VisibilityTimeout"] == 180
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": arn(plumbing, QUEUE, "QueuesTransactionsDeadLetters"),
+        "maxReceiveCount": 3,
+    }
+    # AND the DLQ keeps failures for SQS's maximum of 14 days
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert dlq["SqsManagedSseEnabled"] is True
+    assert "RedrivePolicy" not in dlq
+
+
+def test_every_queue_refuses_plain_http(plumbing: Any) -> None:
+    queues = services(plumbing, QUEUE)
+    ssl_only = {
+        q["Ref"]
+        for p in services(plumbing, "AWS::SQS::QueuePolicy").values()
+        for q in p["Properties"]["Queues"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    }
+    assert ssl_only == set(queues)
+    assert len(queues) == 5  # transactions + DLQ, and a failure queue per async consumer
+
+
+def test_queue_feeds_the_consumers_live_alias_with_partial_batch_failures(plumbing: Any) -> None:
+    (mapping,) = services(plumbing, "AWS::Lambda::EventSourceMapping").values()
+    p = mapping["Properties"]
+    assert p["EventSourceArn"] == arn(plumbing, QUEUE, "QueuesTransactionsQueue")
+    assert p["BatchSize"] == 100
+    assert p["MaximumBatchingWindowInSeconds"] == 5
+    assert p["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert p["ScalingConfig"] == {"MaximumConcurrency": 10}
+    # "<function name>:live", from the alias ARN
+    name = p["FunctionName"]["Fn::Join"][1]
+    assert name[1] == ":live"
+    assert name[0]["Fn::Select"][1]["Fn::Split"][1] == ref(
+        plumbing, "AWS::Lambda::Alias", "IngestLive"
+    )
+
+
+def test_consumer_may_consume_only_its_queue(plumbing: Any) -> None:
+    queue = arn(plumbing, QUEUE, "QueuesTransactionsQueue")
+    sqs = [
+        s for s in statements(plumbing, "Ingest") if any(a.startswith("sqs:") for a in actions(s))
+    ]
+    assert sqs == [{"Action": sorted(CONSUME), "Effect": "Allow", "Resource": queue}]
+    assert env(plumbing, "Ingest")["AIB_QUEUE_TRANSACTIONS"] == ref(
+        plumbing, QUEUE, "QueuesTransactionsQueue"
+    )
+
+
+def test_sender_may_send_to_the_queue_and_learns_its_url(plumbing: Any) -> None:
+    queue = arn(plumbing, QUEUE, "QueuesTransactionsQueue")
+    sqs = [
+        s for s in statements(plumbing, "Sender") if any(a.startswith("sqs:") for a in actions(s))
+    ]
+    assert sqs == [
+        {
+            "Action": ["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"],
+            "Effect": "Allow",
+            "Resource": queue,
+        }
+    ]
+    assert env(plumbing, "Sender")["AIB_QUEUE_TRANSACTIONS"] == ref(
+        plumbing, QUEUE, "QueuesTransactionsQueue"
+    )
+
+
+def test_reserved_concurrency_is_set_where_declared_only(plumbing: Any) -> None:
+    fns = services(plumbing, "AWS::Lambda::Function")
+    reserved = {k: v["Properties"].get("ReservedConcurrentExecutions") for k, v in fns.items()}
+    assert {k for k, v in reserved.items() if v is not None} == {one(fns, "IngestFunction")[0]}
+    assert reserved[one(fns, "IngestFunction")[0]] == 20
+
+
+# --- the platform bus ---------------------------------------------------------------------------
+
+
+def test_platform_bus_archives_every_event(plumbing: Any) -> None:
+    buses = plumbing.resources("AibData", "AWS::Events::EventBus")
+    ((bus_id, bus),) = buses.items()
+    assert bus["Properties"]["Name"] == "aib"
+    (archive,) = plumbing.resources("AibData", "AWS::Events::Archive").values()
+    assert archive["Properties"]["SourceArn"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+    assert archive["Properties"]["RetentionDays"] == 30
+    assert "EventPattern" not in archive["Properties"]  # no pattern: every event
+
+
+def test_sender_may_put_events_on_the_platform_bus_only(plumbing: Any) -> None:
+    (put,) = [s for s in statements(plumbing, "Sender") if "events:PutEvents" in actions(s)]
+    assert actions(put) == {"events:PutEvents"}
+    assert put["Resource"]["Fn::Join"][1][-2:] == [
+        ":event-bus/",
+        {"Fn::ImportValue": "AibData-BusName"},
+    ]
+    assert env(plumbing, "Sender")["AIB_BUS_AIB"] == {"Fn::ImportValue": "AibData-BusName"}
+    for other in ("Ingest", "OnEvent", "OnObject", "Nightly"):
+        assert not [s for s in statements(plumbing, other) if "events:PutEvents" in actions(s)]
+
+
+def test_services_deploy_after_the_stateful_stacks(plumbing: Any) -> None:
+    depends_on = {s.stack_name for s in plumbing.built.services.dependencies}
+    assert depends_on == {"AibModels", "AibData"}
+    assert plumbing.built.data.dependencies == []
+    exports = {
+        o["Export"]["Name"]
+        for o in plumbing.template_json("AibData")["Outputs"].values()
+        if "Export" in o
+    }
+    assert exports == {"AibData-BusName", "AibData-BucketRawArn", "AibData-BucketRawName"}
+
+
+# --- event rules and asynchronous delivery ------------------------------------------------------
+
+
+def test_event_rule_targets_the_live_alias_with_retries_and_a_dead_letter_queue(
+    plumbing: Any,
+) -> None:
+    rule = props(plumbing, RULE, "OnEventEvent0")
+    assert rule["EventBusName"] == {"Fn::ImportValue": "AibData-BusName"}
+    # The pattern exactly as declared: JSON keys and content filters untouched
+    assert rule["EventPattern"] == {
+        "source": [{"prefix": "aib."}],
+        "detail-type": ["TransactionScored"],
+        "detail": {"score": [{"numeric": [">=", 0.9]}]},
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == ref(plumbing, "AWS::Lambda::Alias", "OnEventLive")
+    assert target["InputPath"] == "$.detail"
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 900, "MaximumRetryAttempts": 185}
+    assert target["DeadLetterConfig"] == {"Arn": arn(plumbing, QUEUE, "OnEventFailures")}
+
+
+def test_event_rule_on_the_default_bus(plumbing: Any) -> None:
+    rule = props(plumbing, RULE, "OnEventEvent1")
+    assert rule["EventBusName"] == "default"
+    assert rule["EventPattern"] == {"source": ["aws.sagemaker"]}
+    assert "InputPath" not in rule["Targets"][0]
+
+
+def test_only_its_rules_may_invoke_the_alias_and_fill_the_failure_queue(plumbing: Any) -> None:
+    rules = {k for k in services(plumbing, RULE) if k.startswith("OnEventEvent")}
+    permissions = [
+        p["Properties"]
+        for p in services(plumbing, "AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == ref(plumbing, "AWS::Lambda::Alias", "OnEventLive")
+    ]
+    assert {p["SourceArn"]["Fn::GetAtt"][0] for p in permissions} == rules
+    assert {p["Principal"] for p in permissions} == {"events.amazonaws.com"}
+
+    policy = props(plumbing, "AWS::SQS::QueuePolicy", "OnEventFailuresPolicy")
+    allowed = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert {s["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"][0] for s in allowed} == rules
+    assert {s["Action"] for s in allowed} == {"sqs:SendMessage"}
+
+
+def test_alias_retries_then_sends_failures_to_the_functions_failure_queue(plumbing: Any) -> None:
+    config = props(plumbing, "AWS::Lambda::EventInvokeConfig", "OnEventLiveEventInvokeConfig")
+    assert config["FunctionName"] == ref(plumbing, "AWS::Lambda::Function", "OnEventFunction")
+    # The alias's name, taken from its ARN (which also orders the config after the alias)
+    assert config["Qualifier"]["Fn::Select"][1]["Fn::Split"][1] == ref(
+        plumbing, "AWS::Lambda::Alias", "OnEventLive"
+    )
+    assert config["MaximumRetryAttempts"] == 1
+    assert config["MaximumEventAgeInSeconds"] == 900
+    failures = arn(plumbing, QUEUE, "OnEventFailures")
+    assert config["DestinationConfig"] == {"OnFailure": {"Destination": failures}}
+    # Lambda sends the on-failure record with the function's role
+    assert any(
+        "sqs:SendMessage" in actions(s) and s["Resource"] == failures
+        for s in statements(plumbing, "OnEvent")
+    )
+    queue = props(plumbing, QUEUE, "OnEventFailures")
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert queue["SqsManagedSseEnabled"] is True
+
+
+def test_functions_without_asynchronous_triggers_get_no_async_config(plumbing: Any) -> None:
+    configs = services(plumbing, "AWS::Lambda::EventInvokeConfig")
+    owners = {k.split("Live")[0] for k in configs}
+    assert owners == {"OnEvent", "OnObject", "Nightly"}
+
+
+# --- data buckets and object triggers -----------------------------------------------------------
+
+
+def test_data_bucket_is_private_versioned_logged_and_sends_eventbridge_events(
+    plumbing: Any,
+) -> None:
+    buckets = plumbing.resources("AibData", "AWS::S3::Bucket")
+    raw_id, raw = one(buckets, "DataBucketsRaw")
+    p = raw["Properties"]
+    assert p["NotificationConfiguration"] == {
+        "EventBridgeConfiguration": {"EventBridgeEnabled": True}
+    }
+    assert p["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert p["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    ]
+    assert set(p["PublicAccessBlockConfiguration"].values()) == {True}
+    assert p["LoggingConfiguration"]["DestinationBucketName"] == {
+        "Ref": one(buckets, "DataBucketsAccessLogs")[0]
+    }
+    assert raw["DeletionPolicy"] == "Retain"
+    policies = plumbing.resources("AibData", "AWS::S3::BucketPolicy").values()
+    assert any(
+        pol["Properties"]["Bucket"] == {"Ref": raw_id}
+        and {"Bool": {"aws:SecureTransport": "false"}}
+        in [s.get("Condition") for s in pol["Properties"]["PolicyDocument"]["Statement"]]
+        for pol in policies
+    )
+    # Natively, not through CDK's notifications custom resource (an extra Lambda)
+    for stack in ("AibData", "AibServices"):
+        assert not plumbing.resources(stack, "Custom::S3BucketNotifications")
+        assert stack == "AibServices" or not plumbing.resources(stack, "AWS::Lambda::Function")
+
+
+@pytest.mark.parametrize(
+    ("rule", "key_filter"),
+    [
+        ("OnObjectObjects0", {"wildcard": "incoming/*.csv"}),
+        ("OnObjectObjects1", {"prefix": "manual/"}),
+        ("OnObjectObjects2", {"suffix": ".json"}),
+    ],
+)
+def test_object_trigger_is_a_default_bus_rule_on_object_created(
+    plumbing: Any, rule: str, key_filter: dict[str, str]
+) -> None:
+    p = props(plumbing, RULE, rule)
+    assert p["EventBusName"] == "default"
+    assert p["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [{"Fn::ImportValue": "AibData-BucketRawName"}]},
+            "object": {"key": [key_filter]},
+        },
+    }
+    (target,) = p["Targets"]
+    assert target["Arn"] == ref(plumbing, "AWS::Lambda::Alias", "OnObjectLive")
+    assert target["DeadLetterConfig"] == {"Arn": arn(plumbing, QUEUE, "OnObjectFailures")}
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == 3600
+
+
+def test_object_subscriber_reads_only_keys_its_filters_can_match(plumbing: Any) -> None:
+    (read,) = [s for s in statements(plumbing, "OnObject") if actions(s) == {"s3:GetObject"}]
+    bucket = {"Fn::ImportValue": "AibData-BucketRawArn"}
+    assert read["Resource"] == [
+        {"Fn::Join": ["", [bucket, "/*.json"]]},
+        {"Fn::Join": ["", [bucket, "/incoming/*.csv"]]},
+        {"Fn::Join": ["", [bucket, "/manual/*"]]},
+    ]
+    assert env(plumbing, "OnObject")["AIB_BUCKET_RAW"] == {
+        "Fn::ImportValue": "AibData-BucketRawName"
+    }
+    assert env(plumbing, "Sender")["AIB_BUCKET_RAW"] == {"Fn::ImportValue": "AibData-BucketRawName"}
+
+
+# --- schedules ----------------------------------------------------------------------------------
+
+
+def test_schedule_is_a_default_bus_rule_onto_the_live_alias(plumbing: Any) -> None:
+    rule = props(plumbing, RULE, "NightlySchedule0")
+    assert rule["ScheduleExpression"] == "cron(0 6 * * ? *)"
+    assert "EventPattern" not in rule and "EventBusName" not in rule
+    (target,) = rule["Targets"]
+    assert target["Arn"] == ref(plumbing, "AWS::Lambda::Alias", "NightlyLive")
+    assert target["DeadLetterConfig"] == {"Arn": arn(plumbing, QUEUE, "NightlyFailures")}
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 185}
+    # Schedules carry no delivery settings: the catalog's defaults apply
+    config = props(plumbing, "AWS::Lambda::EventInvokeConfig", "NightlyLive")
+    assert (config["MaximumRetryAttempts"], config["MaximumEventAgeInSeconds"]) == (2, 3600)
+
+
+# --- compliance ---------------------------------------------------------------------------------
+
+
+def test_cfn_lint_finds_no_errors_or_warnings(plumbing: Any) -> None:
+    assert plumbing.cfn_lint_findings() == []
+
+
+def test_cdk_nag_reports_no_unacknowledged_findings(plumbing: Any) -> None:
+    nag = plumbing.nag_report()
+    assert nag["conclusion"] == "success"
+    assert nag["violations"] == []
+    suppressed = {(s["ruleName"], s["acknowledgedAt"]) for s in nag["suppressedViolations"]}
+    # Failure queues are the end of the line; redrive DLQs need no acknowledgement at all
+    assert {a for r, a in suppressed if r == "AwsSolutions-SQS3"} == {
+        f"AibServices/{f}/Failures" for f in ("OnEvent", "OnObject", "Nightly")
+    }
+    for s in nag["suppressedViolations"]:
+        assert len(s["reason"]) >= 40, s["ruleName"]
+
+
+def test_no_stack_carries_warnings_or_errors(plumbing: Any) -> None:
+    for stack in plumbing.assembly.stacks:
+        levels = {str(m.level.value).lower() for m in stack.messages}
+        assert not levels & {"error", "warning"}, (stack.stack_name, stack.messages)
+
+
+# --- declaration mistakes -----------------------------------------------------------------------
+
+
+def build(functions_dir: Path) -> None:
+    build_app(ROOT, context=CONTEXT, functions_dir=functions_dir)
+
+
+def test_sending_to_a_queue_nobody_consumes_fails_naming_the_entry(
+    functions_dir: Path, new_function: Callable[..., Path]
+) -> None:
+    # GIVEN a consumer of "transactions" and a sender that names "transaction"
+    new_function(functions_dir, "ingest", FUNCTIONS["ingest"])
+    toml = new_function(functions_dir, "sender", '[resources.queues]\ntransaction = "write"\n')
+    # WHEN the app is built
+    with pytest.raises(ConfigError) as err:
+        build(functions_dir)
+    # THEN the error names the declaration, the entry and the queues that exist
+    msg = str(err.value)
+    assert str(toml) in msg
+    assert "resources.queues" in msg and "'transaction'" in msg
+    assert "known queues: transactions" in msg
+
+
+def test_triggers_disagreeing_on_async_delivery_fail(
+    functions_dir: Path, new_function: Callable[..., Path]
+) -> None:
+    # GIVEN one function whose event and object triggers ask for different retries
+    toml = new_function(
+        functions_dir,
+        "both",
+        '[[events]]\npattern = { source = ["aib.x"] }\nmax_attempts = 0\n'
+        '[[objects]]\nbucket = "raw"\nmax_attempts = 2\n',
+    )
+    with pytest.raises(ConfigError) as err:
+        build(functions_dir)
+    # THEN the error names the file, both triggers and why they must agree
+    msg = str(err.value)
+    assert str(toml) in msg
+    assert "events[0]: max_attempts=0" in msg and "objects[0]: max_attempts=2" in msg
+    assert "one asynchronous invoke configuration per alias" in msg
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ('[[events]]\nbus = "ops"\npattern = { source = ["x"] }\n', "events[0].bus"),
+        ('[[objects]]\nbucket = "models"\n', "objects[0].bucket"),
+        ('[[events]]\npattern = { "$or" = [{ source = ["x"] }] }\n', "events[0].pattern"),
+        ('[[events]]\npattern = { source = "x" }\n', "events[0].pattern.source"),
+        ('timeout_s = 60\n[[queues]]\nqueue = "q"\nvisibility_timeout_s = 30\n', "queues[0]"),
+    ],
+)
+def test_unusable_triggers_fail_naming_the_entry(
+    functions_dir: Path, new_function: Callable[..., Path], toml: str, expected: str
+) -> None:
+    path = new_function(functions_dir, "bad", toml)
+    with pytest.raises(ConfigError) as err:
+        build(functions_dir)
+    assert str(path) in str(err.value)
+    assert expected in str(err.value)
