@@ -13,7 +13,7 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 
-from aibackend.catalog import DECLARATION, AsyncDelivery, Catalog, FunctionSpec
+from aibackend.catalog import AsyncDelivery, Catalog, FunctionSpec
 from aibackend.errors import ConfigError
 
 #: The model store's logical bucket name: lives in AibModels, never a data bucket.
@@ -42,31 +42,9 @@ def data_bucket_names(catalog: Catalog) -> tuple[str, ...]:
 
 
 def async_delivery(spec: FunctionSpec) -> AsyncDelivery | None:
-    """The one asynchronous invoke configuration of the function's `live` alias.
-
-    EventBridge invokes Lambda asynchronously, so every `[[events]]`, `[[objects]]` and
-    `[[schedules]]` trigger shares it; Lambda has one per alias, so the triggers must agree.
-    Schedules carry no settings of their own: alone, they get the catalog's defaults.
-    None when nothing invokes the function asynchronously.
-    """
-    declared: list[tuple[str, AsyncDelivery]] = [
-        (f"events[{i}]", t) for i, t in enumerate(spec.events)
-    ] + [(f"objects[{i}]", t) for i, t in enumerate(spec.objects)]
-    if not declared:
-        return AsyncDelivery() if spec.schedules else None
-    distinct = {(t.max_attempts, t.max_event_age_s) for _, t in declared}
-    if len(distinct) > 1:
-        found = "; ".join(
-            f"{where}: max_attempts={t.max_attempts}, max_event_age_s={t.max_event_age_s}"
-            for where, t in declared
-        )
-        raise ConfigError(
-            f"{spec.directory / DECLARATION}: asynchronous delivery settings disagree ({found}). "
-            "Lambda has one asynchronous invoke configuration per alias: give every [[events]] "
-            "and [[objects]] trigger of this function the same max_attempts and max_event_age_s."
-        )
-    ((attempts, age),) = distinct
-    return AsyncDelivery(max_attempts=attempts, max_event_age_s=age)
+    """The one asynchronous invoke configuration of the function's `live` alias (the catalog
+    checks at load that its `[[events]]` and `[[objects]]` triggers agree)."""
+    return spec.async_delivery
 
 
 def event_pattern(pattern: Mapping[str, Any], where: str) -> events.EventPattern:

@@ -492,7 +492,7 @@ def test_triggers_disagreeing_on_async_delivery_fail(
     # THEN the error names the file, both triggers and why they must agree
     msg = str(err.value)
     assert str(toml) in msg
-    assert "events[0]: max_attempts=0" in msg and "objects[0]: max_attempts=2" in msg
+    assert "events.0: max_attempts=0" in msg and "objects.0: max_attempts=2" in msg
     assert "one asynchronous invoke configuration per alias" in msg
 
 
@@ -500,10 +500,10 @@ def test_triggers_disagreeing_on_async_delivery_fail(
     ("toml", "expected"),
     [
         ('[[events]]\nbus = "ops"\npattern = { source = ["x"] }\n', "events[0].bus"),
-        ('[[objects]]\nbucket = "models"\n', "objects[0].bucket"),
+        ('[[objects]]\nbucket = "models"\n', "objects.0.bucket"),
         ('[[events]]\npattern = { "$or" = [{ source = ["x"] }] }\n', "events[0].pattern"),
         ('[[events]]\npattern = { source = "x" }\n', "events[0].pattern.source"),
-        ('timeout_s = 60\n[[queues]]\nqueue = "q"\nvisibility_timeout_s = 30\n', "queues[0]"),
+        ('timeout_s = 60\n[[queues]]\nqueue = "q"\nvisibility_timeout_s = 30\n', "queues.0"),
     ],
 )
 def test_unusable_triggers_fail_naming_the_entry(

@@ -9,6 +9,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
+from pydantic import ValidationError
 
 from aibackend.catalog import Catalog, FunctionSpec
 from aibackend.errors import ConfigError
@@ -49,15 +50,13 @@ def test_only_asynchronous_triggers_get_an_async_config() -> None:
     assert (agreed.max_attempts, agreed.max_event_age_s) == (0, 60)
 
 
-def test_disagreeing_async_settings_name_the_declaration() -> None:
-    with pytest.raises(ConfigError, match=r"/f/fn/function.toml: .*max_event_age_s=60"):
-        async_delivery(
-            spec(
-                events=[
-                    {"pattern": {"source": ["x"]}, "max_event_age_s": 60},
-                    {"pattern": {"source": ["y"]}},
-                ]
-            )
+def test_disagreeing_async_settings_are_refused_by_the_catalog() -> None:
+    with pytest.raises(ValidationError, match=r"events\.0: max_attempts=2, max_event_age_s=60"):
+        spec(
+            events=[
+                {"pattern": {"source": ["x"]}, "max_event_age_s": 60},
+                {"pattern": {"source": ["y"]}},
+            ]
         )
 
 

@@ -73,6 +73,8 @@ ResourceName = Annotated[str, Field(pattern=_RESOURCE)]
 #: The platform's own event bus (custom events); AWS services publish to `default`.
 PLATFORM_BUS = "aib"
 DEFAULT_BUS = "default"
+#: The model store's logical bucket name (AIB_MODEL_BUCKET); never a data bucket.
+MODEL_BUCKET = "models"
 
 
 class Resources(BaseModel):
@@ -130,6 +132,14 @@ class EventTrigger(AsyncDelivery):
 
     bus: ResourceName = PLATFORM_BUS
     pattern: dict[str, Any]
+
+    @field_validator("pattern")
+    @classmethod
+    def _valid_pattern(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from aibackend.events.patterns import compile_pattern
+
+        compile_pattern(v)  # InvalidPatternError (a ValueError) names the path and the reason
+        return v
     #: JSONPath of the part of the event the function receives, e.g. `$.detail`.
     input_path: Annotated[str, Field(pattern=r"^\$(\.[A-Za-z0-9_-]+)*$")] | None = None
 
@@ -216,6 +226,47 @@ class FunctionSpec(BaseModel):
     def lambda_handler(self) -> str:
         """Handler string as Lambda wants it, relative to the function's asset root."""
         return f"{self.package}.{self.handler}"
+
+    @property
+    def async_delivery(self) -> AsyncDelivery | None:
+        """The one asynchronous-invocation setting of this function (None: nothing invokes it
+        asynchronously). Lambda has one per alias, so `[[events]]` and `[[objects]]` agree
+        (checked at load); schedules alone get the defaults."""
+        declared = [*self.events, *self.objects]
+        if declared:
+            return AsyncDelivery(
+                max_attempts=declared[0].max_attempts, max_event_age_s=declared[0].max_event_age_s
+            )
+        return AsyncDelivery() if self.schedules else None
+
+    @model_validator(mode="after")
+    def _triggers_fit_lambda(self) -> FunctionSpec:
+        declared = [(f"events.{i}", t) for i, t in enumerate(self.events)] + [
+            (f"objects.{i}", t) for i, t in enumerate(self.objects)
+        ]
+        if len({(t.max_attempts, t.max_event_age_s) for _, t in declared}) > 1:
+            found = "; ".join(
+                f"{where}: max_attempts={t.max_attempts}, max_event_age_s={t.max_event_age_s}"
+                for where, t in declared
+            )
+            raise ValueError(
+                f"asynchronous delivery settings disagree ({found}); Lambda has one "
+                "asynchronous invoke configuration per alias: give every [[events]] and "
+                "[[objects]] trigger of this function the same max_attempts and max_event_age_s"
+            )
+        for i, q in enumerate(self.queues):
+            if q.visibility_for(self.timeout_s) < self.timeout_s:
+                raise ValueError(
+                    f"queues.{i}.visibility_timeout_s ({q.visibility_timeout_s}) is shorter than "
+                    f"timeout_s ({self.timeout_s}): a message would reappear while still being "
+                    "handled (AWS refuses this mapping)"
+                )
+        for i, o in enumerate(self.objects):
+            if o.bucket == MODEL_BUCKET:
+                raise ValueError(
+                    f"objects.{i}.bucket: {MODEL_BUCKET!r} is the model store, not a data bucket"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_routes(self) -> FunctionSpec:

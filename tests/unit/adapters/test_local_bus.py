@@ -8,6 +8,8 @@ local queue engine.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -515,6 +517,39 @@ def test_a_crashed_dispatchers_claim_comes_back_after_its_lease(
     release.set()
     worker.join(5)
     assert b.stats().delivered == 1
+
+
+CRASHING_DISPATCHER = """
+import os, sys
+from pathlib import Path
+from aibackend.adapters.local_bus import LocalEventBus
+
+def die(target, payload):
+    os._exit(3)  # the process dies in the middle of the delivery
+
+LocalEventBus(Path(sys.argv[1]), deliver=die).run_due()
+"""
+
+
+def test_deliveries_held_by_a_dispatcher_process_that_died_come_back_at_start(
+    tmp_path: Path,
+) -> None:
+    # GIVEN an event whose delivery a dispatcher process claimed, then died making it
+    db = tmp_path / "e.db"
+    got = threading.Event()
+    bus = LocalEventBus(db, deliver=lambda t, p: got.set())
+    bus.put_rule("tx", bus="aib", pattern=TX_PATTERN, targets=[fn()])
+    bus.put_events([tx()])
+    crashed = subprocess.run([sys.executable, "-c", CRASHING_DISPATCHER, str(db)], check=False)
+    assert crashed.returncode == 3
+    assert bus.stats().in_flight == 1  # its lease (15 min) has not run out
+    # WHEN `aib dev` starts again
+    bus.start()
+    try:
+        # THEN the delivery is made right away, not after the lease
+        assert got.wait(5)
+    finally:
+        bus.close()
 
 
 def test_two_running_buses_on_one_file_deliver_each_event_once(tmp_path: Path) -> None:
