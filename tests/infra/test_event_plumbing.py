@@ -501,8 +501,15 @@ def test_triggers_disagreeing_on_async_delivery_fail(
     [
         ('[[events]]\nbus = "ops"\npattern = { source = ["x"] }\n', "events[0].bus"),
         ('[[objects]]\nbucket = "models"\n', "objects.0.bucket"),
-        ('[[events]]\npattern = { "$or" = [{ source = ["x"] }] }\n', "events[0].pattern"),
-        ('[[events]]\npattern = { source = "x" }\n', "events[0].pattern.source"),
+        (
+            '[[events]]\npattern = { "$or" = [{ source = ["x"] }, { source = ["y"] }] }\n',
+            "events[0].pattern",
+        ),
+        # caught by the catalog already: the pattern matcher names the path
+        (
+            '[[events]]\npattern = { source = "x" }\n',
+            "events.0.pattern: invalid event pattern at source",
+        ),
         ('timeout_s = 60\n[[queues]]\nqueue = "q"\nvisibility_timeout_s = 30\n', "queues.0"),
     ],
 )

@@ -38,6 +38,7 @@ def runtime(fraud_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         rt = LocalRuntime(load_catalog(ROOT / "functions"), PlatformSettings(state_dir=state))
         rt.start()
         yield rt
+        rt.stop()
 
 
 @pytest.fixture(scope="module")

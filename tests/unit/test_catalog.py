@@ -123,3 +123,13 @@ def test_object_triggers_share_one_pattern_with_cdk() -> None:
     assert ObjectTrigger(bucket="raw").event_pattern("raw")["detail"] == {
         "bucket": {"name": ["raw"]}
     }
+
+
+def test_event_patterns_are_validated_at_load(tmp_path: Path) -> None:
+    d = _fn(
+        tmp_path,
+        "bad_pattern",
+        '[[events]]\npattern = { detail = { amount = [{ numeric = [">", "x"] }] } }\n',
+    )
+    with pytest.raises(ConfigError, match=r"events\.0\.pattern: .*detail\.amount"):
+        load_function(d)

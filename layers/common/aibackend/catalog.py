@@ -140,6 +140,7 @@ class EventTrigger(AsyncDelivery):
 
         compile_pattern(v)  # InvalidPatternError (a ValueError) names the path and the reason
         return v
+
     #: JSONPath of the part of the event the function receives, e.g. `$.detail`.
     input_path: Annotated[str, Field(pattern=r"^\$(\.[A-Za-z0-9_-]+)*$")] | None = None
 
@@ -282,7 +283,7 @@ def _describe(err: ValidationError, path: Path) -> str:
     lines = [f"{path}: invalid function declaration"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(file)"
-        lines.append(f"  - {loc}: {e['msg']}")
+        lines.append(f"  - {loc}: {e['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 

@@ -149,6 +149,107 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_arg(value: str) -> str:
+    """A literal, `@file`, or `-` for standard input (like the AWS CLI's file:// and curl -d @)."""
+    if value == "-":
+        return sys.stdin.read()
+    if value.startswith("@"):
+        return Path(value[1:]).read_text(encoding="utf-8")
+    return value
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from aibackend.adapters import queue_service
+
+    queue = queue_service(_settings(args)).get(args.queue)
+    bodies = [_read_arg(b) for b in args.body]
+    if args.lines:
+        bodies = [line for b in bodies for line in b.splitlines() if line.strip()]
+    ids: list[str] = []
+    for i in range(0, len(bodies), 10):
+        ids.extend(queue.send_batch(bodies[i : i + 10]))
+    print(f"sent {len(ids)} message(s) to {args.queue}")
+    return 0
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    from aibackend.adapters import queue_service
+
+    rows = queue_service(_settings(args)).list()
+    if not rows:
+        print("no queues yet: `aib dev` creates the queues that functions declare")
+        return 0
+    print(f"{'queue':32} {'visible':>8} {'in flight':>10} {'delayed':>8}  dead-letter queue")
+    for q in rows:
+        print(
+            f"{q.name:32} {q.visible:>8} {q.in_flight:>10} {q.delayed:>8}  "
+            f"{q.dead_letter_queue or '-'}"
+        )
+    return 0
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from aibackend.adapters import queue_service
+
+    moved = queue_service(_settings(args)).redrive(args.dlq, to=args.to)
+    print(f"moved {moved} message(s) from {args.dlq} back to {args.to or 'its source queue'}")
+    return 0
+
+
+def cmd_put_events(args: argparse.Namespace) -> int:
+    from aibackend.adapters import event_bus
+    from aibackend.ports import PutEvent
+
+    try:
+        detail = json.loads(_read_arg(args.detail))
+    except json.JSONDecodeError as e:
+        print(f"--detail is not valid JSON: {e}", file=sys.stderr)
+        return 2
+    details = detail if isinstance(detail, list) else [detail]
+    entries = [
+        PutEvent(source=args.source, detail_type=args.detail_type, detail=d, bus=args.bus)
+        for d in details
+    ]
+    bus = event_bus(_settings(args))
+    failed = 0
+    for i in range(0, len(entries), 10):
+        result = bus.put_events(entries[i : i + 10])
+        for event_id in result.event_ids:
+            if event_id:
+                print(event_id)
+        for index, code, message in result.failures:
+            failed += 1
+            print(f"entry {i + index} refused: {code}: {message}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    from aibackend.adapters import object_store
+
+    info = object_store(args.bucket, _settings(args)).put(args.key, Path(args.file).read_bytes())
+    print(f"put s3://{args.bucket}/{args.key} ({info.size} bytes, etag {info.etag})")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from aibackend.adapters import _publish_only
+    from aibackend.adapters.local_bus import LocalEventBus
+    from aibackend.adapters.local_queue import SqliteQueueService
+
+    settings = _settings(args)
+    bus = LocalEventBus(
+        settings.state_dir / "events.db",
+        deliver=_publish_only,
+        queues=SqliteQueueService(settings.state_dir / "queues.db"),
+    )
+    since, until = datetime.fromisoformat(args.since), datetime.fromisoformat(args.until)
+    n = bus.replay(since, until, name=args.name or f"replay-{since:%Y%m%dT%H%M%S}")
+    print(f"replaying {n} archived event(s); `aib dev` delivers them to today's rules")
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -216,6 +317,41 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--table", default="aib-model-registry", help="push: registry table")
     m.add_argument("--promote", action="store_true", help="push: also set AWS production")
     m.set_defaults(func=cmd_models)
+
+    q = sub.add_parser("send", help="send messages to a queue")
+    q.add_argument("queue")
+    q.add_argument("body", nargs="+", help="message body, @file or - for stdin")
+    q.add_argument("--lines", action="store_true", help="one message per line (JSON Lines)")
+    q.set_defaults(func=cmd_send)
+
+    qs = sub.add_parser("queues", help="queue depths: visible, in flight, dead-letter")
+    qs.set_defaults(func=cmd_queues)
+
+    r = sub.add_parser("redrive", help="move a dead-letter queue's messages back to its source")
+    r.add_argument("dlq")
+    r.add_argument("--to", help="destination queue (default: the DLQ's source queue)")
+    r.set_defaults(func=cmd_redrive)
+
+    pe = sub.add_parser("put-events", help="put events on the event bus")
+    pe.add_argument("--source", required=True)
+    pe.add_argument("--detail-type", required=True)
+    pe.add_argument("--detail", required=True, help="JSON object (or a list), @file or -")
+    pe.add_argument("--bus", default="aib")
+    pe.set_defaults(func=cmd_put_events)
+
+    po = sub.add_parser("put", help="put a file into a bucket (emits Object Created)")
+    po.add_argument("bucket")
+    po.add_argument("key")
+    po.add_argument("file")
+    po.set_defaults(func=cmd_put)
+
+    ev = sub.add_parser("events", help="event archive")
+    ev_sub = ev.add_subparsers(dest="events_command", required=True)
+    rp = ev_sub.add_parser("replay", help="replay archived events in a time window")
+    rp.add_argument("--since", required=True, help="ISO time, e.g. 2026-11-27T10:00:00+00:00")
+    rp.add_argument("--until", required=True)
+    rp.add_argument("--name", help="replay name (added to replayed events as replay-name)")
+    rp.set_defaults(func=cmd_replay)
 
     i = sub.add_parser("invoke", help="invoke a function's handler with an event file")
     i.add_argument("function")

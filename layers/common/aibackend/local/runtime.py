@@ -12,12 +12,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aibackend.adapters import model_registry
-from aibackend.catalog import Catalog
+from aibackend.catalog import DEFAULT_BUS, AsyncDelivery, Catalog, FunctionSpec
 from aibackend.errors import ModelLoadError
+from aibackend.local import triggers
 from aibackend.local.host import FunctionHost, check_environments
+from aibackend.ports import PutEvent, QueueService
 from aibackend.settings import PlatformSettings, model_version_env
 
 log = logging.getLogger("aib.runtime")
@@ -33,6 +36,8 @@ class LocalRuntime:
         check_environments(catalog.functions)
         self.hosts = {f.name: FunctionHost(f) for f in catalog.functions}
         self.started_at = time.time()
+        #: Rate schedules count from here, as AWS counts from the rule's creation.
+        self.started = datetime.now(UTC)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._export_settings()
@@ -62,12 +67,139 @@ class LocalRuntime:
         os.environ[model_version_env(name)] = str(mv.version)
         return mv.version
 
-    def start(self) -> None:
-        """Resolve every model's production version and import every function."""
+    def start(self, *, sources: bool = True) -> None:
+        """Resolve every model's production version, import every function, start its sources."""
         for name in self.catalog.model_names:
             self._pin(name)
         for host in self.hosts.values():
             host.load()
+        if sources:
+            self.start_sources()
+
+    # -- event sources ------------------------------------------------------------------------
+
+    def start_sources(self) -> None:
+        """Queues, rules, pollers, the bus dispatcher, schedules and the bucket watcher."""
+        from aibackend.adapters.local_bus import LocalEventBus
+        from aibackend.adapters.local_queue import SqliteQueueService
+        from aibackend.events.shapes import sqs_event
+
+        state = self.settings.state_dir
+        self.queues: QueueService = SqliteQueueService(state / "queues.db")
+        self.bus = LocalEventBus(state / "events.db", deliver=self._deliver, queues=self.queues)
+        self.gates = {n: triggers.Gate(h.spec.reserved_concurrency) for n, h in self.hosts.items()}
+        for spec in self.catalog.functions:
+            for cfg in triggers.queue_configs(spec):
+                self.queues.ensure(cfg)
+            self._put_rules(spec)
+
+        def build(batch: list[Any], queue: str) -> dict[str, Any]:
+            return sqs_event(
+                batch, queue_name=queue, region=triggers.REGION, account=triggers.ACCOUNT
+            )
+
+        self.pollers = [
+            triggers.QueuePoller(
+                self.hosts[spec.name],
+                q,
+                self.queues.get(q.queue),
+                self.gates[spec.name],
+                build_event=build,
+            )
+            for spec in self.catalog.functions
+            for q in spec.queues
+        ]
+        for poller in self.pollers:
+            poller.start()
+        self.bus.start()
+        self.scheduler = self._scheduler()
+        if self.scheduler is not None:
+            self.scheduler.start()
+        self.watcher = None
+        if any(spec.objects for spec in self.catalog.functions):
+            from aibackend.local.watcher import BucketWatcher
+
+            self.watcher = BucketWatcher(state / "buckets", self._object_created)
+            self.watcher.start()
+
+    def _put_rules(self, spec: FunctionSpec) -> None:
+        from aibackend.adapters.local_bus import Target
+
+        delivery = spec.async_delivery or AsyncDelivery()
+
+        def target(input_path: str | None = None) -> Target:
+            d = delivery
+            return Target(
+                kind="function",
+                name=spec.name,
+                input_path=input_path,
+                max_attempts=d.max_attempts,
+                max_event_age_s=d.max_event_age_s,
+                dead_letter_queue=triggers.failure_queue(spec.name),
+            )
+
+        for i, e in enumerate(spec.events):
+            self.bus.put_rule(
+                f"{spec.name}-event-{i}",
+                bus=e.bus,
+                pattern=e.pattern,
+                targets=[target(e.input_path)],
+            )
+        for i, o in enumerate(spec.objects):
+            self.bus.put_rule(
+                f"{spec.name}-object-{i}",
+                bus=DEFAULT_BUS,
+                pattern=o.event_pattern(o.bucket),
+                targets=[target()],
+            )
+        for i, _ in enumerate(spec.schedules):
+            name = triggers.schedule_rule_name(spec, i)
+            self.bus.put_rule(
+                name,
+                bus=DEFAULT_BUS,
+                pattern={
+                    "source": ["aws.events"],
+                    "detail-type": ["Scheduled Event"],
+                    "resources": [triggers.rule_arn(name)],
+                },
+                targets=[target()],
+            )
+
+    def _scheduler(self) -> triggers.Scheduler | None:
+        from aibackend.events.schedule import parse_schedule
+
+        schedules = [
+            (
+                triggers.schedule_rule_name(spec, i),
+                parse_schedule(s.expression, anchor=self.started),
+            )
+            for spec in self.catalog.functions
+            for i, s in enumerate(spec.schedules)
+        ]
+        if not schedules:
+            return None
+        return triggers.Scheduler(schedules, self.bus.put_events, anchor=self.started)
+
+    def _deliver(self, target: Any, payload: dict[str, Any]) -> None:
+        """Asynchronous invocation of a function by the bus: an exception means retry."""
+        host = self.hosts[target.name]
+        with self.gates[target.name].hold():
+            host.invoke(payload)
+
+    def _object_created(self, bucket: str, key: str) -> None:
+        from aibackend.adapters.local import LocalObjectStore
+
+        store = LocalObjectStore(self.settings.state_dir / "buckets" / bucket, bucket=bucket)
+        try:
+            info = store.head(key)
+        except Exception:  # gone again before we looked: nothing was created
+            return
+        self.put_events([triggers.object_created_event(bucket, key, info.size, info.etag)])
+
+    def put_events(self, events: list[PutEvent]) -> None:
+        result = self.bus.put_events(events)
+        for index, code, message in result.failures:
+            log.error("event %d refused by the local bus: %s %s", index, code, message)
 
     def poll_once(self) -> list[str]:
         """Reload the functions whose model's production pointer moved; returns their names."""
@@ -107,6 +239,12 @@ class LocalRuntime:
 
     def stop(self) -> None:
         self._stop.set()
+        for poller in getattr(self, "pollers", []):
+            poller.stop()
+        for part in ("scheduler", "watcher", "bus"):
+            obj = getattr(self, part, None)
+            if obj is not None:
+                obj.stop()
 
     def health(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,281 @@
+"""Event sources of the local runtime, wired from the same declarations CDK reads.
+
+- Queue triggers: a Lambda-style event source mapping per `[[queues]]` entry (batch size,
+  batching window, maximum concurrency, partial batch failure, retries until the DLQ).
+- Event, object and schedule triggers: rules on the local event bus whose targets invoke the
+  function asynchronously (retries, maximum event age, on-failure queue), like Lambda.
+- Schedules put `Scheduled Event`s on the local `default` bus at their fire times; files that
+  appear in a bucket folder put `Object Created` events there, as S3 does on AWS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from aibackend.catalog import DEFAULT_BUS, FunctionSpec, QueueTrigger
+from aibackend.events.schedule import Schedule
+from aibackend.events.shapes import s3_object_created_event, s3_request_id, sequencer
+from aibackend.local.host import FunctionHost
+from aibackend.ports import PutEvent, Queue, QueueConfig, QueueMessage
+
+log = logging.getLogger("aib.triggers")
+
+ACCOUNT = "000000000000"
+REGION = "local"
+#: Long-poll wait of the queue pollers: short enough for a prompt shutdown.
+POLL_WAIT_S = 1.0
+
+
+def dlq_name(queue: str) -> str:
+    return f"{queue}-dlq"
+
+
+def failure_queue(function: str) -> str:
+    """The on-failure destination of a function's asynchronous invocations."""
+    return f"{function}-failures"
+
+
+def queue_configs(spec: FunctionSpec) -> list[QueueConfig]:
+    """Queues a function owns: its input queues with their DLQs, and its on-failure queue."""
+    out: list[QueueConfig] = []
+    for q in spec.queues:
+        out.append(QueueConfig(name=dlq_name(q.queue), retention_s=1_209_600))
+        out.append(
+            QueueConfig(
+                name=q.queue,
+                visibility_timeout_s=q.visibility_for(spec.timeout_s),
+                max_receive_count=q.max_receive_count,
+                dead_letter_queue=dlq_name(q.queue),
+                retention_s=q.retention_s,
+            )
+        )
+    if spec.events or spec.objects or spec.schedules:
+        out.append(QueueConfig(name=failure_queue(spec.name), retention_s=1_209_600))
+    return out
+
+
+def rule_arn(name: str, bus: str = DEFAULT_BUS) -> str:
+    path = name if bus == DEFAULT_BUS else f"{bus}/{name}"
+    return f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{path}"
+
+
+def schedule_rule_name(spec: FunctionSpec, index: int) -> str:
+    return f"{spec.name}-schedule-{index}"
+
+
+class Gate:
+    """A function's reserved concurrency (unbounded when not declared)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._sem = threading.BoundedSemaphore(limit) if limit else None
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        if self._sem is None:
+            yield
+            return
+        with self._sem:
+            yield
+
+
+def failed_ids(response: Any, batch: list[QueueMessage]) -> set[str]:
+    """Message ids to retry, read from a `batchItemFailures` response like Lambda does.
+
+    An identifier that is empty or not in the batch makes the whole batch a failure.
+    """
+    ids = {m.message_id for m in batch}
+    if not isinstance(response, dict) or "batchItemFailures" not in response:
+        return set()
+    items = response.get("batchItemFailures") or []
+    out: set[str] = set()
+    for item in items:
+        ident = item.get("itemIdentifier") if isinstance(item, dict) else None
+        if not ident or ident not in ids:
+            log.error("invalid batchItemFailures entry %r: the whole batch is retried", item)
+            return ids
+        out.add(ident)
+    return out
+
+
+class QueuePoller:
+    """One event source mapping: polls a queue and invokes the function with SQS events."""
+
+    def __init__(
+        self,
+        host: FunctionHost,
+        trigger: QueueTrigger,
+        queue: Queue,
+        gate: Gate,
+        *,
+        build_event: Callable[[list[QueueMessage], str], dict[str, Any]],
+    ) -> None:
+        self.host, self.trigger, self.queue, self.gate = host, trigger, queue, gate
+        self._build_event = build_event
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.batches = 0
+
+    def start(self) -> None:
+        workers = self.trigger.max_concurrency or 2
+        for i in range(workers):
+            t = threading.Thread(
+                target=self._loop, name=f"aib-sqs-{self.trigger.queue}-{i}", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _collect(self) -> list[QueueMessage]:
+        """Up to batch_size messages, waiting at most the batching window once one arrived."""
+        batch = self.queue.receive(min(10, self.trigger.batch_size), wait_s=POLL_WAIT_S)
+        if not batch:
+            return []
+        deadline = time.monotonic() + self.trigger.batching_window_s
+        while len(batch) < self.trigger.batch_size and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            more = self.queue.receive(
+                min(10, self.trigger.batch_size - len(batch)), wait_s=min(left, POLL_WAIT_S)
+            )
+            batch.extend(more)
+        return batch
+
+    def poll_once(self) -> int:
+        """Receive one batch and process it; returns the number of messages handled."""
+        batch = self._collect()
+        if batch:
+            self.process(batch)
+        return len(batch)
+
+    def process(self, batch: list[QueueMessage]) -> None:
+        event = self._build_event(batch, self.trigger.queue)
+        try:
+            with self.gate.hold():
+                response = self.host.invoke(event)
+            failed = failed_ids(response, batch)
+        except Exception:
+            log.exception(
+                "%s failed on a batch of %d from %s: every message will be retried",
+                self.host.spec.name,
+                len(batch),
+                self.trigger.queue,
+            )
+            failed = {m.message_id for m in batch}
+        done = [m.receipt_handle for m in batch if m.message_id not in failed]
+        for i in range(0, len(done), 10):
+            self.queue.delete_batch(done[i : i + 10])
+        self.batches += 1
+        if failed:
+            log.warning(
+                "%s: %d of %d messages from %s failed; they return after the visibility timeout",
+                self.host.spec.name,
+                len(failed),
+                len(batch),
+                self.trigger.queue,
+            )
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # keep polling: a broken batch must not stop the mapping
+                log.exception("poller of %s failed", self.trigger.queue)
+                self._stop.wait(1.0)
+
+
+class Scheduler:
+    """Fires every declared schedule as a `Scheduled Event` on the local default bus."""
+
+    def __init__(
+        self,
+        schedules: list[tuple[str, Schedule]],
+        put: Callable[[list[PutEvent]], Any],
+        *,
+        anchor: datetime | None = None,
+    ) -> None:
+        """`schedules`: (rule name, parsed schedule). A schedule whose years ran out is dropped."""
+        self.anchor = anchor or datetime.now(UTC)
+        self._put = put
+        self._sched = dict(schedules)
+        self._next: dict[str, datetime] = {}
+        for name, sched in schedules:
+            first = sched.next_after(self.anchor)
+            if first is not None:
+                self._next[name] = first
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def due(self, now: datetime) -> list[PutEvent]:
+        """Events for every rule due by `now`: one per rule, missed fires are skipped."""
+        out = []
+        for name, at in list(self._next.items()):
+            if at > now:
+                continue
+            out.append(
+                PutEvent(
+                    source="aws.events",
+                    detail_type="Scheduled Event",
+                    detail={},
+                    resources=(rule_arn(name),),
+                    time=at,
+                    bus=DEFAULT_BUS,
+                )
+            )
+            nxt = self._sched[name].next_after(at)
+            while nxt is not None and nxt <= now:  # EventBridge does not backfill either
+                nxt = self._sched[name].next_after(nxt)
+            if nxt is None:
+                del self._next[name]
+            else:
+                self._next[name] = nxt
+        return out
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                events = self.due(datetime.now(UTC))
+                for i in range(0, len(events), 10):
+                    self._put(events[i : i + 10])
+                now = datetime.now(UTC)
+                wait = min(((at - now).total_seconds() for at in self._next.values()), default=30)
+                self._stop.wait(max(0.05, min(wait, 30.0)))
+
+        self._thread = threading.Thread(target=loop, name="aib-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def object_created_event(bucket: str, key: str, size: int, etag: str) -> PutEvent:
+    """S3's EventBridge `Object Created` event for an object of a local bucket."""
+    now = datetime.now(UTC)
+    event = s3_object_created_event(
+        bucket=bucket,
+        key=key,
+        size=size,
+        etag=etag,
+        sequencer=sequencer(),
+        time=now,
+        event_id="",  # the bus assigns the id
+        request_id=s3_request_id(),
+        account=ACCOUNT,
+        region=REGION,
+    )
+    return PutEvent(
+        source=event["source"],
+        detail_type=event["detail-type"],
+        detail=event["detail"],
+        resources=tuple(event["resources"]),
+        time=now,
+        bus=DEFAULT_BUS,
+    )
