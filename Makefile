@@ -45,6 +45,7 @@ typecheck: install
 bench: install
 	$(BIN)/python tests/bench/bench_fraud.py
 	$(BIN)/python tests/bench/bench_queue.py
+	$(BIN)/python tests/bench/bench_bus.py
 
 ## synth: synthesize the CDK app into cdk.out/ (layers bundled locally, no Docker)
 synth: install

@@ -258,7 +258,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    rt = LocalRuntime(_catalog(args), settings)
+    rt = LocalRuntime(_catalog(args), settings, isolate=args.isolate)
     if args.no_train:
         missing = rt.missing_models()
         if missing:
@@ -266,15 +266,28 @@ def cmd_dev(args: argparse.Namespace) -> int:
             return 1
     else:
         rt.ensure_models(lambda name: _train(name, settings))
-    rt.start()
-    rt.watch()
-    app = build_gateway(rt.catalog, rt.hosts, health=rt.health)
-    base = f"http://{args.host}:{args.port}"
-    print(f"aib dev: {len(rt.hosts)} function(s), state in {settings.state_dir.resolve()}")
-    for spec, r in rt.catalog.routes():
-        print(f"  {r.method:6} {base}{r.path}  -> {spec.name}")
-    print(f"  GET    {base}/health")
     try:
+        rt.start()
+        rt.watch()
+        app = build_gateway(rt.catalog, rt.hosts, health=rt.health)
+        base = f"http://{args.host}:{args.port}"
+        mode = "isolated worker processes" if args.isolate else "one process"
+        print(
+            f"aib dev: {len(rt.hosts)} function(s) in {mode}, "
+            f"state in {settings.state_dir.resolve()}"
+        )
+        for spec, r in rt.catalog.routes():
+            print(f"  {r.method:6} {base}{r.path}  -> {spec.name}")
+        for spec in rt.catalog.functions:
+            for q in spec.queues:
+                print(f"  queue  {q.queue} -> {spec.name}")
+            for e in spec.events:
+                print(f"  event  {e.bus}: {json.dumps(e.pattern)} -> {spec.name}")
+            for o in spec.objects:
+                print(f"  object {o.bucket}/{o.prefix}*{o.suffix} -> {spec.name}")
+            for sc in spec.schedules:
+                print(f"  every  {sc.expression} -> {spec.name}")
+        print(f"  GET    {base}/health")
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     finally:
         rt.stop()
@@ -296,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-train", action="store_true", help="fail instead of training missing models"
     )
     d.add_argument("--log-level", default="info")
+    d.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run each function in its own worker processes (a crash or hang kills only it)",
+    )
     d.set_defaults(func=cmd_dev)
 
     f = sub.add_parser("functions", help="list functions and their triggers")

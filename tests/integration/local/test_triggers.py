@@ -93,8 +93,10 @@ FUNCTIONS = {
 }
 
 
-@pytest.fixture
-def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalRuntime]:
+@pytest.fixture(params=[False, True], ids=["in-process", "isolated"])
+def runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[LocalRuntime]:
     root = tmp_path / "functions"
     for name, (toml, code) in FUNCTIONS.items():
         d = root / name
@@ -105,7 +107,9 @@ def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalRu
     for var in ("AIB_STATE_DIR", "AIB_ADAPTERS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AIB_STATE_DIR", str(tmp_path / "state"))
-    rt = LocalRuntime(load_catalog(root), PlatformSettings(state_dir=tmp_path / "state"))
+    rt = LocalRuntime(
+        load_catalog(root), PlatformSettings(state_dir=tmp_path / "state"), isolate=request.param
+    )
     rt.start()
     yield rt
     rt.stop()

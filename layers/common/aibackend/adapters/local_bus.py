@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aibackend.adapters.local import connect
 from aibackend.catalog import DEFAULT_BUS, PLATFORM_BUS
 from aibackend.events.patterns import Pattern, compile_pattern
+from aibackend.events.shapes import eventbridge_event
 from aibackend.ports import PutEvent, PutEventsResult, Queue, QueueService
 
 log = logging.getLogger("aib.bus")
@@ -448,17 +449,10 @@ class LocalEventBus:
             total += size
             event_id = self._ids()
             when = entry.time or datetime.fromtimestamp(now, UTC)
-            envelope = {
-                "version": "0",
-                "id": event_id,
-                "detail-type": entry.detail_type,
-                "source": entry.source,
-                "account": self.account,
-                "time": iso_time(when),
-                "region": self.region,
-                "resources": list(entry.resources),
-                "detail": json.loads(detail),
-            }
+            envelope = eventbridge_event(
+                entry, event_id=event_id, time=when, account=self.account, region=self.region
+            )
+            envelope["detail"] = json.loads(detail)  # as it will travel: JSON, normalized
             event_ids[i] = event_id
             accepted.append((entry.bus, _epoch(when), json.dumps(envelope), envelope))
         check_total_size(total)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from starlette.routing import Route as StarletteRoute
 
 from aibackend.catalog import Catalog, Route
 from aibackend.local.apigw import RouteTemplate, build_event, parse_response
-from aibackend.local.host import FunctionHost
+from aibackend.local.host import Host
 
 log = logging.getLogger("aib.gateway")
 PROBLEM = "application/problem+json"
@@ -36,7 +36,7 @@ def _problem(
 class Binding:
     template: RouteTemplate
     route: Route
-    host: FunctionHost
+    host: Host
 
 
 class RouteTable:
@@ -61,7 +61,7 @@ class RouteTable:
 
 def build_gateway(
     catalog: Catalog,
-    hosts: dict[str, FunctionHost],
+    hosts: Mapping[str, Host],
     *,
     health: Callable[[], dict[str, Any]],
 ) -> Starlette:
@@ -99,8 +99,11 @@ def build_gateway(
         rid = event["requestContext"]["requestId"]
         host = binding.host
         t0 = time.perf_counter()
+        # A worker process kills an invocation at its timeout itself (and does not count its
+        # cold start, like Lambda); in process, the gateway stops waiting at the timeout.
+        limit = None if host.enforces_timeout else host.spec.timeout_s
         try:
-            with anyio.fail_after(host.spec.timeout_s):
+            with anyio.fail_after(limit):
                 result = await anyio.to_thread.run_sync(
                     host.invoke, event, rid, abandon_on_cancel=True
                 )

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aibackend.catalog import FunctionSpec
 from aibackend.errors import ConfigError
@@ -43,8 +43,27 @@ def check_environments(specs: Iterable[FunctionSpec]) -> None:
                 )
 
 
+class Host(Protocol):
+    """What the gateway, pollers and bus need of a hosted function (in process or isolated)."""
+
+    spec: FunctionSpec
+    models: dict[str, int | None]
+    init_ms: float | None
+    loaded_at: float | None
+    #: True when the host kills an invocation at its timeout itself (worker processes).
+    enforces_timeout: bool
+
+    def load(self) -> None: ...
+
+    def invoke(self, event: Any, request_id: str | None = None) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
 class FunctionHost:
-    """A function's loaded code: the local analogue of one Lambda version."""
+    """A function's loaded code, in this process: the local analogue of one Lambda version."""
+
+    enforces_timeout = False
 
     def __init__(self, spec: FunctionSpec) -> None:
         self.spec = spec
@@ -85,7 +104,10 @@ class FunctionHost:
             "loaded function %s (models %s) in %.0f ms", self.spec.name, self.models, self.init_ms
         )
 
-    def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any:
+    def stop(self) -> None:
+        """Nothing to release: the code lives in this process."""
+
+    def invoke(self, event: Any, request_id: str | None = None) -> Any:
         handler = self._handler
         if handler is None:
             raise RuntimeError(f"function {self.spec.name} is not loaded")

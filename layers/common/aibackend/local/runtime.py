@@ -19,7 +19,7 @@ from aibackend.adapters import model_registry
 from aibackend.catalog import DEFAULT_BUS, AsyncDelivery, Catalog, FunctionSpec
 from aibackend.errors import ModelLoadError
 from aibackend.local import triggers
-from aibackend.local.host import FunctionHost, check_environments
+from aibackend.local.host import FunctionHost, Host, check_environments
 from aibackend.ports import PutEvent, QueueService
 from aibackend.settings import PlatformSettings, model_version_env
 
@@ -29,12 +29,21 @@ log = logging.getLogger("aib.runtime")
 class LocalRuntime:
     """Functions of one catalog, loaded in this process, following the registry's pointers."""
 
-    def __init__(self, catalog: Catalog, settings: PlatformSettings) -> None:
+    def __init__(
+        self, catalog: Catalog, settings: PlatformSettings, *, isolate: bool = False
+    ) -> None:
+        """`isolate`: each function in its own worker processes (`aib dev --isolate`)."""
         self.catalog = catalog
         self.settings = settings
         self.registry = model_registry(settings)
-        check_environments(catalog.functions)
-        self.hosts = {f.name: FunctionHost(f) for f in catalog.functions}
+        self.hosts: dict[str, Host]
+        if isolate:
+            from aibackend.local.isolation import ProcessHost
+
+            self.hosts = {f.name: ProcessHost(f) for f in catalog.functions}
+        else:
+            check_environments(catalog.functions)  # one process: one os.environ for all
+            self.hosts = {f.name: FunctionHost(f) for f in catalog.functions}
         self.started_at = time.time()
         #: Rate schedules count from here, as AWS counts from the rule's creation.
         self.started = datetime.now(UTC)
@@ -245,6 +254,8 @@ class LocalRuntime:
             obj = getattr(self, part, None)
             if obj is not None:
                 obj.stop()
+        for host in self.hosts.values():
+            host.stop()
 
     def health(self) -> dict[str, Any]:
         return {

@@ -21,7 +21,7 @@ from typing import Any
 from aibackend.catalog import DEFAULT_BUS, FunctionSpec, QueueTrigger
 from aibackend.events.schedule import Schedule
 from aibackend.events.shapes import s3_object_created_event, s3_request_id, sequencer
-from aibackend.local.host import FunctionHost
+from aibackend.local.host import Host
 from aibackend.ports import PutEvent, Queue, QueueConfig, QueueMessage
 
 log = logging.getLogger("aib.triggers")
@@ -108,7 +108,7 @@ class QueuePoller:
 
     def __init__(
         self,
-        host: FunctionHost,
+        host: Host,
         trigger: QueueTrigger,
         queue: Queue,
         gate: Gate,
