@@ -1,4 +1,4 @@
-"""The events the local runtime delivers equal the AWS samples in events/ (frozen clock, seeded ids)."""
+"""Events the local runtime delivers equal the AWS samples in events/ (frozen clock, seeded ids)."""
 
 from __future__ import annotations
 
