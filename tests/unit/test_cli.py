@@ -25,7 +25,8 @@ def test_functions_lists_each_function_with_routes_access_and_models(
     out = capsys.readouterr().out
     assert "fraud_score  (python3.12, arm64, 1769 MB, 10 s)" in out
     assert "http  POST   /v1/fraud/score  [api_key]" in out
-    assert "model fraud" in out
+    assert "model  fraud" in out
+    assert 'event  aib: {"source": ["aib.payments"], "detail-type": ["Transaction Created"]}' in out
 
 
 def test_models_list_on_an_empty_state_says_how_to_start(

@@ -9,10 +9,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aibackend.catalog import Catalog, default_functions_dir, load_catalog
 from aibackend.errors import AibError
 from aibackend.ports import ModelRegistry
+
+if TYPE_CHECKING:
+    from aibackend.adapters.local_bus import LocalEventBus
 from aibackend.settings import PlatformSettings
 
 
@@ -38,8 +42,16 @@ def cmd_functions(args: argparse.Namespace) -> int:
         for r in f.routes:
             scopes = f" scopes={','.join(r.scopes)}" if r.scopes else ""
             print(f"  http  {r.method:6} {r.path}  [{r.access.value}{scopes}]")
+        for q in f.queues:
+            print(f"  queue  {q.queue}  (batch {q.batch_size}, dlq after {q.max_receive_count})")
+        for e in f.events:
+            print(f"  event  {e.bus}: {json.dumps(e.pattern)}")
+        for o in f.objects:
+            print(f"  object {o.bucket}: {o.prefix}*{o.suffix}")
+        for sc in f.schedules:
+            print(f"  every  {sc.expression}")
         for m in f.models:
-            print(f"  model {m}")
+            print(f"  model  {m}")
     return 0
 
 
@@ -231,21 +243,33 @@ def cmd_put(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
-    from aibackend.adapters import _publish_only
+def _local_bus(settings: PlatformSettings) -> LocalEventBus:
+    from aibackend.adapters import publish_only
     from aibackend.adapters.local_bus import LocalEventBus
     from aibackend.adapters.local_queue import SqliteQueueService
 
-    settings = _settings(args)
-    bus = LocalEventBus(
+    return LocalEventBus(
         settings.state_dir / "events.db",
-        deliver=_publish_only,
+        deliver=publish_only,
         queues=SqliteQueueService(settings.state_dir / "queues.db"),
     )
+
+
+def cmd_events_list(args: argparse.Namespace) -> int:
+    events = _local_bus(_settings(args)).archived(
+        limit=args.limit, bus=args.bus, source=args.source, detail_type=args.detail_type
+    )
+    for e in events:
+        print(json.dumps(e))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
     since, until = datetime.fromisoformat(args.since), datetime.fromisoformat(args.until)
-    n = bus.replay(since, until, name=args.name or f"replay-{since:%Y%m%dT%H%M%S}")
+    name = args.name or f"replay-{since:%Y%m%dT%H%M%S}"
+    n = _local_bus(_settings(args)).replay(since, until, name=name)
     print(f"replaying {n} archived event(s); `aib dev` delivers them to today's rules")
     return 0
 
@@ -278,15 +302,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         )
         for spec, r in rt.catalog.routes():
             print(f"  {r.method:6} {base}{r.path}  -> {spec.name}")
-        for spec in rt.catalog.functions:
-            for q in spec.queues:
-                print(f"  queue  {q.queue} -> {spec.name}")
-            for e in spec.events:
-                print(f"  event  {e.bus}: {json.dumps(e.pattern)} -> {spec.name}")
-            for o in spec.objects:
-                print(f"  object {o.bucket}/{o.prefix}*{o.suffix} -> {spec.name}")
-            for sc in spec.schedules:
-                print(f"  every  {sc.expression} -> {spec.name}")
+        triggered = [f.name for f in rt.catalog.functions if not f.routes]
+        if triggered:
+            print(f"  events, queues, objects, schedules -> {', '.join(triggered)} (aib functions)")
         print(f"  GET    {base}/health")
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     finally:
@@ -370,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--until", required=True)
     rp.add_argument("--name", help="replay name (added to replayed events as replay-name)")
     rp.set_defaults(func=cmd_replay)
+    ls = ev_sub.add_parser("list", help="most recent archived events, newest first")
+    ls.add_argument("--limit", type=int, default=10)
+    ls.add_argument("--source")
+    ls.add_argument("--detail-type")
+    ls.add_argument("--bus")
+    ls.set_defaults(func=cmd_events_list)
 
     i = sub.add_parser("invoke", help="invoke a function's handler with an event file")
     i.add_argument("function")

@@ -101,14 +101,8 @@ def build_custom() -> dict[str, Any]:
     entry = PutEvent(
         source="aib.payments",
         detail_type="Transaction Created",
-        detail={
-            "schema_version": 1,
-            "transaction_id": "txn-0001",
-            "card_id": "card-4242",
-            "amount": 312.0,
-            "currency": "EUR",
-            "merchant_category": "jewelry",
-        },
+        # The fraud_events function consumes this: a full transaction as the detail.
+        detail=json.loads((EVENTS / "payloads" / "transaction.json").read_text(encoding="utf-8")),
     )
     return eventbridge_event(
         entry, event_id=seeded_uuid(3), time=NOW, account=ACCOUNT, region=REGION

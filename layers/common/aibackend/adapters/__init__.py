@@ -48,7 +48,7 @@ def queue_service(settings: PlatformSettings | None = None) -> QueueService:
     return SqliteQueueService(s.state_dir / "queues.db")
 
 
-def _publish_only(target: object, payload: object) -> None:
+def publish_only(target: object, payload: object) -> None:
     raise RuntimeError("this process only publishes; `aib dev` delivers local events")
 
 
@@ -62,4 +62,4 @@ def event_bus(settings: PlatformSettings | None = None) -> EventBus:
         return EventBridgeBus()
     from aibackend.adapters.local_bus import LocalEventBus
 
-    return LocalEventBus(s.state_dir / "events.db", deliver=_publish_only, queues=queue_service(s))
+    return LocalEventBus(s.state_dir / "events.db", deliver=publish_only, queues=queue_service(s))

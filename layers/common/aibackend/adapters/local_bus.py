@@ -873,6 +873,32 @@ class LocalEventBus:
             counts[key] += r["n"]
         return BusStats(**counts)
 
+    def archived(
+        self,
+        *,
+        limit: int = 20,
+        bus: str | None = None,
+        source: str | None = None,
+        detail_type: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The most recent archived events, newest first, optionally filtered."""
+        where, args = [], []
+        for column, value in (
+            ("bus", bus),
+            ("json_extract(event, '$.source')", source),
+            ("json_extract(event, '$.\"detail-type\"')", detail_type),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT event FROM bus_archive"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY received_at DESC, rowid DESC LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(sql, (*args, limit)).fetchall()
+        return [json.loads(r["event"]) for r in rows]
+
     def failures(self, limit: int = 100) -> list[dict[str, Any]]:
         """The most recent failed deliveries: rule, target, condition and on-failure record."""
         with self._lock:

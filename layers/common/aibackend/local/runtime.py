@@ -21,7 +21,7 @@ from aibackend.errors import ModelLoadError
 from aibackend.local import triggers
 from aibackend.local.host import FunctionHost, Host, check_environments
 from aibackend.ports import PutEvent, QueueService
-from aibackend.settings import PlatformSettings, model_version_env
+from aibackend.settings import PlatformSettings, model_version_env, platform_settings
 
 log = logging.getLogger("aib.runtime")
 
@@ -57,6 +57,8 @@ class LocalRuntime:
         os.environ["AIB_STATE_DIR"] = str(self.settings.state_dir.resolve())
         os.environ["AIB_MODEL_BUCKET"] = self.settings.model_bucket
         os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "aibackend")
+        # Functions read these once per process; a new runtime (tests start several) rereads them.
+        platform_settings.cache_clear()
 
     def missing_models(self) -> list[str]:
         return [m for m in self.catalog.model_names if self.registry.production(m) is None]
@@ -101,6 +103,10 @@ class LocalRuntime:
             for cfg in triggers.queue_configs(spec):
                 self.queues.ensure(cfg)
             self._put_rules(spec)
+        wanted = {name for spec in self.catalog.functions for name in triggers.rule_names(spec)}
+        for rule in self.bus.rules():  # rules of functions since removed or renamed
+            if rule.name not in wanted:
+                self.bus.delete_rule(rule.name, bus=rule.bus)
 
         def build(batch: list[Any], queue: str) -> dict[str, Any]:
             return sqs_event(
@@ -149,14 +155,14 @@ class LocalRuntime:
 
         for i, e in enumerate(spec.events):
             self.bus.put_rule(
-                f"{spec.name}-event-{i}",
+                triggers.event_rule_name(spec, i),
                 bus=e.bus,
                 pattern=e.pattern,
                 targets=[target(e.input_path)],
             )
         for i, o in enumerate(spec.objects):
             self.bus.put_rule(
-                f"{spec.name}-object-{i}",
+                triggers.object_rule_name(spec, i),
                 bus=DEFAULT_BUS,
                 pattern=o.event_pattern(o.bucket),
                 targets=[target()],

@@ -69,6 +69,23 @@ def schedule_rule_name(spec: FunctionSpec, index: int) -> str:
     return f"{spec.name}-schedule-{index}"
 
 
+def event_rule_name(spec: FunctionSpec, index: int) -> str:
+    return f"{spec.name}-event-{index}"
+
+
+def object_rule_name(spec: FunctionSpec, index: int) -> str:
+    return f"{spec.name}-object-{index}"
+
+
+def rule_names(spec: FunctionSpec) -> list[str]:
+    """Every local bus rule the runtime keeps for a function."""
+    return (
+        [event_rule_name(spec, i) for i in range(len(spec.events))]
+        + [object_rule_name(spec, i) for i in range(len(spec.objects))]
+        + [schedule_rule_name(spec, i) for i in range(len(spec.schedules))]
+    )
+
+
 class Gate:
     """A function's reserved concurrency (unbounded when not declared)."""
 

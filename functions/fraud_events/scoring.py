@@ -1,0 +1,49 @@
+"""Score a `Transaction Created` event and say what to publish; no AWS, no I/O."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+
+from aibackend.fraud.features import transactions_matrix
+from aibackend.fraud.schema import Transaction
+from aibackend.models.runtime import LoadedModel
+from aibackend.ports import PutEvent
+
+SOURCE = "aib.fraud"
+
+
+class Settings(BaseModel):
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        raw = os.environ.get("FRAUD_THRESHOLD")
+        return cls() if raw is None else cls(threshold=raw)  # type: ignore[arg-type]
+
+
+def score_event(event: dict[str, Any], model: LoadedModel, settings: Settings) -> list[PutEvent]:
+    """`Transaction Scored` for every transaction, plus `Fraud Suspected` at the threshold.
+
+    Each outgoing event names the event that caused it (`caused_by`), so one transaction can be
+    followed from creation to alert. An invalid transaction raises: Lambda retries, then its
+    on-failure record carries the validation error.
+    """
+    txn = Transaction.model_validate(event["detail"])
+    score = float(model.predict_proba(transactions_matrix([txn]))[0])
+    decision = "decline" if score >= settings.threshold else "approve"
+    detail = {
+        "transaction_id": txn.transaction_id,
+        "card_id": txn.card_id,
+        "score": score,
+        "decision": decision,
+        "threshold": settings.threshold,
+        "model": {"name": model.name, "version": model.version},
+        "caused_by": event["id"],
+    }
+    out = [PutEvent(source=SOURCE, detail_type="Transaction Scored", detail=detail)]
+    if decision == "decline":
+        out.append(PutEvent(source=SOURCE, detail_type="Fraud Suspected", detail=detail))
+    return out

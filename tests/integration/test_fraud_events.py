@@ -1,0 +1,95 @@
+"""fraud_events: Transaction Created on the bus -> Transaction Scored / Fraud Suspected."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aibackend.catalog import load_catalog
+from aibackend.local.runtime import LocalRuntime
+from aibackend.ports import PutEvent
+from aibackend.settings import PlatformSettings
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def runtime(
+    fraud_state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LocalRuntime]:
+    state = tmp_path / "state"
+    shutil.copytree(fraud_state, state)
+    for var in ("AIB_STATE_DIR", "AIB_ADAPTERS", "AIB_MODEL_FRAUD_VERSION", "FRAUD_THRESHOLD"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AIB_STATE_DIR", str(state))
+    rt = LocalRuntime(load_catalog(ROOT / "functions"), PlatformSettings(state_dir=state))
+    rt.start()
+    yield rt
+    rt.stop()
+
+
+def _wait(cond: Callable[[], Any], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (got := cond()):
+        if time.monotonic() > deadline:
+            pytest.fail("condition not met in time")
+        time.sleep(0.05)
+    return got
+
+
+def test_a_created_transaction_is_scored_and_suspected_fraud_is_published(
+    runtime: LocalRuntime, event: Callable[[str], dict[str, Any]]
+) -> None:
+    # GIVEN the sample Transaction Created event (the account-takeover transaction)
+    sample = event("eventbridge/custom_event")
+    result = runtime.bus.put_events(
+        [
+            PutEvent(
+                source=sample["source"], detail_type=sample["detail-type"], detail=sample["detail"]
+            )
+        ]
+    )
+    [created_id] = result.event_ids
+    # THEN a Transaction Scored and a Fraud Suspected event follow, naming their cause
+    scored = _wait(lambda: runtime.bus.archived(detail_type="Transaction Scored"))
+    suspected = _wait(lambda: runtime.bus.archived(detail_type="Fraud Suspected"))
+    detail = scored[0]["detail"]
+    assert scored[0]["source"] == "aib.fraud"
+    assert detail["caused_by"] == created_id
+    assert detail["transaction_id"] == "txn-0001"
+    assert detail["decision"] == "decline" and detail["score"] >= 0.5
+    assert detail["model"]["name"] == "fraud"
+    assert suspected[0]["detail"] == detail
+
+
+def test_an_everyday_purchase_is_scored_without_an_alert(runtime: LocalRuntime) -> None:
+    batch = json.loads((ROOT / "events" / "payloads" / "transactions_batch.json").read_text())
+    grocery = batch["transactions"][1]
+    runtime.bus.put_events(
+        [PutEvent(source="aib.payments", detail_type="Transaction Created", detail=grocery)]
+    )
+    scored = _wait(lambda: runtime.bus.archived(detail_type="Transaction Scored"))
+    assert scored[0]["detail"]["decision"] == "approve"
+    time.sleep(0.5)
+    assert runtime.bus.archived(detail_type="Fraud Suspected") == []
+
+
+def test_an_invalid_transaction_ends_in_the_failure_queue_with_the_reason(
+    runtime: LocalRuntime,
+) -> None:
+    runtime.bus.put_events(
+        [PutEvent(source="aib.payments", detail_type="Transaction Created", detail={"amount": -1})]
+    )
+    failures = runtime.queues.get("fraud_events-failures")
+    _wait(lambda: failures.stats().visible == 1, timeout=30)
+    record = json.loads(failures.receive(1)[0].body)
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert "card_id" in record["responsePayload"]["errorMessage"]
