@@ -93,22 +93,31 @@ def statements(synth: Any) -> list[dict[str, Any]]:
 
 
 def test_function_role_reads_the_model_prefix_of_the_model_bucket(synth: Any) -> None:
+    # one statement per function serving the fraud model (fraud_score, fraud_events)
     reads = [s for s in statements(synth) if s["Action"] == "s3:GetObject"]
-    assert reads == [
-        {
-            "Action": "s3:GetObject",
-            "Effect": "Allow",
-            "Resource": {
-                "Fn::Join": ["", [{"Fn::ImportValue": "AibModels-ModelBucketArn"}, "/fraud/*"]]
-            },
-        }
-    ]
+    assert (
+        reads
+        == [
+            {
+                "Action": "s3:GetObject",
+                "Effect": "Allow",
+                "Resource": {
+                    "Fn::Join": ["", [{"Fn::ImportValue": "AibModels-ModelBucketArn"}, "/fraud/*"]]
+                },
+            }
+        ]
+        * 2
+    )
 
 
 def test_function_role_reads_only_its_models_registry_items(synth: Any) -> None:
-    (ddb,) = [s for s in statements(synth) if "dynamodb:GetItem" in s["Action"]]
-    assert sorted(ddb["Action"]) == ["dynamodb:GetItem", "dynamodb:Query"]
-    assert ddb["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["fraud"]}}
+    found = [s for s in statements(synth) if "dynamodb:GetItem" in s["Action"]]
+    assert len(found) == 2  # fraud_score and fraud_events
+    for ddb in found:
+        assert sorted(ddb["Action"]) == ["dynamodb:GetItem", "dynamodb:Query"]
+        assert ddb["Condition"] == {
+            "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["fraud"]}
+        }
 
 
 def test_no_function_uses_a_managed_policy(synth: Any) -> None:
