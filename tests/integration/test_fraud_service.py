@@ -147,8 +147,12 @@ def test_health_reports_functions_and_loaded_model_versions(
     client: TestClient, runtime: LocalRuntime
 ) -> None:
     h = client.get("/health").json()
-    [fn] = h["functions"]
-    assert fn["name"] == "fraud_score"
+    fn = next(f for f in h["functions"] if f["name"] == "fraud_score")
+    assert fn["routes"] == [
+        "POST /v1/fraud/score",
+        "GET /v1/fraud/model",
+        "GET /v1/fraud/openapi.json",
+    ]
     assert fn["models"] == {"fraud": runtime.registry.production("fraud").version}  # type: ignore[union-attr]
 
 
@@ -185,7 +189,7 @@ def test_promoting_a_new_version_reloads_the_function(
     new = runtime.registry.register(copy)
     # WHEN it is promoted and the runtime notices the pointer moved
     runtime.registry.set_production("fraud", new.version)
-    assert runtime.poll_once() == ["fraud_score"]
+    assert sorted(runtime.poll_once()) == ["fraud_events", "fraud_score"]
     # THEN the service answers with the new version, and a second check changes nothing
     assert client.get("/v1/fraud/model").json()["version"] == new.version
     r = client.post("/v1/fraud/score", json=_payload("transaction.json"))
