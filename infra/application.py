@@ -19,7 +19,7 @@ from infra.model_versions import ResolvedVersion, resolve_model_versions
 from infra.stacks.data import DataStack
 from infra.stacks.models import ModelsStack
 from infra.stacks.services import ServicesStack
-from infra.triggers import data_bucket_names
+from infra.triggers import data_bucket_names, data_table_names
 
 #: Deploy order: AibModels and AibData (stateful, independent of each other), then AibServices.
 MODELS_STACK = "AibModels"
@@ -75,9 +75,10 @@ def build_app(
         app,
         DATA_STACK,
         bucket_names=data_bucket_names(catalog),
+        table_names=data_table_names(catalog),
         config=config,
         env=env,
-        description="aibackend: platform event bus with its archive, and the data buckets",
+        description="aibackend: platform event bus with its archive, data buckets and data tables",
     )
 
     unresolved: str | None = None
@@ -100,6 +101,7 @@ def build_app(
         registry_table=models.registry_table,
         bus=data.bus,
         data_buckets=data.buckets,
+        data_tables=data.tables,
         # 0 is never a registry version: a forced deploy of an unresolved pin fails loudly.
         model_versions={
             m: resolved[m].version if m in resolved else 0 for m in catalog.model_names

@@ -1,8 +1,8 @@
 """What a declaration's triggers mean on AWS, decided before any construct is built.
 
-Pure functions of the catalog (plus `EventPattern` rendering): which buckets are data buckets,
-which asynchronous delivery settings a function's alias gets, and how a declared pattern
-becomes a CDK `EventPattern` without losing its content filters.
+Pure functions of the catalog (plus `EventPattern` rendering): which buckets and tables are
+data buckets and data tables, which asynchronous delivery settings a function's alias gets,
+and how a declared pattern becomes a CDK `EventPattern` without losing its content filters.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from aibackend.errors import ConfigError
 
 #: The model store's logical bucket name: lives in AibModels, never a data bucket.
 MODEL_BUCKET = "models"
+#: The model registry's logical table name: lives in AibModels, never a data table.
+REGISTRY_TABLE = "registry"
 
 #: EventBridge event envelope fields a pattern may match -> `events.EventPattern` argument.
 _PATTERN_FIELDS = {
@@ -39,6 +41,13 @@ def data_bucket_names(catalog: Catalog) -> tuple[str, ...]:
     names = {o.bucket for f in catalog.functions for o in f.objects}
     names |= {b for f in catalog.functions for b in f.resources.buckets}
     return tuple(sorted(names - {MODEL_BUCKET}))
+
+
+def data_table_names(catalog: Catalog) -> tuple[str, ...]:
+    """Tables the declarations name in `resources.tables`, except the model registry: AibData
+    creates each once, however many functions read or write it."""
+    names = {t for f in catalog.functions for t in f.resources.tables}
+    return tuple(sorted(names - {REGISTRY_TABLE}))
 
 
 def async_delivery(spec: FunctionSpec) -> AsyncDelivery | None:

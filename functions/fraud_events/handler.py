@@ -6,10 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.adapters import event_bus
+from aibackend.idempotency import persistence_layer
 from aibackend.models.runtime import load_model
+from aibackend.settings import platform_settings
 
 from .scoring import Settings, score_event
 
@@ -21,10 +24,18 @@ SETTINGS = Settings.from_env()
 BUS = event_bus()
 logger.append_keys(model_name=MODEL.name, model_version=MODEL.version)
 
+# EventBridge delivers at least once, and Lambda retries an invocation whose answer was lost:
+# one record per event id makes a redelivered event return the first result instead of
+# publishing again. The bus is another store, so a crash between publishing and completing
+# the record can still publish twice: consumers dedupe on `caused_by`.
+IDEMPOTENCY = persistence_layer(platform_settings(), "fraud-events-idempotency")
+ONCE_PER_EVENT = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=86_400)
+
 
 @logger.inject_lambda_context(correlation_id_path="id")
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> None:
+@idempotent(config=ONCE_PER_EVENT, persistence_store=IDEMPOTENCY)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     out = score_event(event, MODEL, SETTINGS)
     result = BUS.put_events(out)
     if result.failed_count:
@@ -34,3 +45,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> None:
     if len(out) > 1:
         metrics.add_metric(name="FraudSuspected", unit=MetricUnit.Count, value=1)
         logger.info("fraud suspected", extra={"transaction_id": out[0].detail["transaction_id"]})
+    return {"published": list(result.event_ids), "decision": out[0].detail["decision"]}

@@ -32,7 +32,7 @@ from infra.bundling import Platform
 from infra.constructs.layers import Layers, architecture, runtime
 from infra.constructs.queues import DEAD_LETTER_RETENTION, secure_queue
 from infra.nag import acknowledge, resource_finding
-from infra.triggers import MODEL_BUCKET, async_delivery, event_pattern
+from infra.triggers import MODEL_BUCKET, REGISTRY_TABLE, async_delivery, event_pattern
 
 R = TypeVar("R")
 
@@ -43,6 +43,24 @@ RESERVED_ENV_PREFIX = "AIB_"
 #: permission while a deploy is under way) this often at most; the event's age (the trigger's
 #: max_event_age_s) bounds it first, and an event that runs out of both lands in the DLQ.
 DELIVERY_RETRY_ATTEMPTS = 185
+
+#: Item actions a data table grant allows: no streams and no table-level actions, not even
+#: DescribeTable. `read` includes condition checks in transactions; `readwrite` covers what
+#: Powertools idempotency calls (GetItem, PutItem, UpdateItem, DeleteItem). IAM authorizes
+#: TransactGetItems and TransactWriteItems through the item actions they carry.
+TABLE_READ_ACTIONS = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+)
+TABLE_WRITE_ACTIONS = (
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+)
 
 #: Never shipped in a function's code asset.
 CODE_EXCLUDES = ("**/__pycache__", "**/*.pyc", "**/tests", "**/.pytest_cache")
@@ -57,6 +75,8 @@ class SharedResources:
     #: Logical name (as written in function.toml) -> resource.
     buckets: Mapping[str, s3.IBucket] = field(default_factory=dict)
     tables: Mapping[str, dynamodb.ITable] = field(default_factory=dict)
+    #: Physical names of the data tables in `tables` (the registry's is AIB_REGISTRY_TABLE).
+    table_names: Mapping[str, str] = field(default_factory=dict)
     #: Only queues some function consumes exist (`[[queues]]`); senders name them here.
     queues: Mapping[str, sqs.IQueue] = field(default_factory=dict)
     #: `aib` (the platform bus) and `default` (where AWS services publish).
@@ -182,8 +202,11 @@ class ServiceFunction(Construct):
             self._grant_model_reads(resources)
         for name, bucket, grant in buckets:
             self._grant_bucket(name, bucket, grant)
-        for _, table, grant in tables:
-            _grant_table(table, grant, self.role)
+        for name, table, grant in tables:
+            if name == REGISTRY_TABLE:
+                _grant_registry(table, grant, self.role)
+            else:
+                _grant_data_table(table, grant, self.role)
         for _, queue, grant in queues:
             _grant_queue(queue, grant, self.role)
         for _, bus, grant in buses:
@@ -422,6 +445,8 @@ def _resource_environment(spec: FunctionSpec, resources: SharedResources) -> dic
         env[resource_env("queue", name)] = resources.queues[name].queue_url
     for name in sorted(spec.resources.buses):
         env[resource_env("bus", name)] = resources.buses[name].event_bus_name
+    for name in sorted(set(spec.resources.tables) - {REGISTRY_TABLE}):
+        env[resource_env("table", name)] = resources.table_names[name]
     return env
 
 
@@ -433,7 +458,18 @@ def _grant_queue(queue: sqs.IQueue, grant: Grant, role: iam.IRole) -> None:
         queue.grant_send_messages(role)
 
 
-def _grant_table(table: dynamodb.ITable, grant: Grant, role: iam.IRole) -> None:
+def _grant_data_table(table: dynamodb.ITable, grant: Grant, role: iam.IRole) -> None:
+    """Item actions on that one table (data tables have no indexes and no streams)."""
+    actions: list[str] = []
+    if grant in (Grant.READ, Grant.READ_WRITE):
+        actions += TABLE_READ_ACTIONS
+    if grant in (Grant.WRITE, Grant.READ_WRITE):
+        actions += TABLE_WRITE_ACTIONS
+    role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[table.table_arn]))
+
+
+def _grant_registry(table: dynamodb.ITable, grant: Grant, role: iam.IRole) -> None:
+    """The model registry (beyond the model reads every model gets): CDK's table grants."""
     if grant is Grant.READ:
         table.grant_read_data(role)
     elif grant is Grant.WRITE:

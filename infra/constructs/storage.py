@@ -1,4 +1,4 @@
-"""Where models and data live: the artifact bucket, the data buckets, the registry table."""
+"""Where models and data live: the artifact bucket, the data buckets and tables, the registry."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ from infra.naming import pascal
 
 #: How long an overwritten or deleted object version stays recoverable.
 NONCURRENT_VERSION_DAYS = 90
+
+#: Partition key (string) and TTL attribute (epoch seconds) of every data table: the layout of
+#: Powertools' DynamoDB idempotency records and of `aibackend.idempotency`'s effect tables.
+DATA_TABLE_KEY = "id"
+DATA_TABLE_TTL = "expiration"
 
 
 def access_log_bucket(scope: Construct, log_retention_days: int) -> s3.Bucket:
@@ -109,6 +114,38 @@ class DataBuckets(Construct):
             )
         )
         return bucket
+
+
+class DataTables(Construct):
+    """The tables function declarations name (other than the registry), created once.
+
+    Attribute: `tables` (logical name -> dynamodb.Table). Each has a string partition key
+    `id` and expires items by their `expiration` attribute, so one layout serves idempotency
+    records and the effects committed next to them. CloudFormation generates the physical
+    names (functions learn them from `AIB_TABLE_<NAME>`), and the tables are retained on
+    stack deletion: they hold data.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, names: Sequence[str]) -> None:
+        super().__init__(scope, construct_id)
+        self.tables = {name: self._table(name) for name in names}
+
+    def _table(self, name: str) -> dynamodb.Table:
+        return dynamodb.Table(
+            self,
+            pascal(name),
+            partition_key=dynamodb.Attribute(
+                name=DATA_TABLE_KEY, type=dynamodb.AttributeType.STRING
+            ),
+            time_to_live_attribute=DATA_TABLE_TTL,
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            # The aws/dynamodb key: encryption with a key policy AWS keeps, no grants to manage.
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
 
 
 class RegistryTable(Construct):

@@ -1,4 +1,5 @@
-"""`AibData`: the platform event bus with its archive, and the data buckets functions name.
+"""`AibData`: the platform event bus with its archive, and the data buckets and tables functions
+name.
 
 Stateful and independent of AibModels; AibServices subscribes to both by named exports.
 """
@@ -13,13 +14,14 @@ from constructs import Construct
 
 from infra.config import InfraConfig
 from infra.constructs.bus import PlatformBus
-from infra.constructs.storage import DataBuckets
+from infra.constructs.storage import DataBuckets, DataTables
 from infra.naming import pascal
 
 
 class DataStack(cdk.Stack):
     """Attributes: `bus` (events.EventBus), `archive` (events.Archive), `buckets` (logical
-    name -> s3.Bucket), `access_logs` (s3.Bucket or None)."""
+    name -> s3.Bucket), `access_logs` (s3.Bucket or None), `tables` (logical name ->
+    dynamodb.Table)."""
 
     def __init__(
         self,
@@ -27,6 +29,7 @@ class DataStack(cdk.Stack):
         construct_id: str,
         *,
         bucket_names: Sequence[str],
+        table_names: Sequence[str],
         config: InfraConfig,
         **kwargs: Any,
     ) -> None:
@@ -44,6 +47,7 @@ class DataStack(cdk.Stack):
         )
         self.buckets = data.buckets
         self.access_logs = data.access_logs
+        self.tables = DataTables(self, "DataTables", names=table_names).tables
 
         cdk.CfnOutput(self, "BusName", value=self.bus.event_bus_name)
         cdk.CfnOutput(self, "ArchiveName", value=self.archive.archive_name)
@@ -53,4 +57,11 @@ class DataStack(cdk.Stack):
                 f"Bucket{pascal(name)}Name",
                 value=bucket.bucket_name,
                 description=f"data bucket {name!r}",
+            )
+        for name, table in self.tables.items():
+            cdk.CfnOutput(
+                self,
+                f"Table{pascal(name)}Name",
+                value=table.table_name,
+                description=f"data table {name!r}",
             )

@@ -21,7 +21,7 @@ from infra.constructs.layers import Layers
 from infra.constructs.queues import Queues
 from infra.constructs.service_function import FunctionSettings, ServiceFunction, SharedResources
 from infra.naming import pascal
-from infra.triggers import MODEL_BUCKET
+from infra.triggers import MODEL_BUCKET, REGISTRY_TABLE
 
 
 class ServicesStack(cdk.Stack):
@@ -39,6 +39,7 @@ class ServicesStack(cdk.Stack):
         registry_table: dynamodb.ITable,
         bus: events.IEventBus,
         data_buckets: Mapping[str, s3.IBucket],
+        data_tables: Mapping[str, dynamodb.ITable],
         model_versions: Mapping[str, int],
         config: InfraConfig,
         **kwargs: Any,
@@ -70,13 +71,25 @@ class ServicesStack(cdk.Stack):
                 bucket_arn=self._import(bucket, bucket.bucket_arn, f"Bucket{pascal(name)}Arn"),
                 bucket_name=self._import(bucket, bucket.bucket_name, f"Bucket{pascal(name)}Name"),
             )
+        tables: dict[str, dynamodb.ITable] = {REGISTRY_TABLE: registry_table}
+        table_names: dict[str, str] = {}
+        for name, table in data_tables.items():
+            # CDK takes an imported table's ARN or its name, not both; the name from the ARN
+            # would be a Select of a Split, so functions get the exported name instead.
+            tables[name] = dynamodb.Table.from_table_arn(
+                self,
+                f"Table{pascal(name)}",
+                self._import(table, table.table_arn, f"Table{pascal(name)}Arn"),
+            )
+            table_names[name] = self._import(table, table.table_name, f"Table{pascal(name)}Name")
         self.layers = Layers(self, "Layers", layers_dir=layers_dir)
         self.queues = Queues(self, "Queues", catalog=catalog)
         resources = SharedResources(
             model_bucket=model_bucket,
             registry_table=registry_table,
             buckets=buckets,
-            tables={"registry": registry_table},
+            tables=tables,
+            table_names=table_names,
             queues=self.queues.queues,
             buses={
                 PLATFORM_BUS: platform_bus,

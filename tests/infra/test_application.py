@@ -29,12 +29,12 @@ models = ["fraud"]
 def test_unknown_resource_name_fails_naming_the_declaration_and_entry(
     functions_dir: Path, new_function: Callable[..., Path]
 ) -> None:
-    # GIVEN a declaration that asks for a table nobody defines (buckets, unlike tables, are
-    # created for whoever names them: see test_event_plumbing)
+    # GIVEN a declaration that writes to a bus nobody defines (buckets and tables, unlike
+    # buses, are created for whoever names them: see test_event_plumbing, test_data_tables)
     toml = new_function(
         functions_dir,
         "scorer",
-        WithModel.format(bucket="models") + '[resources.tables]\nfeatures = "read"\n',
+        WithModel.format(bucket="models") + '[resources.buses]\nops = "write"\n',
     )
     # WHEN the app is built
     with pytest.raises(ConfigError) as err:
@@ -46,9 +46,9 @@ def test_unknown_resource_name_fails_naming_the_declaration_and_entry(
     # THEN the error names the file, the entry and what is known
     msg = str(err.value)
     assert str(toml) in msg
-    assert "resources.tables" in msg
-    assert "'features'" in msg
-    assert "registry" in msg  # the known table names
+    assert "resources.buses" in msg
+    assert "'ops'" in msg
+    assert "known buses: aib, default" in msg
 
 
 def test_known_resource_name_builds(functions_dir: Path, new_function: Callable[..., Path]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import pytest
 from aws_cdk.assertions import Match
 
 from aibackend.catalog import Access, load_catalog, load_function
+from aibackend.settings import resource_env
+from infra.naming import pascal
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAUD = load_function(ROOT / "functions" / "fraud_score")
@@ -111,13 +114,35 @@ def test_function_role_reads_the_model_prefix_of_the_model_bucket(synth: Any) ->
 
 
 def test_function_role_reads_only_its_models_registry_items(synth: Any) -> None:
-    found = [s for s in statements(synth) if "dynamodb:GetItem" in s["Action"]]
+    # (data tables a function declares have their own statements, on their own ARNs)
+    found = [
+        s
+        for s in statements(synth)
+        if "dynamodb:GetItem" in s["Action"]
+        and "AibModels-RegistryTableName" in json.dumps(s["Resource"])
+    ]
     assert len(found) == 2  # fraud_score and fraud_events
     for ddb in found:
         assert sorted(ddb["Action"]) == ["dynamodb:GetItem", "dynamodb:Query"]
         assert ddb["Condition"] == {
             "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["fraud"]}
         }
+
+
+def test_declared_data_tables_exist_and_reach_their_functions_by_name(synth: Any) -> None:
+    # GIVEN the tables the project's declarations name (the registry lives in AibModels)
+    catalog = load_catalog(ROOT / "functions")
+    declared = {t for f in catalog.functions for t in f.resources.tables} - {"registry"}
+    # THEN AibData holds one table each
+    assert len(synth.resources("AibData", "AWS::DynamoDB::Table")) == len(declared)
+    # AND each function that names one finds it by its exported name
+    fns = synth.resources("AibServices", "AWS::Lambda::Function").values()
+    env = {f["Properties"]["Handler"]: f["Properties"]["Environment"]["Variables"] for f in fns}
+    for spec in catalog.functions:
+        for name in set(spec.resources.tables) - {"registry"}:
+            assert env[spec.lambda_handler][resource_env("table", name)] == {
+                "Fn::ImportValue": f"AibData-Table{pascal(name)}Name"
+            }
 
 
 def test_no_function_uses_a_managed_policy(synth: Any) -> None:

@@ -93,3 +93,27 @@ def test_an_invalid_transaction_ends_in_the_failure_queue_with_the_reason(
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     assert record["requestContext"]["approximateInvokeCount"] == 3
     assert "card_id" in record["responsePayload"]["errorMessage"]
+
+
+def test_a_redelivered_event_is_not_published_twice(runtime: LocalRuntime) -> None:
+    # GIVEN one Transaction Created event delivered twice (EventBridge is at-least-once)
+    txn = json.loads((ROOT / "events" / "payloads" / "transaction.json").read_text())
+    event = {
+        "version": "0",
+        "id": "5d1e0f7a-0000-4000-8000-000000000001",
+        "detail-type": "Transaction Created",
+        "source": "aib.payments",
+        "account": "000000000000",
+        "time": "2026-11-27T12:00:00Z",
+        "region": "local",
+        "resources": [],
+        "detail": txn,
+    }
+    host = runtime.hosts["fraud_events"]
+    first = host.invoke(event)
+    second = host.invoke(event)
+    # THEN the second delivery returns the first result and publishes nothing new
+    assert second == first
+    scored = _wait(lambda: runtime.bus.archived(detail_type="Transaction Scored"))
+    time.sleep(0.3)
+    assert len(runtime.bus.archived(detail_type="Transaction Scored")) == len(scored) == 1
