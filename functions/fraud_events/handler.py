@@ -10,17 +10,18 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.adapters import event_bus
+from aibackend.fraud.decision import DecisionSettings
 from aibackend.idempotency import persistence_layer
 from aibackend.models.runtime import load_model
 from aibackend.settings import platform_settings
 
-from .scoring import Settings, score_event
+from .scoring import score_event
 
 logger = Logger()
 metrics = Metrics()
 
 MODEL = load_model("fraud")
-SETTINGS = Settings.from_env()
+SETTINGS = DecisionSettings.from_env()
 BUS = event_bus()
 logger.append_keys(model_name=MODEL.name, model_version=MODEL.version)
 

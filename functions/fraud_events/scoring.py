@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, Field
-
+from aibackend.fraud.decision import DecisionSettings
 from aibackend.fraud.features import transactions_matrix
 from aibackend.fraud.schema import Transaction
 from aibackend.models.runtime import LoadedModel
@@ -15,16 +13,9 @@ from aibackend.ports import PutEvent
 SOURCE = "aib.fraud"
 
 
-class Settings(BaseModel):
-    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        raw = os.environ.get("FRAUD_THRESHOLD")
-        return cls() if raw is None else cls(threshold=raw)  # type: ignore[arg-type]
-
-
-def score_event(event: dict[str, Any], model: LoadedModel, settings: Settings) -> list[PutEvent]:
+def score_event(
+    event: dict[str, Any], model: LoadedModel, settings: DecisionSettings
+) -> list[PutEvent]:
     """`Transaction Scored` for every transaction, plus `Fraud Suspected` at the threshold.
 
     Each outgoing event names the event that caused it (`caused_by`), so one transaction can be
@@ -33,7 +24,7 @@ def score_event(event: dict[str, Any], model: LoadedModel, settings: Settings) -
     """
     txn = Transaction.model_validate(event["detail"])
     score = float(model.predict_proba(transactions_matrix([txn]))[0])
-    decision = "decline" if score >= settings.threshold else "approve"
+    decision = settings.decide(score)
     detail = {
         "transaction_id": txn.transaction_id,
         "card_id": txn.card_id,

@@ -9,18 +9,19 @@ from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import Body, FastAPI, Request
 from pydantic import Discriminator, Tag
 
+from aibackend.fraud.decision import DecisionSettings
 from aibackend.fraud.schema import Transaction
 from aibackend.http import install_problem_handlers, request_id
 from aibackend.models.card import ModelCard
 from aibackend.models.runtime import load_model
 
-from .scoring import MAX_BATCH, ScoreBatch, ScoreResponse, Settings, score
+from .scoring import MAX_BATCH, ScoreBatch, ScoreResponse, score
 
 logger = Logger()
 metrics = Metrics()
 
 MODEL = load_model("fraud")
-SETTINGS = Settings.from_env()
+SETTINGS = DecisionSettings.from_env()
 logger.append_keys(model_name=MODEL.name, model_version=MODEL.version)
 
 

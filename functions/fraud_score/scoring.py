@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aibackend.fraud.decision import DecisionSettings
 from aibackend.fraud.features import transactions_matrix
 from aibackend.fraud.schema import Transaction
 from aibackend.models.runtime import LoadedModel
 
 MAX_BATCH = 1000
-
-
-class Settings(BaseModel):
-    """This function's settings, read once from its environment (function.toml [environment])."""
-
-    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        raw = os.environ.get("FRAUD_THRESHOLD")
-        return cls() if raw is None else cls(threshold=raw)  # type: ignore[arg-type]
 
 
 class ScoreBatch(BaseModel):
@@ -52,21 +41,20 @@ class ScoreResponse(BaseModel):
 
 
 def score(
-    txns: list[Transaction], model: LoadedModel, settings: Settings, request_id: str
+    txns: list[Transaction], model: LoadedModel, settings: DecisionSettings, request_id: str
 ) -> ScoreResponse:
     """Score a batch in one `session.run`; decision = decline at or above the threshold."""
     probs = model.predict_proba(transactions_matrix(txns))
-    t = settings.threshold
     return ScoreResponse(
         request_id=request_id,
         model=ModelRef(name=model.name, version=model.version),
-        threshold=t,
+        threshold=settings.threshold,
         results=[
             Score(
                 inference_id=uuid.uuid4().hex,
                 transaction_id=txn.transaction_id,
                 score=float(p),
-                decision="decline" if p >= t else "approve",
+                decision=settings.decide(p),
             )
             for txn, p in zip(txns, probs, strict=True)
         ],

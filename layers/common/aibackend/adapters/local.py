@@ -10,7 +10,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -164,6 +164,22 @@ CREATE TABLE IF NOT EXISTS model_pointers (
 """
 
 
+@contextmanager
+def write_transaction(
+    conn: sqlite3.Connection, lock: threading.Lock
+) -> Iterator[sqlite3.Connection]:
+    """One write transaction on a shared connection: BEGIN IMMEDIATE takes SQLite's write
+    lock up front, so a select followed by an update is atomic across threads and processes."""
+    with lock:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """SQLite in WAL mode: readers never block the writer; survives a crash of the process."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,16 +202,8 @@ class SqliteModelRegistry(RegistryBase):
         self._register_lock = threading.Lock()
         self._conn.executescript(_SCHEMA)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn, self._lock)
 
     def _next_version(self, name: str) -> int:
         with self._lock:

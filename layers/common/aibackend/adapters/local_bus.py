@@ -31,8 +31,8 @@ import sqlite3
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +42,7 @@ from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aibackend.adapters.local import connect
+from aibackend.adapters.local import connect, write_transaction
 from aibackend.catalog import DEFAULT_BUS, PLATFORM_BUS
 from aibackend.events.patterns import Pattern, compile_pattern
 from aibackend.events.shapes import eventbridge_event
@@ -320,16 +320,8 @@ class LocalEventBus:
 
     # -- transactions ---------------------------------------------------------------------------
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn, self._lock)
 
     def _refresh_rules(self, c: sqlite3.Connection) -> None:
         """Reload the rules when any instance changed them (call inside a transaction)."""

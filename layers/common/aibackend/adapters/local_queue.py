@@ -41,11 +41,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from aibackend.adapters.local import connect
+from aibackend.adapters.local import connect, write_transaction
 from aibackend.errors import AibError, NotFoundError
 from aibackend.ports import QueueConfig, QueueMessage, QueueStats
 
@@ -372,17 +372,8 @@ class SqliteQueueService:
 
     # -- plumbing shared with SqliteQueue ----------------------------------------------------
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: takes SQLite's write lock up front, so select+update is atomic."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn, self._lock)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
