@@ -2,7 +2,8 @@
 
 Pure functions of the catalog (plus `EventPattern` rendering): which buckets and tables are
 data buckets and data tables, which asynchronous delivery settings a function's alias gets,
-and how a declared pattern becomes a CDK `EventPattern` without losing its content filters.
+how a declared pattern becomes a CDK `EventPattern` without losing its content filters, and
+the input transformer that hands `notification = "s3"` subscribers an S3 event notification.
 """
 
 from __future__ import annotations
@@ -86,3 +87,54 @@ def event_pattern(pattern: Mapping[str, Any], where: str) -> events.EventPattern
         else:
             kwargs[_PATTERN_FIELDS[key]] = cdk.Token.as_list(value)
     return events.EventPattern(**kwargs)
+
+
+def s3_notification_input(configuration_id: str) -> events.RuleTargetInput:
+    """An input transformer that turns S3's EventBridge `Object Created` event into an S3 event
+    notification (structure version 2.1, one record), for `[[objects]]` triggers with
+    `notification = "s3"`.
+
+    The local runtime builds the same JSON (`aibackend.local.triggers.
+    s3_notification_from_eventbridge`, checked against this template by the infra tests).
+    Where a transformer cannot do what S3 does, both follow the transformer: EventBridge
+    cannot URL-encode, so the key arrives as it is (`a b.csv`, where S3's own notification
+    says `a+b.csv`); `eventTime` has whole seconds; `eventName` is always `ObjectCreated:Put`
+    (a copy or multipart upload too); `x-amz-id-2`, which the event does not carry, is the
+    event's id. The data buckets are versioned, so `versionId` is always there.
+    """
+    field = events.EventField.from_path
+    return events.RuleTargetInput.from_object(
+        {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "awsRegion": events.EventField.region,
+                    "eventTime": events.EventField.time,
+                    "eventName": "ObjectCreated:Put",
+                    "userIdentity": {"principalId": "AWS:" + field("$.detail.requester")},
+                    "requestParameters": {"sourceIPAddress": field("$.detail.source-ip-address")},
+                    "responseElements": {
+                        "x-amz-request-id": field("$.detail.request-id"),
+                        "x-amz-id-2": events.EventField.event_id,
+                    },
+                    "s3": {
+                        "s3SchemaVersion": "1.0",
+                        "configurationId": configuration_id,
+                        "bucket": {
+                            "name": field("$.detail.bucket.name"),
+                            "ownerIdentity": {"principalId": events.EventField.account},
+                            "arn": field("$.resources[0]"),
+                        },
+                        "object": {
+                            "key": field("$.detail.object.key"),
+                            "size": field("$.detail.object.size"),
+                            "eTag": field("$.detail.object.etag"),
+                            "versionId": field("$.detail.object.version-id"),
+                            "sequencer": field("$.detail.object.sequencer"),
+                        },
+                    },
+                }
+            ]
+        }
+    )

@@ -32,7 +32,13 @@ from infra.bundling import Platform
 from infra.constructs.layers import Layers, architecture, runtime
 from infra.constructs.queues import DEAD_LETTER_RETENTION, secure_queue
 from infra.nag import acknowledge, resource_finding
-from infra.triggers import MODEL_BUCKET, REGISTRY_TABLE, async_delivery, event_pattern
+from infra.triggers import (
+    MODEL_BUCKET,
+    REGISTRY_TABLE,
+    async_delivery,
+    event_pattern,
+    s3_notification_input,
+)
 
 R = TypeVar("R")
 
@@ -278,7 +284,9 @@ class ServiceFunction(Construct):
                 f"{where} events[{i}] on the {ev.bus} bus",
                 bus=resources.buses[ev.bus],
                 pattern=pattern,
-                input_path=ev.input_path,
+                target_input=(
+                    events.RuleTargetInput.from_event_path(ev.input_path) if ev.input_path else None
+                ),
                 max_event_age_s=delivery.max_event_age_s,
             )
         for i, obj in enumerate(spec.objects):
@@ -290,6 +298,9 @@ class ServiceFunction(Construct):
                 bus=resources.buses.get("default"),
                 pattern=event_pattern(
                     obj.event_pattern(bucket.bucket_name), f"{where}: objects[{i}]"
+                ),
+                target_input=(
+                    s3_notification_input(spec.name) if obj.notification == "s3" else None
                 ),
                 max_event_age_s=delivery.max_event_age_s,
             )
@@ -324,8 +335,10 @@ class ServiceFunction(Construct):
         bus: events.IEventBus | None = None,
         pattern: events.EventPattern | None = None,
         schedule: events.Schedule | None = None,
-        input_path: str | None = None,
+        target_input: events.RuleTargetInput | None = None,
     ) -> None:
+        """One rule onto `live`; the function receives the event, or what `target_input` (an
+        input path or an input transformer) makes of it."""
         rule = events.Rule(
             self,
             construct_id,
@@ -337,7 +350,7 @@ class ServiceFunction(Construct):
         rule.add_target(
             targets.LambdaFunction(
                 self.alias,
-                event=events.RuleTargetInput.from_event_path(input_path) if input_path else None,
+                event=target_input,
                 retry_attempts=DELIVERY_RETRY_ATTEMPTS,
                 max_event_age=cdk.Duration.seconds(max_event_age_s),
                 # An event EventBridge cannot hand to Lambda is kept, not dropped.

@@ -1,4 +1,5 @@
-"""Event plumbing from declarations: queues, the platform bus, rules, data buckets, schedules.
+"""Event plumbing from declarations: queues, the platform bus, rules, data buckets, object
+notifications, schedules.
 
 One synth of a catalog with one function per trigger kind plus a sender; the error cases
 build the app only (they fail before synthesis).
@@ -6,13 +7,17 @@ build the app only (they fail before synthesis).
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.parser.models import S3Model
 
 from aibackend.errors import ConfigError
+from aibackend.local.triggers import s3_notification_from_eventbridge
 from infra.application import build_app
 
 pytestmark = pytest.mark.slow
@@ -66,6 +71,12 @@ prefix = "manual/"
 [[objects]]
 bucket = "raw"
 suffix = ".json"
+""",
+    "on_report": """
+[[objects]]
+bucket = "raw"
+prefix = "reports/"
+notification = "s3"
 """,
     "nightly": """
 [[schedules]]
@@ -175,7 +186,7 @@ def test_every_queue_refuses_plain_http(plumbing: Any) -> None:
         if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     }
     assert ssl_only == set(queues)
-    assert len(queues) == 5  # transactions + DLQ, and a failure queue per async consumer
+    assert len(queues) == 6  # transactions + DLQ, and a failure queue per async consumer
 
 
 def test_queue_feeds_the_consumers_live_alias_with_partial_batch_failures(plumbing: Any) -> None:
@@ -334,7 +345,7 @@ def test_alias_retries_then_sends_failures_to_the_functions_failure_queue(plumbi
 def test_functions_without_asynchronous_triggers_get_no_async_config(plumbing: Any) -> None:
     configs = services(plumbing, "AWS::Lambda::EventInvokeConfig")
     owners = {k.split("Live")[0] for k in configs}
-    assert owners == {"OnEvent", "OnObject", "Nightly"}
+    assert owners == {"OnEvent", "OnObject", "OnReport", "Nightly"}
 
 
 # --- data buckets and object triggers -----------------------------------------------------------
@@ -396,6 +407,8 @@ def test_object_trigger_is_a_default_bus_rule_on_object_created(
     assert target["Arn"] == ref(plumbing, "AWS::Lambda::Alias", "OnObjectLive")
     assert target["DeadLetterConfig"] == {"Arn": arn(plumbing, QUEUE, "OnObjectFailures")}
     assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == 3600
+    # notification = "eventbridge" (the default): the event as the bus carries it
+    assert not {"Input", "InputPath", "InputTransformer"} & set(target)
 
 
 def test_object_subscriber_reads_only_keys_its_filters_can_match(plumbing: Any) -> None:
@@ -410,6 +423,113 @@ def test_object_subscriber_reads_only_keys_its_filters_can_match(plumbing: Any) 
         "Fn::ImportValue": "AibData-BucketRawName"
     }
     assert env(plumbing, "Sender")["AIB_BUCKET_RAW"] == {"Fn::ImportValue": "AibData-BucketRawName"}
+
+
+_PLACEHOLDER = re.compile(r"<([A-Za-z0-9_.-]+)>")
+_STEP = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]")
+
+
+def _at(event: dict[str, Any], path: str) -> Any:
+    """The value an input path such as `$.detail.object.key` or `$.resources[0]` selects."""
+    value: Any = event
+    for name, index in _STEP.findall(path.removeprefix("$")):
+        value = value[name] if name else value[int(index)]
+    return value
+
+
+def render_input(transformer: dict[str, Any], event: dict[str, Any]) -> Any:
+    """What EventBridge hands the target for `event`: each `<name>` of the template replaced by
+    the value at its input path, as JSON outside a JSON string and as text inside one."""
+    template = transformer["InputTemplate"]
+    assert isinstance(template, str), "the template should need no deploy-time values"
+    values = {name: _at(event, path) for name, path in transformer["InputPathsMap"].items()}
+    out: list[str] = []
+    in_string, i = False, 0
+    while i < len(template):
+        placeholder = _PLACEHOLDER.match(template, i)
+        if placeholder:
+            value = values[placeholder.group(1)]
+            out.append(json.dumps(str(value))[1:-1] if in_string else json.dumps(value))
+            i = placeholder.end()
+            continue
+        if template[i] == "\\" and in_string:
+            out.append(template[i : i + 2])
+            i += 2
+            continue
+        if template[i] == '"':
+            in_string = not in_string
+        out.append(template[i])
+        i += 1
+    return json.loads("".join(out))
+
+
+def test_s3_notification_trigger_turns_the_event_into_an_s3_notification(
+    plumbing: Any, event: Callable[[str], dict[str, Any]]
+) -> None:
+    # GIVEN the rule of a `notification = "s3"` trigger
+    p = props(plumbing, RULE, "OnReportObjects0")
+    assert p["EventBusName"] == "default"
+    assert p["EventPattern"]["detail"]["object"] == {"key": [{"prefix": "reports/"}]}
+    (target,) = p["Targets"]
+    assert target["Arn"] == ref(plumbing, "AWS::Lambda::Alias", "OnReportLive")
+    assert target["DeadLetterConfig"] == {"Arn": arn(plumbing, QUEUE, "OnReportFailures")}
+    # WHEN EventBridge fills its input transformer with S3's event (a versioned bucket's)
+    s3_event = event("eventbridge/s3_object_created")
+    s3_event["detail"]["object"]["version-id"] = "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd"
+    notification = render_input(target["InputTransformer"], s3_event)
+    # THEN the function gets what the local runtime hands it for the same event
+    assert notification == s3_notification_from_eventbridge(s3_event, configuration_id="on_report")
+    # AND Powertools reads it as an S3 event notification naming the object
+    (record,) = S3Model.model_validate(notification).Records
+    assert (record.eventSource, record.eventName, record.awsRegion) == (
+        "aws:s3",
+        "ObjectCreated:Put",
+        "eu-west-1",
+    )
+    assert record.s3.bucket.name == "aib-raw-data"
+    assert record.s3.bucket.arn == "arn:aws:s3:::aib-raw-data"
+    assert record.s3.object.key == "incoming/2026/11/27/card batch=1 (ü).csv"  # not URL-encoded
+    assert (record.s3.object.size, record.s3.object.eTag) == (
+        48213,
+        "9b2cf535f27731c974343645a3985328",
+    )
+    assert record.s3.object.versionId == "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd"
+    assert record.s3.object.sequencer == "0018EBE51F86778000"
+    assert record.responseElements.x_amz_request_id == "C3D13FE58DE4C810"
+    assert record.s3.configurationId == "on_report"
+
+
+def test_s3_notification_differs_from_s3s_own_only_where_a_transformer_cannot_follow(
+    event: Callable[[str], dict[str, Any]],
+) -> None:
+    # GIVEN S3's own notification and S3's EventBridge event for the same PUT
+    own = event("s3/object_created_notification")["Records"][0]
+    # WHEN the EventBridge event is turned into a notification
+    ours = s3_notification_from_eventbridge(
+        event("eventbridge/s3_object_created"), configuration_id="aib-local"
+    )["Records"][0]
+
+    def flat(d: dict[str, Any], at: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out |= flat(v, f"{at}{k}.") if isinstance(v, dict) else {f"{at}{k}": v}
+        return out
+
+    # THEN they differ only in what EventBridge cannot do: encode the key, give milliseconds,
+    # know S3's host id
+    theirs, mine = flat(own), flat(ours)
+    assert theirs.keys() == mine.keys()
+    assert {k: (theirs[k], mine[k]) for k in theirs if theirs[k] != mine[k]} == {
+        "eventTime": ("2026-11-27T12:00:00.000Z", "2026-11-27T12:00:00Z"),
+        "responseElements.x-amz-id-2": (
+            "wu27WD0oe0+ln+SUV3eOsjvLJtZEORtcUM2DYXl49uw=",
+            "b8a1abcd-1a69-46c7-8da4-f9fc3c6da5d7",
+        ),
+        "s3.object.key": (
+            "incoming/2026/11/27/card+batch%3D1+%28%C3%BC%29.csv",
+            "incoming/2026/11/27/card batch=1 (ü).csv",
+        ),
+    }
 
 
 # --- schedules ----------------------------------------------------------------------------------
@@ -442,7 +562,7 @@ def test_cdk_nag_reports_no_unacknowledged_findings(plumbing: Any) -> None:
     suppressed = {(s["ruleName"], s["acknowledgedAt"]) for s in nag["suppressedViolations"]}
     # Failure queues are the end of the line; redrive DLQs need no acknowledgement at all
     assert {a for r, a in suppressed if r == "AwsSolutions-SQS3"} == {
-        f"AibServices/{f}/Failures" for f in ("OnEvent", "OnObject", "Nightly")
+        f"AibServices/{f}/Failures" for f in ("OnEvent", "OnObject", "OnReport", "Nightly")
     }
     for s in nag["suppressedViolations"]:
         assert len(s["reason"]) >= 40, s["ruleName"]

@@ -133,3 +133,63 @@ def test_event_patterns_are_validated_at_load(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"events\.0\.pattern: .*detail\.amount"):
         load_function(d)
+
+
+def test_object_triggers_deliver_the_eventbridge_event_unless_they_ask_for_s3(
+    tmp_path: Path,
+) -> None:
+    # GIVEN one trigger that says nothing and one that asks for S3 notifications
+    plain = load_function(_fn(tmp_path, "plain", '[[objects]]\nbucket = "raw"\n'))
+    s3 = load_function(_fn(tmp_path, "s3", '[[objects]]\nbucket = "raw"\nnotification = "s3"\n'))
+    # THEN the first keeps S3's EventBridge event, the second gets the notification shape
+    assert plain.objects[0].notification == "eventbridge"
+    assert s3.objects[0].notification == "s3"
+
+
+def test_an_unknown_notification_shape_is_refused_naming_the_field(tmp_path: Path) -> None:
+    d = _fn(tmp_path, "bad", '[[objects]]\nbucket = "raw"\nnotification = "sns"\n')
+    with pytest.raises(ConfigError, match=r"objects\.0\.notification: .*'eventbridge' or 's3'"):
+        load_function(d)
+
+
+def test_a_function_receives_one_object_notification_shape(tmp_path: Path) -> None:
+    # GIVEN two object triggers of one function asking for different shapes
+    d = _fn(
+        tmp_path,
+        "mixed",
+        '[[objects]]\nbucket = "raw"\nprefix = "a/"\n'
+        '[[objects]]\nbucket = "raw"\nprefix = "b/"\nnotification = "s3"\n',
+    )
+    # THEN the declaration is refused, naming both
+    with pytest.raises(ConfigError) as e:
+        load_function(d)
+    assert "objects.0: 'eventbridge', objects.1: 's3'" in str(e.value)
+    assert "give every [[objects]] trigger the same notification" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("events", "refused"),
+    [
+        ('bus = "default"\npattern = { source = ["aws.s3"] }', True),
+        ('bus = "default"\npattern = { detail-type = [{ prefix = "Object" }] }', True),
+        ('bus = "default"\npattern = { source = ["aws.sagemaker"] }', False),
+        ('bus = "default"\npattern = { detail-type = ["Object Deleted"] }', False),
+        ('bus = "default"\npattern = { source = ["aws.s3"] }\ninput_path = "$.detail"', False),
+        ('pattern = { source = ["aws.s3"] }', False),  # the platform bus: S3 never sends there
+    ],
+)
+def test_s3_notified_functions_keep_their_event_rules_off_s3s_events(
+    tmp_path: Path, events: str, refused: bool
+) -> None:
+    # GIVEN a function receiving S3 notifications and an [[events]] trigger
+    d = _fn(
+        tmp_path,
+        "fn",
+        f'[[objects]]\nbucket = "raw"\nnotification = "s3"\n[[events]]\n{events}\n',
+    )
+    # THEN a trigger that could see S3's own `Object Created` events in full is refused
+    if refused:
+        with pytest.raises(ConfigError, match=r"events\.0\.pattern may match S3's"):
+            load_function(d)
+    else:
+        assert load_function(d).events[0].pattern

@@ -39,6 +39,13 @@ class Route(BaseModel):
     path: Annotated[str, Field(description="API Gateway resource path, e.g. /v1/fraud/score")]
     access: Access
     scopes: tuple[str, ...] = ()
+    #: Largest request body this route accepts, in KiB (1 KiB = 1,024 bytes); a bigger one is
+    #: refused with 413 before the function runs. API Gateway's own hard limit is 10 MiB.
+    max_body_kb: Annotated[int, Field(ge=1, le=10_240)] = 1024
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.max_body_kb * 1024
 
     @field_validator("path")
     @classmethod
@@ -146,11 +153,19 @@ class EventTrigger(AsyncDelivery):
 
 
 class ObjectTrigger(AsyncDelivery):
-    """Object-created notifications of a bucket, delivered as EventBridge `Object Created`."""
+    """Object-created notifications of a bucket, filtered by key prefix and suffix."""
 
     bucket: ResourceName
     prefix: str = ""
     suffix: str = ""
+    #: The shape the function receives. `eventbridge`: S3's EventBridge `Object Created` event
+    #: as the default bus carries it. `s3`: an S3 event notification (`{"Records": [...]}`, what
+    #: Powertools' `S3Model` parses), built from that event by the rule's input transformer on
+    #: AWS and by the local runtime alike. EventBridge cannot URL-encode, so unlike in the
+    #: notification S3 sends itself the key arrives as it is (`a b.csv`, not `a+b.csv`), in both
+    #: topologies; `aibackend.local.triggers.s3_notification_from_eventbridge` lists the other
+    #: differences. All `[[objects]]` triggers of a function use one shape.
+    notification: Literal["eventbridge", "s3"] = "eventbridge"
 
     def event_pattern(self, bucket_name: str) -> dict[str, Any]:
         """The EventBridge pattern (on the default bus) both topologies subscribe with."""
@@ -164,6 +179,19 @@ class ObjectTrigger(AsyncDelivery):
         elif self.suffix:
             detail["object"] = {"key": [{"suffix": self.suffix}]}
         return {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail}
+
+
+def _may_match_s3(pattern: dict[str, Any]) -> bool:
+    """Whether an event pattern could match S3's `Object Created` event. Conservative: only a
+    plain list of `source`s without `aws.s3` (or of `detail-type`s without `Object Created`)
+    rules it out."""
+    for field, value in (("source", "aws.s3"), ("detail-type", "Object Created")):
+        listed = pattern.get(field)
+        if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
+            continue
+        if value not in listed:
+            return False
+    return True
 
 
 class ScheduleTrigger(BaseModel):
@@ -267,6 +295,28 @@ class FunctionSpec(BaseModel):
                 raise ValueError(
                     f"objects.{i}.bucket: {MODEL_BUCKET!r} is the model store, not a data bucket"
                 )
+        # The local bus hands a delivery to the function without saying which rule matched, so
+        # the shape an S3 event arrives in must follow from the function alone.
+        shapes = {o.notification for o in self.objects}
+        if len(shapes) > 1:
+            found = ", ".join(
+                f"objects.{i}: {t.notification!r}" for i, t in enumerate(self.objects)
+            )
+            raise ValueError(
+                f"object triggers disagree on notification ({found}); a function receives one "
+                "shape: give every [[objects]] trigger the same notification, or subscribe a "
+                "second function for the other shape"
+            )
+        if "s3" in shapes:
+            for i, e in enumerate(self.events):
+                whole = e.input_path in (None, "$")  # a part of the event is no S3 event
+                if e.bus == DEFAULT_BUS and whole and _may_match_s3(e.pattern):
+                    raise ValueError(
+                        f"events.{i}.pattern may match S3's `Object Created` events, which this "
+                        "function receives as S3 notifications (its [[objects]] notification is "
+                        "'s3'): name the sources or detail-types it wants, leaving out "
+                        "'aws.s3' or 'Object Created', or use [[objects]] for S3's events"
+                    )
         return self
 
     @model_validator(mode="after")

@@ -198,6 +198,12 @@ class LocalRuntime:
     def _deliver(self, target: Any, payload: dict[str, Any]) -> None:
         """Asynchronous invocation of a function by the bus: an exception means retry."""
         host = self.hosts[target.name]
+        if triggers.receives_s3_notifications(host.spec) and triggers.is_object_created(payload):
+            # What the object rule's input transformer does on AWS. The bus does not say which
+            # rule matched; the catalog keeps this function's other rules off S3's events.
+            payload = triggers.s3_notification_from_eventbridge(
+                payload, configuration_id=host.spec.name
+            )
         with self.gates[target.name].hold():
             host.invoke(payload)
 

@@ -5,7 +5,9 @@
 - Event, object and schedule triggers: rules on the local event bus whose targets invoke the
   function asynchronously (retries, maximum event age, on-failure queue), like Lambda.
 - Schedules put `Scheduled Event`s on the local `default` bus at their fire times; files that
-  appear in a bucket folder put `Object Created` events there, as S3 does on AWS.
+  appear in a bucket folder put `Object Created` events there, as S3 does on AWS. A function
+  whose object triggers ask for `notification = "s3"` receives that event reshaped into an S3
+  event notification, as the rule's input transformer reshapes it on AWS.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ from typing import Any
 
 from aibackend.catalog import DEFAULT_BUS, FunctionSpec, QueueTrigger
 from aibackend.events.schedule import Schedule
-from aibackend.events.shapes import s3_object_created_event, s3_request_id, sequencer
+from aibackend.events.shapes import (
+    s3_notification,
+    s3_object_created_event,
+    s3_request_id,
+    sequencer,
+)
 from aibackend.local.host import Host
 from aibackend.ports import PutEvent, Queue, QueueConfig, QueueMessage
 
@@ -296,3 +303,56 @@ def object_created_event(bucket: str, key: str, size: int, etag: str) -> PutEven
         time=now,
         bus=DEFAULT_BUS,
     )
+
+
+def receives_s3_notifications(spec: FunctionSpec) -> bool:
+    """Whether the function's object triggers deliver S3 event notifications (the catalog makes
+    every `[[objects]]` trigger of a function ask for the same shape)."""
+    return bool(spec.objects) and spec.objects[0].notification == "s3"
+
+
+def is_object_created(payload: Any) -> bool:
+    """Whether a delivery carries S3's EventBridge `Object Created` event."""
+    return (
+        isinstance(payload, dict)
+        and payload.get("source") == "aws.s3"
+        and payload.get("detail-type") == "Object Created"
+    )
+
+
+def s3_notification_from_eventbridge(
+    event: dict[str, Any], *, configuration_id: str
+) -> dict[str, Any]:
+    """The S3 event notification (`{"Records": [...]}`) an `Object Created` event becomes for a
+    `notification = "s3"` trigger: what the rule's input transformer builds on AWS
+    (`infra.triggers.s3_notification_input`), field for field, so both topologies agree.
+
+    Where an input transformer cannot do what S3 does, this follows the transformer, not S3:
+    the key is NOT URL-encoded (`a b.csv` stays `a b.csv`), `eventTime` is the event's
+    whole-second `time`, `eventName` is `ObjectCreated:Put` whatever the detail's `reason`, and
+    `x-amz-id-2` (which the event does not carry) is the event's id. `configuration_id` is the
+    subscribing function's name on both sides.
+    """
+    detail = event["detail"]
+    obj = detail["object"]
+    notification = s3_notification(
+        bucket=detail["bucket"]["name"],
+        key=obj["key"],
+        size=obj["size"],
+        etag=obj["etag"],
+        sequencer=obj["sequencer"],
+        time=datetime.fromisoformat(event["time"]),
+        request_id=detail["request-id"],
+        region=event["region"],
+        account=event["account"],
+        source_ip=detail["source-ip-address"],
+        principal_id=f"AWS:{detail['requester']}",
+        configuration_id=configuration_id,
+        version_id=obj.get("version-id"),
+    )
+    record = notification["Records"][0]
+    record["eventTime"] = event["time"]
+    record["responseElements"]["x-amz-id-2"] = event["id"]
+    record["s3"]["bucket"]["arn"] = event["resources"][0]
+    record["s3"]["object"]["key"] = obj["key"]
+    return notification
