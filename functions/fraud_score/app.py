@@ -1,4 +1,9 @@
-"""Fraud scoring API (FastAPI). The model is loaded once, when the container starts."""
+"""Fraud scoring API (FastAPI). The model is loaded once, when the container starts.
+
+Two versions side by side on one model: `/v1` (stable, deprecated: lifecycle headers on every
+response) and `/v2` (risk bands and a three-way decision). Each version has its own OpenAPI
+document, `/v<n>/fraud/openapi.json`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import Body, FastAPI, Request
+from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi.responses import JSONResponse
 from pydantic import Discriminator, Tag
 
 from aibackend.fraud.decision import DecisionSettings
@@ -16,12 +22,16 @@ from aibackend.models.card import ModelCard
 from aibackend.models.runtime import load_model
 
 from .scoring import MAX_BATCH, ScoreBatch, ScoreResponse, score
+from .v2 import RiskPolicy, ScoreResponseV2, score_v2
+from .versions import LifecycleHeaders, lifecycle_from_env
 
 logger = Logger()
 metrics = Metrics()
 
 MODEL = load_model("fraud")
 SETTINGS = DecisionSettings.from_env()
+POLICY = RiskPolicy.from_env()
+V1_LIFECYCLE = lifecycle_from_env("v1", successor="/v2/fraud/score")
 logger.append_keys(model_name=MODEL.name, model_version=MODEL.version)
 
 
@@ -34,38 +44,99 @@ ScoreRequest = Annotated[
     Discriminator(_shape),
 ]
 
+DESCRIPTION = "Scores card transactions with the production fraud model."
 app = FastAPI(
     title="Fraud scoring",
-    version="1",
-    description="Scores card transactions with the production fraud model.",
-    # Served under the function's own prefix so API Gateway can route it; `aib dev` merges
-    # every function's document into /openapi.json.
-    openapi_url="/v1/fraud/openapi.json",
+    version="2",
+    description=DESCRIPTION,
+    # Each version serves its own document under its own prefix (below), so API Gateway can
+    # route it; `aib dev` merges them into /v1/openapi.json, /v2/openapi.json and /openapi.json.
+    openapi_url=None,
     docs_url=None,
     redoc_url=None,
 )
 install_problem_handlers(app)
+if V1_LIFECYCLE is not None:
+    app.add_middleware(LifecycleHeaders, prefix="/v1/", lifecycle=V1_LIFECYCLE)
+
+v1 = APIRouter(prefix="/v1/fraud", deprecated=V1_LIFECYCLE is not None)
+v2 = APIRouter(prefix="/v2/fraud")
 
 
-@app.post("/v1/fraud/score", response_model=ScoreResponse)
+def _record(scored: int, declined: int, reviewed: int | None = None) -> None:
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=scored)
+    metrics.add_metric(name="Declines", unit=MetricUnit.Count, value=declined)
+    if reviewed is not None:
+        metrics.add_metric(name="Reviews", unit=MetricUnit.Count, value=reviewed)
+    if declined:
+        logger.info("declined transactions", extra={"declined": declined, "scored": scored})
+
+
+@v1.post("/score", response_model=ScoreResponse)
 async def score_transactions(
     request: Request, body: Annotated[ScoreRequest, Body()]
 ) -> ScoreResponse:
-    """Score one transaction or a batch of up to 1,000 (`{"transactions": [...]}`)."""
+    """Score one transaction or a batch of up to 1,000 (`{"transactions": [...]}`).
+
+    Deprecated: responses carry `Deprecation`, `Sunset` and a `Link` to `/v2/fraud/score`.
+    """
     txns = body.transactions if isinstance(body, ScoreBatch) else [body]
     result = score(txns, MODEL, SETTINGS, request_id(request))
-    declined = sum(r.decision == "decline" for r in result.results)
-    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(txns))
-    metrics.add_metric(name="Declines", unit=MetricUnit.Count, value=declined)
-    if declined:
-        logger.info("declined transactions", extra={"declined": declined, "scored": len(txns)})
+    _record(len(txns), sum(r.decision == "decline" for r in result.results))
     return result
 
 
-@app.get("/v1/fraud/model", response_model=ModelCard)
+@v1.get("/model", response_model=ModelCard)
 async def model_card() -> ModelCard:
     """The model card (model.json) of the version this function serves."""
     return MODEL.card
+
+
+@v2.post("/score", response_model=ScoreResponseV2)
+async def score_transactions_v2(
+    request: Request, body: Annotated[ScoreRequest, Body()]
+) -> ScoreResponseV2:
+    """Score one transaction or a batch of up to 1,000, as v1 takes them; each result carries
+    `risk` (`score`, `band`: low / medium / high) and `decision` (`action`: approve / review /
+    decline, and the `threshold` that decided it); `policy` lists every cut-off applied.
+
+    Breaking changes from v1: no top-level `threshold`; `score` and `decision` moved into
+    `risk` and `decision` objects; `review` is a new action.
+    """
+    txns = body.transactions if isinstance(body, ScoreBatch) else [body]
+    result = score_v2(txns, MODEL, POLICY, request_id(request))
+    actions = [r.decision.action for r in result.results]
+    _record(len(txns), actions.count("decline"), actions.count("review"))
+    return result
+
+
+app.include_router(v1)
+app.include_router(v2)
+
+
+_docs: dict[str, dict[str, Any]] = {}
+
+
+def _openapi(version: str, router: APIRouter) -> JSONResponse:
+    """The OpenAPI document of one version's routes, built on first request."""
+    doc = _docs.get(version)
+    if doc is None:
+        from fastapi.openapi.utils import get_openapi  # only when a document is asked for
+
+        doc = _docs[version] = get_openapi(
+            title="Fraud scoring", version=version, description=DESCRIPTION, routes=router.routes
+        )
+    return JSONResponse(doc)
+
+
+@app.get("/v1/fraud/openapi.json", include_in_schema=False)
+async def openapi_v1() -> JSONResponse:
+    return _openapi("1", v1)
+
+
+@app.get("/v2/fraud/openapi.json", include_in_schema=False)
+async def openapi_v2() -> JSONResponse:
+    return _openapi("2", v2)
 
 
 __all__ = ["MAX_BATCH", "app", "logger", "metrics"]

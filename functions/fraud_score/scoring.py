@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from aibackend.fraud.decision import DecisionSettings
@@ -40,11 +41,16 @@ class ScoreResponse(BaseModel):
     results: list[Score]
 
 
+def probabilities(txns: list[Transaction], model: LoadedModel) -> np.ndarray:
+    """Fraud probability of each transaction, from one `session.run` (every API version's)."""
+    return model.predict_proba(transactions_matrix(txns))
+
+
 def score(
     txns: list[Transaction], model: LoadedModel, settings: DecisionSettings, request_id: str
 ) -> ScoreResponse:
     """Score a batch in one `session.run`; decision = decline at or above the threshold."""
-    probs = model.predict_proba(transactions_matrix(txns))
+    probs = probabilities(txns, model)
     return ScoreResponse(
         request_id=request_id,
         model=ModelRef(name=model.name, version=model.version),

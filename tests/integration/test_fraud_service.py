@@ -152,6 +152,8 @@ def test_health_reports_functions_and_loaded_model_versions(
         "POST /v1/fraud/score",
         "GET /v1/fraud/model",
         "GET /v1/fraud/openapi.json",
+        "POST /v2/fraud/score",
+        "GET /v2/fraud/openapi.json",
     ]
     assert fn["models"] == {"fraud": runtime.registry.production("fraud").version}  # type: ignore[union-attr]
 

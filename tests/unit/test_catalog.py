@@ -30,8 +30,14 @@ def test_the_project_catalog_declares_the_fraud_service() -> None:
         ("POST", "/v1/fraud/score"),
         ("GET", "/v1/fraud/model"),
         ("GET", "/v1/fraud/openapi.json"),
+        ("POST", "/v2/fraud/score"),
+        ("GET", "/v2/fraud/openapi.json"),
     }
     assert all(r.access is Access.API_KEY for r in fraud.routes)
+    assert {r.path: r.max_body_kb for r in fraud.routes if r.method == "POST"} == {
+        "/v1/fraud/score": 768,
+        "/v2/fraud/score": 768,
+    }
     assert fraud.lambda_handler == "fraud_score.handler.handler"
 
 
@@ -193,3 +199,11 @@ def test_s3_notified_functions_keep_their_event_rules_off_s3s_events(
             load_function(d)
     else:
         assert load_function(d).events[0].pattern
+
+
+@pytest.mark.parametrize("kb", [0, 10_241])
+def test_route_body_limits_stay_within_api_gateways(tmp_path: Path, kb: int) -> None:
+    route = f'method = "POST"\npath = "/v1/x"\naccess = "api_key"\nmax_body_kb = {kb}\n'
+    d = _fn(tmp_path, "svc", f"[[routes]]\n{route}")
+    with pytest.raises(ConfigError, match=r"routes\.0\.max_body_kb"):
+        load_function(d)

@@ -133,3 +133,104 @@ def test_a_malformed_lambda_response_is_a_502(client: TestClient) -> None:
     r = client.get("/v1/ops/bad")
     assert r.status_code == 502
     assert "Malformed Lambda proxy response" in json.dumps(r.json())
+
+
+LIMITED = """
+import json
+
+def handler(event, context):
+    path = event["path"]
+    if path.endswith("/openapi.json"):
+        prefix = path.rsplit("/", 1)[0]
+        doc = {"paths": {prefix + "/items": {}}, "components": {"schemas": {prefix: {}}}}
+        return {"statusCode": 200, "body": json.dumps(doc)}
+    return {"statusCode": 200, "body": json.dumps({"size": len(event["body"] or "")})}
+"""
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> tuple[TestClient, list[str]]:
+    """A function whose POST route takes at most 1 KiB, and the paths it was invoked with."""
+    pkg = tmp_path / "functions" / "limited_fn"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "handler.py").write_text(LIMITED)
+    routes = [("POST", "/v1/upload", "max_body_kb = 1\n")] + [
+        ("GET", f"/{v}/limited/openapi.json", "") for v in ("v1", "v2")
+    ]
+    (pkg / "function.toml").write_text(
+        "".join(
+            f'[[routes]]\nmethod = "{m}"\npath = "{p}"\naccess = "api_key"\n{extra}'
+            for m, p, extra in routes
+        )
+    )
+    catalog = load_catalog(tmp_path / "functions")
+    host = FunctionHost(catalog.get("limited_fn"))
+    host.load()
+    calls: list[str] = []
+    invoke = host.invoke
+
+    def counting(event: dict[str, object], request_id: str | None = None) -> object:
+        calls.append(str(event["path"]))
+        return invoke(event, request_id)
+
+    host.invoke = counting  # type: ignore[method-assign]
+    gateway = build_gateway(catalog, {"limited_fn": host}, health=lambda: {"status": "ok"})
+    return TestClient(gateway), calls
+
+
+def test_a_declared_length_over_the_route_limit_is_a_413_before_the_function_runs(
+    limited: tuple[TestClient, list[str]],
+) -> None:
+    client, calls = limited
+    # WHEN a body one byte over max_body_kb = 1 arrives with its Content-Length
+    r = client.post("/v1/upload", content=b"x" * 1025)
+    # THEN the gateway answers 413 naming the limit and the route, and never invokes the function
+    assert r.status_code == 413
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert (problem["route"], problem["max_body_kb"]) == ("POST /v1/upload", 1)
+    assert "max_body_kb = 1 (1,024 bytes; limited_fn's function.toml)" in problem["detail"]
+    assert "x-amzn-requestid" not in r.headers
+    assert calls == []
+
+
+def test_chunked_and_understated_bodies_are_counted_while_read(
+    limited: tuple[TestClient, list[str]],
+) -> None:
+    client, calls = limited
+    # GIVEN a chunked body (no Content-Length) and one that claims 10 bytes but sends 2,000
+    chunked = client.post("/v1/upload", content=iter([b"x" * 600, b"x" * 600]))
+    lying = client.post("/v1/upload", content=b"x" * 2000, headers={"content-length": "10"})
+    # THEN both are refused once the count passes the limit, without invoking the function
+    for r in (chunked, lying):
+        assert r.status_code == 413, r.text
+        assert "stopped reading" in r.json()["detail"]
+    assert calls == []
+
+
+def test_a_body_exactly_at_the_limit_reaches_the_function(
+    limited: tuple[TestClient, list[str]],
+) -> None:
+    client, calls = limited
+    r = client.post("/v1/upload", content=b"x" * 1024, headers={"content-type": "text/plain"})
+    assert r.status_code == 200
+    assert r.json() == {"size": 1024}
+    assert calls == ["/v1/upload"]
+
+
+def test_each_version_gets_its_own_merged_openapi_document(
+    limited: tuple[TestClient, list[str]],
+) -> None:
+    client, _ = limited
+    # WHEN the per-version and the global documents are fetched
+    v1, v2, every = (client.get(f"{p}/openapi.json").json() for p in ("/v1", "/v2", ""))
+    # THEN each version lists only the paths its functions serve under that version
+    assert list(v1["paths"]) == ["/v1/limited/items"]
+    assert list(v1["components"]["schemas"]) == ["/v1/limited"]
+    assert list(v2["paths"]) == ["/v2/limited/items"]
+    assert v2["info"]["version"] == "2"
+    # AND /openapi.json still merges everything
+    assert sorted(every["paths"]) == ["/v1/limited/items", "/v2/limited/items"]
+    # AND a version nobody serves documents is an ordinary 404
+    assert client.get("/v3/openapi.json").status_code == 404

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from aibackend.local.host import Host
 
 log = logging.getLogger("aib.gateway")
 PROBLEM = "application/problem+json"
-#: A function that declares `GET <prefix>/openapi.json` contributes to the merged /openapi.json.
+#: A function that declares `GET <prefix>/openapi.json` contributes to the merged /openapi.json,
+#: and to `/<version>/openapi.json` when its path starts with that version (`/v2/fraud/...`).
 OPENAPI = "openapi.json"
+_VERSION = re.compile(r"^v[0-9]+$")
 
 
 def _problem(
@@ -37,6 +40,53 @@ class Binding:
     template: RouteTemplate
     route: Route
     host: Host
+
+
+class BodyTooLargeError(Exception):
+    """A request body over its route's `max_body_kb`; `seen` is how many bytes were counted."""
+
+    def __init__(self, seen: int, declared: bool) -> None:
+        super().__init__(seen)
+        self.seen = seen
+        self.declared = declared
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused past `limit` bytes without reading (much) more than that.
+
+    A `Content-Length` over the limit is refused before a byte is read; a chunked body, or
+    one longer than its `Content-Length` says, is counted while it arrives and dropped at the
+    first chunk that crosses the limit.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError(int(declared), declared=True)
+    chunks: list[bytes] = []
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            raise BodyTooLargeError(seen, declared=False)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(binding: Binding, err: BodyTooLargeError) -> Response:
+    route, limit = binding.route, binding.route.max_body_bytes
+    size = (
+        f"Content-Length {err.seen:,} bytes"
+        if err.declared
+        else f"the body passed {limit:,} bytes (stopped reading at {err.seen:,})"
+    )
+    return _problem(
+        413,
+        "Request body too large",
+        f"{route.method} {route.path} accepts at most max_body_kb = {route.max_body_kb} "
+        f"({limit:,} bytes; {binding.host.spec.name}'s function.toml): {size}",
+        headers={"Connection": "close"},
+        route=f"{route.method} {route.path}",
+        max_body_kb=route.max_body_kb,
+    )
 
 
 class RouteTable:
@@ -85,7 +135,16 @@ def build_gateway(
                     headers={"Allow": allow},
                 )
             return _problem(404, "Not found", f"no function declares a route for {path}")
-        body = await request.body()
+        try:
+            body = await read_body(request, binding.route.max_body_bytes)
+        except BodyTooLargeError as e:
+            log.warning(
+                "%s %s refused: body over max_body_kb = %s",
+                request.method,
+                path,
+                binding.route.max_body_kb,
+            )
+            return _too_large(binding, e)
         event = build_event(
             method=request.method,
             path=path,
@@ -148,15 +207,17 @@ def build_gateway(
 
     docs = [b for b in table.bindings if b.route.method == "GET" and b.route.path.endswith(OPENAPI)]
 
-    async def openapi_route(request: Request) -> Response:
-        """Every function's own OpenAPI document, merged (paths and component schemas)."""
-        merged: dict[str, Any] = {
+    async def merged(
+        request: Request, sources: list[Binding], title: str, version: str = "1"
+    ) -> Response:
+        """Functions' own OpenAPI documents, merged (paths and component schemas)."""
+        out: dict[str, Any] = {
             "openapi": "3.1.0",
-            "info": {"title": "aibackend (local)", "version": "1"},
+            "info": {"title": title, "version": version},
             "paths": {},
             "components": {"schemas": {}},
         }
-        for b in docs:
+        for b in sources:
             event = build_event(
                 method="GET",
                 path=b.route.path,
@@ -166,21 +227,52 @@ def build_gateway(
                 query=(),
                 body=b"",
             )
-            status, _, payload = parse_response(
-                await anyio.to_thread.run_sync(b.host.invoke, event, None)
-            )
+            try:
+                status, _, payload = parse_response(
+                    await anyio.to_thread.run_sync(b.host.invoke, event, None)
+                )
+            except Exception:  # one broken function must not hide every other one's routes
+                log.exception("function %s failed to serve %s", b.host.spec.name, b.route.path)
+                continue
             if status != 200:
                 continue
             doc = json.loads(payload)
-            merged["paths"].update(doc.get("paths", {}))
-            merged["components"]["schemas"].update(doc.get("components", {}).get("schemas", {}))
-        return Response(json.dumps(merged), media_type="application/json")
+            out["paths"].update(doc.get("paths", {}))
+            out["components"]["schemas"].update(doc.get("components", {}).get("schemas", {}))
+        return Response(json.dumps(out), media_type="application/json")
+
+    async def openapi_route(request: Request) -> Response:
+        """Every function's own OpenAPI document, merged."""
+        return await merged(request, docs, "aibackend (local)")
+
+    def version_route(version: str) -> StarletteRoute:
+        """`/<version>/openapi.json`: the documents served under `/<version>/...`, merged."""
+        sources = [b for b in docs if b.route.path.startswith(f"/{version}/")]
+
+        async def serve(request: Request) -> Response:
+            return await merged(
+                request, sources, f"aibackend {version} (local)", version.removeprefix("v")
+            )
+
+        return StarletteRoute(f"/{version}/{OPENAPI}", serve, methods=["GET"])
+
+    declared = {b.route.path for b in table.bindings}
+    versions = sorted(
+        {
+            v
+            for b in docs
+            if _VERSION.match(v := b.route.path.split("/")[1])
+            # a function that declares `/<version>/openapi.json` itself keeps it
+            and f"/{v}/{OPENAPI}" not in declared
+        }
+    )
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     return Starlette(
         routes=[
             StarletteRoute("/health", health_route, methods=["GET"]),
             StarletteRoute(f"/{OPENAPI}", openapi_route, methods=["GET"]),
+            *(version_route(v) for v in versions),
             StarletteRoute("/{path:path}", dispatch, methods=methods),
         ]
     )
