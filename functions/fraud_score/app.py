@@ -17,7 +17,7 @@ from pydantic import Discriminator, Tag
 
 from aibackend.fraud.decision import DecisionSettings
 from aibackend.fraud.schema import Transaction
-from aibackend.http import install_problem_handlers, request_id
+from aibackend.http import install_problem_handlers, problem_responses, request_id
 from aibackend.models.card import ModelCard
 from aibackend.models.runtime import load_model
 
@@ -59,8 +59,10 @@ install_problem_handlers(app)
 if V1_LIFECYCLE is not None:
     app.add_middleware(LifecycleHeaders, prefix="/v1/", lifecycle=V1_LIFECYCLE)
 
-v1 = APIRouter(prefix="/v1/fraud", deprecated=V1_LIFECYCLE is not None)
-v2 = APIRouter(prefix="/v2/fraud")
+# 400: a body that is not UTF-8 JSON; 413: over the route's max_body_kb (gateway); 422: invalid.
+ERRORS = problem_responses(400, 413, 422)
+v1 = APIRouter(prefix="/v1/fraud", deprecated=V1_LIFECYCLE is not None, responses=ERRORS)
+v2 = APIRouter(prefix="/v2/fraud", responses=ERRORS)
 
 
 def _record(scored: int, declined: int, reviewed: int | None = None) -> None:

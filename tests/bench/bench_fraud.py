@@ -151,7 +151,10 @@ def main() -> int:
     os.environ[model_version_env("fraud")] = str(prod.version)
     os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "aibackend"
     os.environ["POWERTOOLS_SERVICE_NAME"] = "fraud_score"
-    os.environ["FRAUD_THRESHOLD"] = "0.5"
+    # The function's own [environment], as CDK and `aib dev` set it.
+    from aibackend.catalog import load_function
+
+    os.environ.update(load_function(ROOT / "functions" / "fraud_score").environment)
     env = dict(os.environ)
 
     results: dict[str, Any] = {

@@ -28,6 +28,39 @@ class ProblemResponse(JSONResponse):
     media_type = PROBLEM_JSON
 
 
+#: JSON Schema of the problem documents every error of the API is answered with (RFC 9457).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "One entry per invalid field (422 only)",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the problem documents a route may answer with (replacing
+    FastAPI's default 422, which documents a shape this API never sends)."""
+    return {
+        s: {"description": _title(s), "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+        for s in statuses
+    }
+
+
 def problem(
     status: int,
     title: str,

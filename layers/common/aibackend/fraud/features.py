@@ -75,6 +75,9 @@ FEATURES: tuple[Feature, ...] = (
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 
+#: Larger ratios carry no more signal (training data stays far below) and could overflow float32.
+MAX_AMOUNT_RATIO = 1e6
+
 #: Raw columns `matrix` reads.
 RAW_COLUMNS: tuple[str, ...] = (
     "amount",
@@ -128,7 +131,8 @@ def matrix(cols: Mapping[str, Any]) -> np.ndarray:
     out[:, 0] = amount * _RATES[cur.astype(np.intp)]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = amount / avg
-    out[:, 1] = np.where(np.isfinite(ratio), ratio, 1.0)
+    # Bounded before the float32 cast: a tiny average would otherwise overflow to inf.
+    out[:, 1] = np.where(np.isfinite(ratio), np.minimum(ratio, MAX_AMOUNT_RATIO), 1.0)
     out[:, 2] = np.asarray(cols["hour"], dtype=np.float32)
     out[:, 3] = np.asarray(cols["card_age_days"], dtype=np.float32)
     out[:, 4] = np.asarray(cols["card_present"], dtype=np.float32)

@@ -30,7 +30,15 @@ class Transaction(BaseModel):
     transaction_id: Annotated[str | None, Field(min_length=1, max_length=64)] = None
     card_id: Annotated[str, Field(min_length=1, max_length=64)]
     amount: Annotated[float, Field(gt=0, le=1_000_000, description="In `currency`")]
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(_known_currency)]
+    currency: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Z]{3}$",
+            description="ISO 4217 code of a supported currency",
+            json_schema_extra={"enum": sorted(CURRENCY_TO_EUR)},
+        ),
+        AfterValidator(_known_currency),
+    ]
     merchant_category: Annotated[str, Field(min_length=1, max_length=40)]
     timestamp: Annotated[datetime, AfterValidator(_aware)]
     card_age_days: Annotated[int, Field(ge=0, le=36_500)]

@@ -8,10 +8,12 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
@@ -267,12 +269,31 @@ def build_gateway(
         }
     )
 
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    # Every method reaches `dispatch`, so an undeclared one gets our 405 with its Allow header.
+    methods = [
+        "GET",
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE",
+        "HEAD",
+        "OPTIONS",
+        "TRACE",
+        "QUERY",
+        "CONNECT",
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Errors Starlette raises before a route runs leave as problems too."""
+        status = getattr(exc, "status_code", 500)
+        return _problem(status, HTTPStatus(status).phrase, str(getattr(exc, "detail", exc)))
+
     return Starlette(
+        exception_handlers={HTTPException: http_error},
         routes=[
             StarletteRoute("/health", health_route, methods=["GET"]),
             StarletteRoute(f"/{OPENAPI}", openapi_route, methods=["GET"]),
             *(version_route(v) for v in versions),
             StarletteRoute("/{path:path}", dispatch, methods=methods),
-        ]
+        ],
     )
