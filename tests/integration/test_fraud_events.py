@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,37 +10,18 @@ from typing import Any
 
 import pytest
 
-from aibackend.catalog import load_catalog
 from aibackend.local.runtime import LocalRuntime
 from aibackend.ports import PutEvent
-from aibackend.settings import PlatformSettings
+from tests.support import FUNCTIONS, running_runtime, wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def runtime(
-    fraud_state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[LocalRuntime]:
-    state = tmp_path / "state"
-    shutil.copytree(fraud_state, state)
-    for var in ("AIB_STATE_DIR", "AIB_ADAPTERS", "AIB_MODEL_FRAUD_VERSION", "FRAUD_THRESHOLD"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AIB_STATE_DIR", str(state))
-    rt = LocalRuntime(load_catalog(ROOT / "functions"), PlatformSettings(state_dir=state))
-    rt.start()
-    yield rt
-    rt.stop()
-
-
-def _wait(cond: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (got := cond()):
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.05)
-    return got
+def runtime(fraud_state: Path, tmp_path: Path) -> Iterator[LocalRuntime]:
+    with running_runtime(FUNCTIONS, tmp_path / "state", seed_state=fraud_state) as rt:
+        yield rt
 
 
 def test_a_created_transaction_is_scored_and_suspected_fraud_is_published(
@@ -58,8 +38,8 @@ def test_a_created_transaction_is_scored_and_suspected_fraud_is_published(
     )
     [created_id] = result.event_ids
     # THEN a Transaction Scored and a Fraud Suspected event follow, naming their cause
-    scored = _wait(lambda: runtime.bus.archived(detail_type="Transaction Scored"))
-    suspected = _wait(lambda: runtime.bus.archived(detail_type="Fraud Suspected"))
+    scored = wait_for(lambda: runtime.bus.archived(detail_type="Transaction Scored"))
+    suspected = wait_for(lambda: runtime.bus.archived(detail_type="Fraud Suspected"))
     detail = scored[0]["detail"]
     assert scored[0]["source"] == "aib.fraud"
     assert detail["caused_by"] == created_id
@@ -75,7 +55,7 @@ def test_an_everyday_purchase_is_scored_without_an_alert(runtime: LocalRuntime) 
     runtime.bus.put_events(
         [PutEvent(source="aib.payments", detail_type="Transaction Created", detail=grocery)]
     )
-    scored = _wait(lambda: runtime.bus.archived(detail_type="Transaction Scored"))
+    scored = wait_for(lambda: runtime.bus.archived(detail_type="Transaction Scored"))
     assert scored[0]["detail"]["decision"] == "approve"
     time.sleep(0.5)
     assert runtime.bus.archived(detail_type="Fraud Suspected") == []
@@ -88,7 +68,7 @@ def test_an_invalid_transaction_ends_in_the_failure_queue_with_the_reason(
         [PutEvent(source="aib.payments", detail_type="Transaction Created", detail={"amount": -1})]
     )
     failures = runtime.queues.get("fraud_events-failures")
-    _wait(lambda: failures.stats().visible == 1, timeout=30)
+    wait_for(lambda: failures.stats().visible == 1, timeout=30)
     record = json.loads(failures.receive(1)[0].body)
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     assert record["requestContext"]["approximateInvokeCount"] == 3
@@ -114,6 +94,6 @@ def test_a_redelivered_event_is_not_published_twice(runtime: LocalRuntime) -> No
     second = host.invoke(event)
     # THEN the second delivery returns the first result and publishes nothing new
     assert second == first
-    scored = _wait(lambda: runtime.bus.archived(detail_type="Transaction Scored"))
+    scored = wait_for(lambda: runtime.bus.archived(detail_type="Transaction Scored"))
     time.sleep(0.3)
     assert len(runtime.bus.archived(detail_type="Transaction Scored")) == len(scored) == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,11 @@ import onnxruntime as ort
 import pytest
 from starlette.testclient import TestClient
 
-from aibackend.catalog import load_catalog
 from aibackend.fraud.features import matrix
 from aibackend.fraud.generator import generate_transactions, to_records
 from aibackend.local.gateway import build_gateway
 from aibackend.local.runtime import LocalRuntime
-from aibackend.settings import PlatformSettings
+from tests.support import FUNCTIONS, running_runtime
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,14 +29,8 @@ PAYLOADS = ROOT / "events" / "payloads"
 def runtime(fraud_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     # A copy per module: the promotion test moves the production pointer.
     state = tmp_path_factory.mktemp("svc") / "state"
-    shutil.copytree(fraud_state, state)
-    with pytest.MonkeyPatch.context() as mp:
-        for var in ("AIB_STATE_DIR", "AIB_ADAPTERS", "AIB_MODEL_FRAUD_VERSION", "FRAUD_THRESHOLD"):
-            mp.delenv(var, raising=False)
-        rt = LocalRuntime(load_catalog(ROOT / "functions"), PlatformSettings(state_dir=state))
-        rt.start()
+    with running_runtime(FUNCTIONS, state, seed_state=fraud_state) as rt:
         yield rt
-        rt.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -16,13 +15,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from aibackend.catalog import load_catalog
 from aibackend.errors import ConfigError
 from aibackend.fraud.generator import generate_transactions, to_records
 from aibackend.local.gateway import build_gateway
 from aibackend.local.host import FunctionHost
 from aibackend.local.runtime import LocalRuntime
-from aibackend.settings import PlatformSettings
+from tests.support import FUNCTIONS, running_runtime
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,14 +38,8 @@ FRAUD_ENV = (
 @pytest.fixture(scope="module")
 def runtime(fraud_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     state = tmp_path_factory.mktemp("versions") / "state"
-    shutil.copytree(fraud_state, state)
-    with pytest.MonkeyPatch.context() as mp:
-        for var in ("AIB_STATE_DIR", "AIB_ADAPTERS", "AIB_MODEL_FRAUD_VERSION", *FRAUD_ENV):
-            mp.delenv(var, raising=False)
-        rt = LocalRuntime(load_catalog(ROOT / "functions"), PlatformSettings(state_dir=state))
-        rt.start()
+    with running_runtime(FUNCTIONS, state, seed_state=fraud_state) as rt:
         yield rt
-        rt.stop()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -28,10 +27,8 @@ from schemathesis.core.result import Ok
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from aibackend.catalog import load_catalog
 from aibackend.local.gateway import PROBLEM, build_gateway
-from aibackend.local.runtime import LocalRuntime
-from aibackend.settings import PlatformSettings, model_version_env
+from tests.support import FUNCTIONS, running_runtime
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,22 +45,11 @@ HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tra
 
 @pytest.fixture(scope="module")
 def gateway(fraud_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Starlette]:
-    # A copy: nothing here should touch the session's trained state.
+    # A copy: nothing here should touch the session's trained state. HTTP only (no pollers,
+    # bus or watchers): fuzzing needs the gateway and the functions behind it.
     state = tmp_path_factory.mktemp("fuzz") / "state"
-    shutil.copytree(fraud_state, state)
-    catalog = load_catalog(ROOT / "functions")
-    # The runtime exports these into os.environ; restore them for the modules that follow.
-    exported = {"AIB_STATE_DIR", "AIB_ADAPTERS", "AIB_MODEL_BUCKET", "POWERTOOLS_SERVICE_NAME"}
-    exported |= {"POWERTOOLS_METRICS_NAMESPACE"}
-    exported |= {model_version_env(m) for m in catalog.model_names}
-    exported |= {k for spec in catalog.functions for k in spec.environment}
-    with pytest.MonkeyPatch.context() as mp:
-        for var in sorted(exported):
-            mp.delenv(var, raising=False)
-        rt = LocalRuntime(catalog, PlatformSettings(state_dir=state))
-        rt.start(sources=False)  # HTTP only: no pollers, bus or watchers
+    with running_runtime(FUNCTIONS, state, seed_state=fraud_state, sources=False) as rt:
         yield build_gateway(rt.catalog, rt.hosts, health=rt.health)
-        rt.stop()
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aibackend.catalog import load_catalog
 from aibackend.local.runtime import LocalRuntime
 from aibackend.ports import PutEvent
-from aibackend.settings import PlatformSettings
+from tests.support import running_runtime, wait_for, write_functions
+from tests.support import seen as seen_in
 
 pytestmark = pytest.mark.slow
 
@@ -94,38 +94,15 @@ FUNCTIONS = {
 
 
 @pytest.fixture(params=[False, True], ids=["in-process", "isolated"])
-def runtime(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-) -> Iterator[LocalRuntime]:
-    root = tmp_path / "functions"
-    for name, (toml, code) in FUNCTIONS.items():
-        d = root / name
-        d.mkdir(parents=True)
-        (d / "__init__.py").write_text("")
-        (d / "function.toml").write_text(textwrap.dedent(toml))
-        (d / "handler.py").write_text(COMMON + textwrap.dedent(code))
-    for var in ("AIB_STATE_DIR", "AIB_ADAPTERS"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AIB_STATE_DIR", str(tmp_path / "state"))
-    rt = LocalRuntime(
-        load_catalog(root), PlatformSettings(state_dir=tmp_path / "state"), isolate=request.param
-    )
-    rt.start()
-    yield rt
-    rt.stop()
+def runtime(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalRuntime]:
+    code = {n: (toml, COMMON + textwrap.dedent(h)) for n, (toml, h) in FUNCTIONS.items()}
+    root = write_functions(tmp_path / "functions", code)
+    with running_runtime(root, tmp_path / "state", isolate=request.param) as rt:
+        yield rt
 
 
 def seen(rt: LocalRuntime, name: str) -> list[dict[str, Any]]:
-    f = rt.settings.state_dir / "seen" / f"{name}.jsonl"
-    return [json.loads(x) for x in f.read_text().splitlines()] if f.exists() else []
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.05)
+    return seen_in(rt.settings.state_dir, name)
 
 
 def test_queue_messages_are_processed_once_and_a_poison_message_ends_in_the_dlq(

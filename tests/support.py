@@ -1,0 +1,85 @@
+"""Helpers shared by the integration tests (importable: `from tests.support import ...`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import textwrap
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from aibackend.catalog import load_catalog
+from aibackend.local.runtime import LocalRuntime
+from aibackend.settings import PlatformSettings, model_version_env
+
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTIONS = ROOT / "functions"
+T = TypeVar("T")
+
+#: Variables a runtime exports for its functions; cleared around each test runtime.
+RUNTIME_ENV = ("AIB_STATE_DIR", "AIB_ADAPTERS", "AIB_MODEL_BUCKET")
+
+
+def wait_for(cond: Callable[[], T], timeout: float = 20.0) -> T:
+    """Poll `cond` until it returns something truthy (returned), or fail the test."""
+    deadline = time.monotonic() + timeout
+    while not (got := cond()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met in {timeout} s")
+        time.sleep(0.05)
+    return got
+
+
+def write_functions(root: Path, functions: Mapping[str, tuple[str, str]]) -> Path:
+    """Function packages from `{name: (function.toml, handler.py)}`; returns `root`."""
+    for name, (toml, code) in functions.items():
+        d = root / name
+        d.mkdir(parents=True)
+        (d / "__init__.py").write_text("")
+        (d / "function.toml").write_text(textwrap.dedent(toml))
+        (d / "handler.py").write_text(textwrap.dedent(code))
+    return root
+
+
+@contextmanager
+def running_runtime(
+    functions: Path,
+    state: Path,
+    *,
+    seed_state: Path | None = None,
+    isolate: bool = False,
+    sources: bool = True,
+) -> Iterator[LocalRuntime]:
+    """A started LocalRuntime on a clean environment, restored afterwards.
+
+    `seed_state` is copied to `state` first (e.g. the session's trained `fraud_state`).
+    """
+    if seed_state is not None:
+        shutil.copytree(seed_state, state)
+    saved = dict(os.environ)
+    catalog = load_catalog(functions)
+    declared = {k for spec in catalog.functions for k in spec.environment}
+    pins = {model_version_env(m) for m in catalog.model_names}
+    for var in (*RUNTIME_ENV, *declared, *pins):
+        os.environ.pop(var, None)
+    os.environ["AIB_STATE_DIR"] = str(state)
+    rt = LocalRuntime(catalog, PlatformSettings(state_dir=state), isolate=isolate)
+    try:
+        rt.start(sources=sources)
+        yield rt
+    finally:
+        rt.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def seen(state: Path, name: str) -> list[dict[str, Any]]:
+    """Lines a test handler appended to `<state>/seen/<name>.jsonl`."""
+    f = state / "seen" / f"{name}.jsonl"
+    return [json.loads(x) for x in f.read_text().splitlines()] if f.exists() else []
