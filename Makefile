@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python tests/bench/bench_fraud.py
 	$(BIN)/python tests/bench/bench_queue.py
 	$(BIN)/python tests/bench/bench_bus.py
+	$(BIN)/python tests/bench/bench_load.py
 
 ## synth: synthesize the CDK app into cdk.out/ (layers bundled locally, no Docker)
 synth: install

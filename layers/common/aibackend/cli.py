@@ -407,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Mangum logs every request at INFO; the gateway's access log already does, cheaper.
+    logging.getLogger("mangum").setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
     except AibError as e:

@@ -1,0 +1,424 @@
+"""Load test: `aib dev` vs a bare FastAPI + onnxruntime app serving the same model, under wrk.
+
+Both servers run side by side for the whole run, one uvicorn process each with the same
+settings (`uvicorn.run(app, host, port, log_level="info")`, as `aib dev` calls it). wrk drives
+them with identical settings (POST `events/payloads/transaction.json`), in alternating rounds
+(bare, aib, aib, bare, ...) so both see the same machine noise. Latency percentiles come from
+wrk's own histograms, merged across rounds. Writes `bench/results/load.json`.
+
+    .venv/bin/python tests/bench/bench_load.py [--state-dir .aib] [--duration 60] [--quick]
+
+Needs `wrk` on PATH; as root on Debian/Ubuntu the script installs it with apt-get.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+PAYLOAD = ROOT / "events" / "payloads" / "transaction.json"
+#: The current (non-deprecated) version of the API; the baseline serves the same path.
+ROUTE = "/v2/fraud/score"
+TARGET_RATIO_MIN = 0.6
+AIB, BARE = "aib_dev", "bare_fastapi_onnxruntime"
+
+BARE_APP = '''"""Bare FastAPI + onnxruntime baseline, written and run by bench_load.py."""
+
+import os
+
+import onnxruntime as ort
+import uvicorn
+from fastapi import FastAPI
+
+from aibackend.fraud.features import transactions_matrix
+from aibackend.fraud.schema import Transaction
+
+so = ort.SessionOptions()
+so.intra_op_num_threads = 1
+so.inter_op_num_threads = 1
+so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+SESSION = ort.InferenceSession(
+    os.environ["BARE_MODEL_PATH"], sess_options=so, providers=["CPUExecutionProvider"]
+)
+INPUT = SESSION.get_inputs()[0].name
+THRESHOLD = float(os.environ["FRAUD_THRESHOLD"])
+app = FastAPI()
+
+
+@app.post("ROUTE")
+async def score(txn: Transaction) -> dict[str, object]:
+    p = float(SESSION.run(None, {INPUT: transactions_matrix([txn])})[-1][0, 1])
+    decision = "decline" if p >= THRESHOLD else "approve"
+    return {"transaction_id": txn.transaction_id, "score": p, "decision": decision}
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["BARE_PORT"]), log_level="info")
+'''.replace("ROUTE", ROUTE)
+
+# Counts non-2xx answers per thread (wrk itself only counts status >= 400) and dumps the
+# latency histogram (microseconds, count) so rounds can be merged into exact percentiles.
+WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[BODY]==]
+
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  non2xx = 0
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    non2xx = non2xx + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local n = 0
+  for _, t in ipairs(threads) do
+    n = n + t:get("non2xx")
+  end
+  local hist = {}
+  for i = 1, #latency do
+    local v, c = latency(i)
+    hist[#hist + 1] = string.format("[%d,%d]", v, c)
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"duration_us":%d,"requests":%d,"non_2xx":%d,"connect":%d,"read":%d,' ..
+    '"write":%d,"timeout":%d,"latency_us":[%s]}\\n',
+    summary.duration, summary.requests, n, e.connect, e.read, e.write, e.timeout,
+    table.concat(hist, ",")))
+end
+"""
+
+
+@dataclass
+class Server:
+    name: str
+    base: str
+    pid: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, data=body, method="POST")
+    req.add_header("content-type", "application/json")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.status, json.loads(r.read())
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ensure_wrk() -> str:
+    """Path of wrk; installed with apt-get when missing and this is root on Debian/Ubuntu."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("wrk not found: installing it with apt-get ...", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+        found = shutil.which("wrk")
+        if found:
+            return found
+    sys.exit(
+        "bench_load needs the wrk load generator on PATH: `sudo apt-get install wrk` "
+        "(Debian/Ubuntu), `brew install wrk` (macOS), or build it from github.com/wg/wrk"
+    )
+
+
+@contextmanager
+def serve(
+    name: str, cmd: list[str], env: dict[str, str], port: int, log: Path, timeout_s: float
+) -> Iterator[Server]:
+    """Start a server process, wait for it to answer on `port`; SIGINT (then kill) on exit."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+                )
+            try:
+                # /health on aib dev; any HTTP answer (404 included) on the bare app.
+                urllib.request.urlopen(base + "/health", timeout=2).close()
+                break
+            except urllib.error.HTTPError:
+                break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{name} did not answer in {timeout_s} s:\n{log.read_text()[-3000:]}"
+                )
+            time.sleep(0.2)
+        yield Server(name, base, proc.pid)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_wrk(
+    wrk: str, lua: Path, url: str, threads: int, connections: int, seconds: int
+) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",  # the function's timeout_s: slower answers count as errors, not latency
+            "-s",
+            str(lua),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            return json.loads(line.removeprefix("WRK_JSON "))  # type: ignore[no-any-return]
+    raise RuntimeError(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
+
+
+def _percentile(hist: dict[int, int], q: float) -> float:
+    """Nearest rank: the smallest latency with at least ceil(q * n) samples at or below it."""
+    rank = max(1, math.ceil(q * sum(hist.values())))
+    seen = 0
+    for value, count in sorted(hist.items()):
+        seen += count
+        if seen >= rank:
+            return value / 1000
+    return 0.0
+
+
+def summarize(rounds: list[dict[str, Any]], cpu: dict[str, float]) -> dict[str, Any]:
+    hist: dict[int, int] = {}
+    for r in rounds:
+        for value, count in r["latency_us"]:
+            hist[value] = hist.get(value, 0) + count
+    seconds = sum(r["duration_us"] for r in rounds) / 1e6
+    requests = sum(r["requests"] for r in rounds)
+    socket_errors = {k: sum(r[k] for r in rounds) for k in ("connect", "read", "write", "timeout")}
+    non_2xx = sum(r["non_2xx"] for r in rounds)
+    return {
+        "rps": round(requests / seconds, 1),
+        "requests": requests,
+        "seconds": round(seconds, 2),
+        "p50_ms": round(_percentile(hist, 0.50), 3),
+        "p99_ms": round(_percentile(hist, 0.99), 3),
+        "max_ms": round(max(hist, default=0) / 1000, 3),
+        "non_2xx": non_2xx,
+        "socket_errors": socket_errors,
+        "errors": non_2xx + sum(socket_errors.values()),
+        "rounds_rps": [round(r["requests"] / (r["duration_us"] / 1e6), 1) for r in rounds],
+        "server_cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+        "server_cpu_ms_per_request": round(cpu["own_rounds"] * 1000 / max(1, requests), 3),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--state-dir", type=Path, default=ROOT / ".aib")
+    ap.add_argument(
+        "--duration", type=int, default=60, help="seconds of load per server (default 60)"
+    )
+    ap.add_argument("--rounds", type=int, default=4, help="alternating rounds per server")
+    # 2 cores here: one uvicorn process per server (~1 core, GIL-bound) plus wrk. Two wrk
+    # threads keep the generator from becoming the bottleneck without crowding the server.
+    ap.add_argument("--threads", type=int, default=2, help="wrk threads")
+    ap.add_argument("--connections", type=int, default=16, help="wrk open connections")
+    ap.add_argument("--quick", action="store_true", help="6 s per server in 2 rounds (smoke run)")
+    args = ap.parse_args()
+    if args.quick:
+        args.duration, args.rounds = 6, 2
+    per_round = max(1, args.duration // args.rounds)
+    warmup_s = 1 if args.quick else 3
+
+    # A killed bench (CI timeout) still stops both servers: SIGTERM unwinds the `finally`s.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    wrk = ensure_wrk()
+    wrk_version = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout
+    state = args.state_dir.resolve()
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("AIB_")}
+    os.environ["AIB_STATE_DIR"] = str(state)
+    os.environ["AIB_ADAPTERS"] = "local"
+    from aibackend.adapters import model_registry
+    from aibackend.catalog import load_function
+    from aibackend.models.card import MODEL_FILE
+    from aibackend.models.runtime import artifact_dir
+    from aibackend.settings import PlatformSettings
+
+    settings = PlatformSettings.from_env()
+    prod = model_registry(settings).production("fraud")
+    if prod is None:
+        from aibackend.training.local import train_local
+
+        prod = train_local("fraud", settings)
+    model_path = artifact_dir("fraud", prod.version, settings) / MODEL_FILE
+    fraud_env = load_function(ROOT / "functions" / "fraud_score").environment
+    body = PAYLOAD.read_bytes()
+    compact = json.dumps(json.loads(body), separators=(",", ":"))
+
+    with tempfile.TemporaryDirectory(prefix="aib-bench-load-") as tmp, ExitStack() as stack:
+        work = Path(tmp)
+        (work / "bare_app.py").write_text(BARE_APP)
+        lua = work / "load.lua"
+        lua.write_text(WRK_LUA.replace("BODY", compact))
+        print(f"starting aib dev (state {state}) and the bare baseline ...", flush=True)
+        bare_port, aib_port = _free_port(), _free_port()
+        bare_env = {
+            **child_env,
+            "BARE_MODEL_PATH": str(model_path),
+            "BARE_PORT": str(bare_port),
+            "FRAUD_THRESHOLD": fraud_env["FRAUD_THRESHOLD"],
+        }
+        aib_cmd = [sys.executable, "-m", "aibackend.cli", "--state-dir", str(state), "dev"]
+        servers = {
+            BARE: stack.enter_context(
+                serve(
+                    BARE,
+                    [sys.executable, str(work / "bare_app.py")],
+                    bare_env,
+                    bare_port,
+                    work / "bare.log",
+                    60,
+                )
+            ),
+            AIB: stack.enter_context(
+                serve(
+                    AIB,
+                    [*aib_cmd, "--port", str(aib_port)],
+                    child_env,
+                    aib_port,
+                    work / "aib.log",
+                    600,  # trains the demo model first if the state has none
+                )
+            ),
+        }
+        health = json.loads(urllib.request.urlopen(servers[AIB].base + "/health").read())
+        if health["models"].get("fraud") != prod.version:
+            raise RuntimeError(f"aib dev serves {health['models']}, the baseline v{prod.version}")
+        answers = {}
+        for name, srv in servers.items():
+            status, answer = _post(srv.base + ROUTE, body)
+            if status != 200:
+                raise RuntimeError(f"{name} answered {status}: {answer}")
+            answers[name] = answer
+        aib_score = answers[AIB]["results"][0]["risk"]["score"]
+        if abs(aib_score - answers[BARE]["score"]) > 1e-9:
+            raise RuntimeError(f"scores differ: aib {aib_score}, bare {answers[BARE]['score']}")
+
+        for srv in servers.values():  # first requests pay for lazy imports and caches
+            run_wrk(wrk, lua, srv.base + ROUTE, args.threads, args.connections, warmup_s)
+        rounds: dict[str, list[dict[str, Any]]] = {BARE: [], AIB: []}
+        cpu = {n: {"own_rounds": 0.0, "other_rounds": 0.0} for n in servers}
+        for i in range(args.rounds):
+            order = [BARE, AIB] if i % 2 == 0 else [AIB, BARE]
+            for name in order:
+                print(f"round {i + 1}/{args.rounds}: {name} for {per_round} s ...", flush=True)
+                before = {n: _cpu_s(s.pid) for n, s in servers.items()}
+                srv = servers[name]
+                rounds[name].append(
+                    run_wrk(wrk, lua, srv.base + ROUTE, args.threads, args.connections, per_round)
+                )
+                for n, s in servers.items():
+                    cpu[n]["own_rounds" if n == name else "other_rounds"] += (
+                        _cpu_s(s.pid) - before[n]
+                    )
+
+    sides = {n: summarize(rounds[n], cpu[n]) for n in (AIB, BARE)}
+    ratio = round(sides[AIB]["rps"] / sides[BARE]["rps"], 3)
+    zero_errors = sides[AIB]["errors"] == 0 and sides[BARE]["errors"] == 0
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.machine(),
+            "cores": os.cpu_count(),
+        },
+        "model": {"name": "fraud", "version": prod.version},
+        "generator": {
+            "tool": wrk_version.split("Copyright")[0].strip(),
+            "threads": args.threads,
+            "connections": args.connections,
+            "seconds_per_server": per_round * args.rounds,
+            "rounds": args.rounds,
+            "order": "alternating: bare, aib, aib, bare, ...",
+            "request": f"POST {ROUTE} {PAYLOAD.relative_to(ROOT)} ({len(compact)} bytes)",
+            "timeout_s": 10,
+        },
+        AIB: sides[AIB],
+        BARE: sides[BARE],
+        "ratio": ratio,
+        "target_ratio_min": TARGET_RATIO_MIN,
+        "zero_errors": zero_errors,
+        "targets_met": {"throughput": ratio >= TARGET_RATIO_MIN, "zero_errors": zero_errors},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "load.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    for name in (BARE, AIB):
+        s = sides[name]
+        print(
+            f"{name:26} {s['rps']:9.1f} rps  p50 {s['p50_ms']:7.2f} ms  "
+            f"p99 {s['p99_ms']:7.2f} ms  errors {s['errors']}"
+        )
+    print(
+        f"ratio {ratio} (target >= {TARGET_RATIO_MIN}: "
+        f"{'met' if ratio >= TARGET_RATIO_MIN else 'NOT met'}); zero errors: {zero_errors}"
+    )
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
