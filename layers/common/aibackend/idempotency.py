@@ -285,7 +285,10 @@ class SqlitePersistenceLayer(BasePersistenceLayer):
         if st.in_tx:
             st.in_tx = False
             assert st.conn is not None
-            st.conn.execute("COMMIT" if commit else "ROLLBACK")
+            if commit:
+                st.conn.execute("COMMIT")
+            elif st.conn.in_transaction:  # SQLITE_FULL has rolled back already
+                st.conn.execute("ROLLBACK")
             if st.durable:
                 st.durable = False
                 st.conn.execute("PRAGMA synchronous=NORMAL")

@@ -38,8 +38,8 @@ def validate_key(key: str) -> str:
     return key
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write-then-rename in the same folder, so readers never see a partial file."""
+def _write_temp(path: Path, data: bytes) -> Path:
+    """A complete, synced temporary file beside `path` (removed again if writing fails)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -47,10 +47,15 @@ def atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write-then-rename in the same folder, so readers never see a partial file."""
+    _write_temp(path, data).replace(path)
 
 
 class LocalObjectStore:
@@ -85,8 +90,16 @@ class LocalObjectStore:
         path = self._path(key)
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
         meta = {"content_type": content_type, "metadata": metadata or {}, "etag": etag}
-        atomic_write(self._meta_path(key), json.dumps(meta).encode())
-        atomic_write(path, data)
+        # Both files are complete before either replaces the old ones: a full disk while
+        # writing leaves the previous object, bytes and metadata, untouched.
+        meta_tmp = _write_temp(self._meta_path(key), json.dumps(meta).encode())
+        try:
+            data_tmp = _write_temp(path, data)
+        except BaseException:
+            meta_tmp.unlink(missing_ok=True)
+            raise
+        meta_tmp.replace(self._meta_path(key))
+        data_tmp.replace(path)
         return self.head(key)
 
     def get(self, key: str) -> bytes:
@@ -175,7 +188,9 @@ def write_transaction(
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            # On SQLITE_FULL (a full disk) SQLite has rolled back already: keep its error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 

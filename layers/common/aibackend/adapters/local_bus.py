@@ -76,6 +76,9 @@ class Target(BaseModel):
     max_event_age_s: Annotated[int, Field(ge=1, le=86_400)] = 3600
     #: Queue that receives the on-failure record once retries or the event's age run out.
     dead_letter_queue: str | None = None
+    #: The function's timeout: a retry never starts before a failed or killed invocation's
+    #: deadline, so its idempotency record (in progress until then) cannot block the retry.
+    timeout_s: Annotated[int, Field(ge=1, le=900)] | None = None
 
 
 class Rule(BaseModel):
@@ -572,6 +575,7 @@ class LocalEventBus:
             self._fail(d, at, "EventAgeExceeded", d.last_error, d.attempts)
             return
         payload = select_input(d.event, target.input_path)
+        started = at
         try:
             if target.kind == "function":
                 self._deliver(target, payload)
@@ -584,7 +588,10 @@ class LocalEventBus:
             if attempts > target.max_attempts:
                 self._fail(d, at, "RetriesExhausted", error, attempts)
                 return
-            retry_at = at + self._retry_delays[min(attempts, len(self._retry_delays)) - 1]
+            retry_at = max(
+                at + self._retry_delays[min(attempts, len(self._retry_delays)) - 1],
+                started + (target.timeout_s or 0),
+            )
             if retry_at - d.created_at > target.max_event_age_s:
                 self._fail(d, at, "EventAgeExceeded", error, attempts)
                 return
@@ -779,10 +786,13 @@ class LocalEventBus:
         now = self._clock()
         with self._tx() as c:
             for claim in dead:
+                # Claimed at `due - lease_s`; the killed invocation's deadline is its function
+                # timeout later (an idempotency record in progress holds the key until then).
                 released += c.execute(
-                    "UPDATE bus_deliveries SET claim = NULL, due = ? "
+                    "UPDATE bus_deliveries SET claim = NULL, due = MAX(?, due - ? + "
+                    "COALESCE(json_extract(target, '$.timeout_s'), 0)) "
                     "WHERE state = 'pending' AND claim = ?",
-                    (now, claim),
+                    (now, self._lease_s, claim),
                 ).rowcount
         log.warning("took back %d delivery(ies) held by dispatchers that died", released)
         return released

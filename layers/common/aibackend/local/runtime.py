@@ -48,6 +48,8 @@ class LocalRuntime:
         #: Rate schedules count from here, as AWS counts from the rule's creation.
         self.started = datetime.now(UTC)
         self._stop = threading.Event()
+        #: (model, version) pairs that failed to load; skipped until the pointer moves again.
+        self._refused: set[tuple[str, int]] = set()
         self._watcher: threading.Thread | None = None
         self._export_settings()
 
@@ -151,6 +153,7 @@ class LocalRuntime:
                 max_attempts=d.max_attempts,
                 max_event_age_s=d.max_event_age_s,
                 dead_letter_queue=triggers.failure_queue(spec.name),
+                timeout_s=spec.timeout_s,
             )
 
         for i, e in enumerate(spec.events):
@@ -223,28 +226,45 @@ class LocalRuntime:
             log.error("event %d refused by the local bus: %s %s", index, code, message)
 
     def poll_once(self) -> list[str]:
-        """Reload the functions whose model's production pointer moved; returns their names."""
+        """Reload the functions whose model's production pointer moved; returns their names.
+
+        A version that fails to load (checksum, missing file...) is refused once: every
+        function keeps serving the previous version, and it is not tried again until the
+        pointer moves to another version.
+        """
         reloaded: list[str] = []
         for name in self.catalog.model_names:
             mv = self.registry.production(name)
-            if mv is None or os.environ.get(model_version_env(name)) == str(mv.version):
+            var = model_version_env(name)
+            if mv is None or os.environ.get(var) == str(mv.version):
                 continue
-            previous = os.environ.get(model_version_env(name))
-            os.environ[model_version_env(name)] = str(mv.version)
+            if (name, mv.version) in self._refused:
+                continue
+            previous = os.environ.get(var)
+            os.environ[var] = str(mv.version)
             log.info("model %s: production moved %s -> %s", name, previous, mv.version)
-            for host in self.hosts.values():
-                if name not in host.spec.models:
-                    continue
-                try:
+            hosts = [h for h in self.hosts.values() if name in h.spec.models]
+            switched: list[Host] = []
+            try:
+                for host in hosts:
                     host.load()
-                    reloaded.append(host.spec.name)
-                except Exception:
-                    # Keep serving the old version rather than taking the function down.
-                    log.exception(
-                        "reloading %s for %s v%s failed", host.spec.name, name, mv.version
-                    )
-                    if previous is not None:
-                        os.environ[model_version_env(name)] = previous
+                    switched.append(host)
+            except Exception:
+                log.exception(
+                    "model %s v%s refused; every function keeps serving v%s",
+                    name,
+                    mv.version,
+                    previous,
+                )
+                self._refused.add((name, mv.version))
+                if previous is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = previous
+                for host in switched:  # never serve two versions side by side by accident
+                    host.load()
+                continue
+            reloaded.extend(h.spec.name for h in switched)
         return reloaded
 
     def watch(self) -> None:

@@ -165,19 +165,20 @@ def artifact_dir(name: str, version: int, settings: PlatformSettings) -> Path:
     return model_registry(settings).download(name, version, dest)
 
 
-_cache: dict[tuple[str, int], LoadedModel] = {}
+_cache: dict[tuple[str, int, Path], LoadedModel] = {}
 _lock = threading.Lock()
 
 
 def load_model(name: str, settings: PlatformSettings | None = None) -> LoadedModel:
-    """The model this process serves under `name`, loaded once per (name, version)."""
+    """The model this process serves under `name`, loaded once per version and location."""
     s = settings or platform_settings()
     version = resolve_version(name, s)
-    key = (name, version)
+    folder = artifact_dir(name, version, s)
+    key = (name, version, folder.resolve())
     with _lock:
         model = _cache.get(key)
         if model is None:
-            model = load_model_dir(artifact_dir(name, version, s))
+            model = load_model_dir(folder)
             if model.name != name or model.version != version:
                 raise ModelLoadError(
                     f"{model.path}: model.json says {model.name} v{model.version}, expected "
