@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import re
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from aibackend.local.context import new_request_id
 
 _TEXTUAL = re.compile(r"^(text/|application/([\w.+-]*json|xml|x-www-form-urlencoded))")
 
@@ -79,7 +80,7 @@ def build_event(
         text = body.decode("utf-8") if textual else None
     except UnicodeDecodeError:
         text = None
-    rid = request_id or str(uuid.uuid4())
+    rid = request_id or new_request_id()
     now = time.time()
     return {
         "resource": resource,

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID, without the `os.urandom` system call `uuid.uuid4` makes."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 @dataclass
@@ -12,7 +18,7 @@ class LocalLambdaContext:
     function_name: str
     memory_limit_in_mb: int
     timeout_s: int
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    aws_request_id: str = field(default_factory=new_request_id)
     function_version: str = "$LATEST"
     log_group_name: str = ""
     log_stream_name: str = "local"

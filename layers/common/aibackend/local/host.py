@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from aibackend.catalog import FunctionSpec
 from aibackend.errors import ConfigError
-from aibackend.local.context import LocalLambdaContext
+from aibackend.local.context import LocalLambdaContext, new_request_id
 from aibackend.models.runtime import pinned_version
 
 log = logging.getLogger("aib.runtime")
@@ -115,9 +115,8 @@ class FunctionHost:
             function_name=self.spec.name,
             memory_limit_in_mb=self.spec.memory_mb,
             timeout_s=self.spec.timeout_s,
+            aws_request_id=request_id or new_request_id(),
         )
-        if request_id:
-            ctx.aws_request_id = request_id
         _ensure_event_loop()
         return handler(event, ctx)
 
