@@ -79,6 +79,20 @@ def running_runtime(
         os.environ.update(saved)
 
 
+#: Handler code defining `record(name, item)`: appends `item` to `<state>/seen/<name>.jsonl`,
+#: the observable effect of test functions (read back with `seen`).
+RECORDER = """
+import json, os
+from pathlib import Path
+
+def record(name, item):
+    d = Path(os.environ["AIB_STATE_DIR"]) / "seen"
+    d.mkdir(parents=True, exist_ok=True)
+    with (d / f"{name}.jsonl").open("a") as f:
+        f.write(json.dumps(item) + "\\n")
+"""
+
+
 def seen(state: Path, name: str) -> list[dict[str, Any]]:
     """Lines a test handler appended to `<state>/seen/<name>.jsonl`."""
     f = state / "seen" / f"{name}.jsonl"

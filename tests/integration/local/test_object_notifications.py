@@ -14,22 +14,19 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import S3Model
 
 from aibackend.local.runtime import LocalRuntime
-from tests.support import running_runtime, wait_for, write_functions
+from tests.support import RECORDER, running_runtime, wait_for, write_functions
 from tests.support import seen as seen_in
 
 pytestmark = pytest.mark.slow
 
 # Each handler appends the event it received to <state>/seen/<function>.jsonl.
-HANDLER = """
-import json, os
-from pathlib import Path
-
+HANDLER = (
+    RECORDER
+    + """
 def handler(event, context):
-    d = Path(os.environ["AIB_STATE_DIR"]) / "seen"
-    d.mkdir(parents=True, exist_ok=True)
-    with (d / f"{__package__}.jsonl").open("a") as f:
-        f.write(json.dumps(event) + "\\n")
+    record(__package__, event)
 """
+)
 
 FUNCTIONS = {
     "on_report": """

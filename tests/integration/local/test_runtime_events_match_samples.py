@@ -25,11 +25,11 @@ def _sample(name: str) -> dict[str, Any]:
     return data
 
 
-def test_a_put_event_reaches_its_target_exactly_as_the_eventbridge_sample(tmp_path: Path) -> None:
-    # GIVEN the sample's event as a PutEvents entry, and a bus with a frozen clock and seeded id
-    sample = _sample("eventbridge/custom_event.json")
-    got: list[Any] = []
-    bus = LocalEventBus(
+def _bus_delivering_to(
+    got: list[Any], tmp_path: Path, sample: dict[str, Any], *, bus: str = "default"
+) -> LocalEventBus:
+    """A bus with the sample's clock, id, account and region, delivering into `got`."""
+    local = LocalEventBus(
         tmp_path / "events.db",
         deliver=lambda target, payload: got.append(payload),
         clock=FROZEN.timestamp,
@@ -37,12 +37,20 @@ def test_a_put_event_reaches_its_target_exactly_as_the_eventbridge_sample(tmp_pa
         account=sample["account"],
         region=sample["region"],
     )
-    bus.put_rule(
+    local.put_rule(
         "r",
-        bus="aib",
+        bus=bus,
         pattern={"source": [sample["source"]]},
         targets=[Target(kind="function", name="f")],
     )
+    return local
+
+
+def test_a_put_event_reaches_its_target_exactly_as_the_eventbridge_sample(tmp_path: Path) -> None:
+    # GIVEN the sample's event as a PutEvents entry, and a bus with a frozen clock and seeded id
+    sample = _sample("eventbridge/custom_event.json")
+    got: list[Any] = []
+    bus = _bus_delivering_to(got, tmp_path, sample, bus="aib")
     # WHEN it is put and the dispatcher runs
     entry = PutEvent(
         source=sample["source"], detail_type=sample["detail-type"], detail=sample["detail"]
@@ -83,24 +91,6 @@ def test_a_received_queue_message_becomes_the_sqs_sample_event(tmp_path: Path) -
         assert built["attributes"].pop(key)
         record["attributes"].pop(key)
     assert built == record
-
-
-def _bus_delivering_to(got: list[Any], tmp_path: Path, sample: dict[str, Any]) -> LocalEventBus:
-    bus = LocalEventBus(
-        tmp_path / "events.db",
-        deliver=lambda target, payload: got.append(payload),
-        clock=FROZEN.timestamp,
-        ids=lambda: sample["id"],
-        account=sample["account"],
-        region=sample["region"],
-    )
-    bus.put_rule(
-        "r",
-        bus="default",
-        pattern={"source": [sample["source"]]},
-        targets=[Target(kind="function", name="f")],
-    )
-    return bus
 
 
 def test_a_schedule_fires_exactly_the_scheduled_event_sample(

@@ -14,22 +14,13 @@ import pytest
 
 from aibackend.local.runtime import LocalRuntime
 from aibackend.ports import PutEvent
-from tests.support import running_runtime, wait_for, write_functions
+from tests.support import RECORDER, running_runtime, wait_for, write_functions
 from tests.support import seen as seen_in
 
 pytestmark = pytest.mark.slow
 
 # Each handler appends what it saw to <state>/seen/<function>.jsonl: the observable effect.
-COMMON = """
-import json, os
-from pathlib import Path
 
-def record(name, item):
-    d = Path(os.environ["AIB_STATE_DIR"]) / "seen"
-    d.mkdir(parents=True, exist_ok=True)
-    with (d / f"{name}.jsonl").open("a") as f:
-        f.write(json.dumps(item) + "\\n")
-"""
 
 FUNCTIONS = {
     "consumer": (
@@ -95,7 +86,7 @@ FUNCTIONS = {
 
 @pytest.fixture(params=[False, True], ids=["in-process", "isolated"])
 def runtime(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalRuntime]:
-    code = {n: (toml, COMMON + textwrap.dedent(h)) for n, (toml, h) in FUNCTIONS.items()}
+    code = {n: (toml, RECORDER + textwrap.dedent(h)) for n, (toml, h) in FUNCTIONS.items()}
     root = write_functions(tmp_path / "functions", code)
     with running_runtime(root, tmp_path / "state", isolate=request.param) as rt:
         yield rt
