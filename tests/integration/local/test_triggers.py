@@ -19,9 +19,7 @@ from tests.support import seen as seen_in
 
 pytestmark = pytest.mark.slow
 
-# Each handler appends what it saw to <state>/seen/<function>.jsonl: the observable effect.
-
-
+# Each handler records what it saw (RECORDER's `record`) in <state>/seen/<function>.jsonl.
 FUNCTIONS = {
     "consumer": (
         """
