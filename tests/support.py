@@ -13,8 +13,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from starlette.testclient import TestClient
 
-from aibackend.catalog import load_catalog
+from aibackend.auth.local import LocalAccess
+from aibackend.catalog import Catalog, load_catalog
+from aibackend.local.gateway import build_gateway
+from aibackend.local.host import Host
 from aibackend.local.runtime import LocalRuntime
 from aibackend.settings import PlatformSettings, model_version_env
 
@@ -97,3 +101,35 @@ def seen(state: Path, name: str) -> list[dict[str, Any]]:
     """Lines a test handler appended to `<state>/seen/<name>.jsonl`."""
     f = state / "seen" / f"{name}.jsonl"
     return [json.loads(x) for x in f.read_text().splitlines()] if f.exists() else []
+
+
+def gateway_client(
+    catalog: Catalog,
+    hosts: Mapping[str, Host],
+    access: LocalAccess,
+    *,
+    health: Callable[[], dict[str, Any]] | None = None,
+    keyed: bool = True,
+    scopes: tuple[str, ...] = (),
+) -> TestClient:
+    """A client of the local gateway that sends the development key (unless `keyed=False`)
+    and, given `scopes`, a bearer token carrying them."""
+    app = build_gateway(catalog, hosts, health=health or (lambda: {"status": "ok"}), access=access)
+    headers = {"x-api-key": access.ensure_dev_key()[0]} if keyed else {}
+    if scopes:
+        headers.update(bearer(access, *scopes))
+    return TestClient(app, headers=headers)
+
+
+def runtime_client(
+    rt: LocalRuntime, *, keyed: bool = True, scopes: tuple[str, ...] = ()
+) -> TestClient:
+    """`gateway_client` for a running runtime (its own keys, plans and health)."""
+    return gateway_client(
+        rt.catalog, rt.hosts, rt.access, health=rt.health, keyed=keyed, scopes=scopes
+    )
+
+
+def bearer(access: LocalAccess, *scopes: str, **issue: Any) -> dict[str, str]:
+    """An Authorization header with a development token carrying `scopes`."""
+    return {"Authorization": f"Bearer {access.signer.issue('tests', scopes, **issue)}"}

@@ -7,13 +7,13 @@ document, `/v<n>/fraud/openapi.json`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Body, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import Discriminator, Tag
+from pydantic import BaseModel, Discriminator, Tag
 
 from aibackend.fraud.decision import DecisionSettings
 from aibackend.fraud.schema import Transaction
@@ -86,6 +86,18 @@ async def score_transactions(
     result = score(txns, MODEL, SETTINGS, request_id(request))
     _record(len(txns), sum(r.decision == "decline" for r in result.results))
     return result
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    model: str
+    version: int
+
+
+@v1.get("/health", response_model=Health)
+async def health() -> Health:
+    """Liveness and the model version served (public: no key needed)."""
+    return Health(model=MODEL.name, version=MODEL.version)
 
 
 @v1.get("/model", response_model=ModelCard)

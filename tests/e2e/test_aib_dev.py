@@ -29,9 +29,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict[str, str], Any]:
+def _http(
+    method: str, url: str, body: bytes | None = None, **headers: str
+) -> tuple[int, dict[str, str], Any]:
     req = urllib.request.Request(url, data=body, method=method)
     req.add_header("content-type", "application/json")
+    for name, value in headers.items():
+        req.add_header(name.replace("_", "-"), value)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, dict(r.headers), json.loads(r.read())
@@ -80,24 +84,50 @@ def test_first_start_trains_then_serves_and_a_restart_keeps_the_state(tmp_path: 
     # GIVEN an empty state folder
     # WHEN aib dev starts for the first time
     with aib_dev(state, log) as base:
-        # THEN it trained the demo model and serves it
+        # THEN it made a development key and printed it with a ready curl line
+        key = (state / "auth" / "dev-key").read_text().strip()
+        printed = log.read_text()
+        assert f"development API key (created; `aib keys dev` prints it again): {key}" in printed
+        assert f"curl -s {base}/v1/fraud/model -H 'x-api-key: {key}'" in printed
+        # AND it trained the demo model and serves it, to the key only
         health = _http("GET", base + "/health")[2]
         assert health["models"] == {"fraud": 1}
-        status, headers, body = _http("POST", base + "/v1/fraud/score", payload)
+        assert _http("POST", base + "/v1/fraud/score", payload)[0] == 401
+        status, headers, body = _http("POST", base + "/v1/fraud/score", payload, x_api_key=key)
         assert status == 200
         assert body["model"] == {"name": "fraud", "version": 1}
         assert 0 <= body["results"][0]["score"] <= 1
         # AND bad input is a problem response naming the field
-        status, headers, problem = _http("POST", base + "/v1/fraud/score", b'{"amount": "x"}')
+        status, headers, problem = _http(
+            "POST", base + "/v1/fraud/score", b'{"amount": "x"}', x_api_key=key
+        )
         assert status == 422
         assert headers["content-type"] == "application/problem+json"
         assert "amount" in {e["field"] for e in problem["errors"]}
+        # AND /v2 takes a token from `aib token` as well as the key
+        token = subprocess.run(
+            [*AIB, "--state-dir", str(state), "token", "--scopes", "predict:fraud"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert _http("POST", base + "/v2/fraud/score", payload, x_api_key=key)[0] == 401
+        status, _, v2 = _http(
+            "POST",
+            base + "/v2/fraud/score",
+            payload,
+            x_api_key=key,
+            authorization=f"Bearer {token}",
+        )
+        assert status == 200 and v2["results"][0]["risk"]["band"] in {"low", "medium", "high"}
     assert "training the demo model" in log.read_text()
     # WHEN it is restarted on the same state folder
     log.write_text("")
     with aib_dev(state, log) as base:
         # THEN nothing is retrained and the same version answers the same score
         assert _http("GET", base + "/health")[2]["models"] == {"fraud": 1}
-        again = _http("POST", base + "/v1/fraud/score", payload)[2]
+        assert f"(kept; `aib keys dev` prints it again): {key}" in log.read_text()
+        again = _http("POST", base + "/v1/fraud/score", payload, x_api_key=key)[2]
         assert again["results"][0]["score"] == body["results"][0]["score"]
     assert "training the demo model" not in log.read_text()

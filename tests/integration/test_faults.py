@@ -28,7 +28,6 @@ from types import TracebackType
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
 
 from aibackend.adapters import publish_only
 from aibackend.adapters.local import LocalObjectStore, SqliteModelRegistry
@@ -37,13 +36,12 @@ from aibackend.adapters.local_queue import SqliteQueueService
 from aibackend.catalog import load_catalog
 from aibackend.errors import ModelLoadError, ModelNotFoundError, ObjectNotFoundError
 from aibackend.fraud.generator import generate_transactions, to_records
-from aibackend.local.gateway import build_gateway
 from aibackend.local.runtime import LocalRuntime
 from aibackend.models import runtime as model_runtime
 from aibackend.models.card import check_artifact
 from aibackend.ports import PutEvent, QueueConfig
 from aibackend.settings import PlatformSettings
-from tests.support import FUNCTIONS, running_runtime, write_functions
+from tests.support import FUNCTIONS, running_runtime, runtime_client, write_functions
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,9 +65,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _http(method: str, url: str, body: bytes | None = None) -> tuple[int, Any]:
+def _http(
+    method: str, url: str, body: bytes | None = None, key: str | None = None
+) -> tuple[int, Any]:
     req = urllib.request.Request(url, data=body, method=method)
     req.add_header("content-type", "application/json")
+    if key is not None:
+        req.add_header("x-api-key", key)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read())
@@ -104,6 +106,11 @@ class DevServer:
             if time.monotonic() > deadline:
                 pytest.fail(f"aib dev did not answer in {timeout_s} s:\n{self.tail()}")
             time.sleep(0.1)
+
+    @property
+    def key(self) -> str:
+        """The development key `aib dev` made in its state folder."""
+        return (self.state / "auth" / "dev-key").read_text().strip()
 
     def kill(self) -> None:
         """SIGKILL, then reap: a zombie would still look alive to the next run's orphan check."""
@@ -178,7 +185,7 @@ def test_sigkill_under_load_loses_no_accepted_event_and_restarts_on_the_same_mod
     # GIVEN aib dev serving the fraud model over HTTP and scoring events from the bus
     dev_server.start()
     assert _http("GET", dev_server.base + "/health")[1]["models"] == {"fraud": 1}
-    status, before = _http("POST", dev_server.base + "/v1/fraud/score", payload)
+    status, before = _http("POST", dev_server.base + "/v1/fraud/score", payload, dev_server.key)
     assert status == 200, before
     bus = publisher
     accepted: list[str] = []
@@ -203,11 +210,13 @@ def test_sigkill_under_load_loses_no_accepted_event_and_restarts_on_the_same_mod
             accepted.extend(i for i in result.event_ids if i is not None)
             time.sleep(0.01)
 
+    score_url, key = dev_server.base + "/v1/fraud/score", dev_server.key
+
     def score() -> None:
         nonlocal served_before_kill
         while not done.is_set():
             try:
-                code, _ = _http("POST", dev_server.base + "/v1/fraud/score", payload)
+                code, _ = _http("POST", score_url, payload, key)
             except (OSError, http.client.HTTPException, json.JSONDecodeError):
                 time.sleep(0.05)  # killed mid-answer, or down: a client retries
                 continue
@@ -252,7 +261,7 @@ def test_sigkill_under_load_loses_no_accepted_event_and_restarts_on_the_same_mod
     # THEN it is healthy, on the same model version, and scores as before
     status, health = _http("GET", dev_server.base + "/health")
     assert (status, health["status"], health["models"]) == (200, "ok", {"fraud": 1})
-    status, after = _http("POST", dev_server.base + "/v1/fraud/score", payload)
+    status, after = _http("POST", dev_server.base + "/v1/fraud/score", payload, dev_server.key)
     assert status == 200, after
     assert after["model"] == before["model"] == {"name": "fraud", "version": 1}
     assert after["results"][0]["score"] == before["results"][0]["score"]
@@ -307,7 +316,7 @@ def test_a_hung_function_answers_504_at_its_timeout_while_another_keeps_serving(
         },
     )
     with running_runtime(functions, tmp_path / "state", isolate=True, sources=False) as rt:
-        client = TestClient(build_gateway(rt.catalog, rt.hosts, health=rt.health))
+        client = runtime_client(rt)
         first = client.get("/v1/sleepy/ping")
         assert first.status_code == 200
         assert client.get("/v1/steady/ping").status_code == 200
@@ -548,7 +557,7 @@ def test_a_corrupted_version_is_refused_by_checksum_and_the_previous_one_keeps_s
 ) -> None:
     # GIVEN the runtime serving fraud v1
     rt = fraud_runtime
-    client = TestClient(build_gateway(rt.catalog, rt.hosts, health=rt.health))
+    client = runtime_client(rt)
     payload = json.loads((PAYLOADS / "transactions_batch.json").read_text())
     before = client.post("/v1/fraud/score", json=payload).json()
     assert before["model"] == {"name": "fraud", "version": 1}
@@ -574,7 +583,7 @@ def test_a_corrupted_version_is_refused_by_checksum_and_the_previous_one_keeps_s
     assert [x["score"] for x in now["results"]] == [x["score"] for x in before["results"]]
     assert client.get("/v1/fraud/model").json()["version"] == 1
     assert client.get("/health").json()["models"] == {"fraud": 1}
-    assert {name: h.models for name, h in rt.hosts.items()} == {
+    assert {name: h.models for name, h in rt.hosts.items() if h.models} == {
         "fraud_events": {"fraud": 1},
         "fraud_score": {"fraud": 1},
     }

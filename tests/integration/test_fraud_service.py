@@ -16,9 +16,8 @@ from starlette.testclient import TestClient
 
 from aibackend.fraud.features import matrix
 from aibackend.fraud.generator import generate_transactions, to_records
-from aibackend.local.gateway import build_gateway
 from aibackend.local.runtime import LocalRuntime
-from tests.support import FUNCTIONS, running_runtime
+from tests.support import FUNCTIONS, running_runtime, runtime_client
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +34,7 @@ def runtime(fraud_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def client(runtime: LocalRuntime) -> TestClient:
-    return TestClient(build_gateway(runtime.catalog, runtime.hosts, health=runtime.health))
+    return runtime_client(runtime, scopes=("predict:fraud",))
 
 
 def _payload(name: str) -> Any:

@@ -28,7 +28,8 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from aibackend.local.gateway import PROBLEM, build_gateway
-from tests.support import FUNCTIONS, running_runtime
+from aibackend.local.runtime import LocalRuntime
+from tests.support import FUNCTIONS, bearer, running_runtime
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,12 +45,27 @@ HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tra
 
 
 @pytest.fixture(scope="module")
-def gateway(fraud_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Starlette]:
+def runtime(fraud_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     # A copy: nothing here should touch the session's trained state. HTTP only (no pollers,
     # bus or watchers): fuzzing needs the gateway and the functions behind it.
     state = tmp_path_factory.mktemp("fuzz") / "state"
     with running_runtime(FUNCTIONS, state, seed_state=fraud_state, sources=False) as rt:
-        yield build_gateway(rt.catalog, rt.hosts, health=rt.health)
+        yield rt
+
+
+@pytest.fixture(scope="module")
+def gateway(runtime: LocalRuntime) -> Starlette:
+    return build_gateway(
+        runtime.catalog, runtime.hosts, health=runtime.health, access=runtime.access
+    )
+
+
+@pytest.fixture(scope="module")
+def credentials(runtime: LocalRuntime) -> dict[str, str]:
+    """The development key and a token with every scope a route declares: fuzzing reaches
+    the functions (access itself is tested in test_access.py)."""
+    scopes = sorted({s for _, r in runtime.catalog.routes() for s in r.scopes})
+    return {"x-api-key": runtime.access.ensure_dev_key()[0], **bearer(runtime.access, *scopes)}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +98,9 @@ def client_errors_are_problem_details(
     )
 
 
-def _fuzz(operation: schemathesis.APIOperation, mode: GenerationMode) -> int:
+def _fuzz(
+    operation: schemathesis.APIOperation, mode: GenerationMode, credentials: dict[str, str]
+) -> int:
     """Run MAX_EXAMPLES seeded cases of `mode` against `operation`; return how many got a 2xx."""
     successes = 0
 
@@ -90,7 +108,7 @@ def _fuzz(operation: schemathesis.APIOperation, mode: GenerationMode) -> int:
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: schemathesis.Case) -> None:
         nonlocal successes
-        response = case.call()
+        response = case.call(headers=credentials)
         checks = [not_a_server_error, client_errors_are_problem_details]
         if 200 <= response.status_code < 300:
             successes += 1
@@ -110,7 +128,7 @@ NO_2XX_EXPECTED: set[str] = set()
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
 def test_every_declared_operation_survives_fuzzing(
-    api_schema: schemathesis.BaseSchema, mode: GenerationMode
+    api_schema: schemathesis.BaseSchema, mode: GenerationMode, credentials: dict[str, str]
 ) -> None:
     # GIVEN every operation of the merged document
     results = list(api_schema.get_all_operations())
@@ -122,7 +140,7 @@ def test_every_declared_operation_survives_fuzzing(
     for operation in operations:
         # WHEN seeded valid (or invalid) requests are sent through the gateway
         try:
-            successes = _fuzz(operation, mode)
+            successes = _fuzz(operation, mode, credentials)
         except Unsatisfiable as e:
             # Not a bug: an operation without parameters or body (GET /v1/fraud/model), or
             # one that accepts any JSON, has nothing to make invalid.

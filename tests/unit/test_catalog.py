@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -26,19 +27,94 @@ def test_the_project_catalog_declares_the_fraud_service() -> None:
     fraud = cat.get("fraud_score")
     assert fraud.models == ("fraud",)
     assert fraud.architecture == "arm64"
-    assert {(r.method, r.path) for r in fraud.routes} == {
-        ("POST", "/v1/fraud/score"),
-        ("GET", "/v1/fraud/model"),
-        ("GET", "/v1/fraud/openapi.json"),
-        ("POST", "/v2/fraud/score"),
-        ("GET", "/v2/fraud/openapi.json"),
+    assert {(r.method, r.path): (r.access, r.scopes) for r in fraud.routes} == {
+        ("GET", "/v1/fraud/health"): (Access.PUBLIC, ()),
+        ("POST", "/v1/fraud/score"): (Access.API_KEY, ()),
+        ("GET", "/v1/fraud/model"): (Access.API_KEY, ()),
+        ("GET", "/v1/fraud/openapi.json"): (Access.API_KEY, ()),
+        ("POST", "/v2/fraud/score"): (Access.TOKEN, ("predict:fraud",)),
+        ("GET", "/v2/fraud/openapi.json"): (Access.API_KEY, ()),
     }
-    assert all(r.access is Access.API_KEY for r in fraud.routes)
+    # AND the API's authorizer, which may only read the keys table
+    assert cat.authorizer is not None and cat.authorizer.name == "authorizer"
+    assert dict(cat.authorizer.resources.tables) == {"api-keys": "read"}
     assert {r.path: r.max_body_kb for r in fraud.routes if r.method == "POST"} == {
         "/v1/fraud/score": 768,
         "/v2/fraud/score": 768,
     }
     assert fraud.lambda_handler == "fraud_score.handler.handler"
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        (
+            'method = "POST"\npath = "/v1/x/health"\naccess = "public"',
+            "access = 'public' is for health checks only (GET .../health)",
+        ),
+        (
+            'method = "GET"\npath = "/v1/x"\naccess = "public"',
+            "GET /v1/x needs access = 'api_key' or 'token'",
+        ),
+        (
+            'method = "GET"\npath = "/v1/x"\naccess = "token"\nscopes = ["Predict fraud"]',
+            "scope 'Predict fraud' must look like 'verb:object'",
+        ),
+        (
+            'method = "GET"\npath = "/v1/x"\naccess = "api_key"\nscopes = ["predict:x"]',
+            "scopes are only checked on access = 'token' routes",
+        ),
+    ],
+)
+def test_public_is_for_health_only_and_scopes_are_checked(
+    tmp_path: Path, route: str, message: str
+) -> None:
+    d = _fn(tmp_path, "svc", f"[[routes]]\n{route}\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_function(d)
+
+
+def test_a_health_route_may_be_public(tmp_path: Path) -> None:
+    d = _fn(
+        tmp_path, "svc", '[[routes]]\nmethod = "GET"\npath = "/v1/x/health"\naccess = "public"\n'
+    )
+    assert load_function(d).routes[0].access is Access.PUBLIC
+
+
+def test_an_authorizer_has_no_triggers_and_there_is_at_most_one(tmp_path: Path) -> None:
+    d = _fn(
+        tmp_path / "a",
+        "auth",
+        'authorizer = true\n[[routes]]\nmethod = "GET"\npath = "/v1/x"\naccess = "api_key"\n',
+    )
+    with pytest.raises(
+        ConfigError, match="API Gateway invokes an authorizer itself; remove its routes"
+    ):
+        load_function(d)
+    root = tmp_path / "b"
+    _fn(root, "one", "authorizer = true\n")
+    _fn(root, "two", "authorizer = true\n")
+    with pytest.raises(ConfigError, match="one, two all declare authorizer = true"):
+        load_catalog(root)
+
+
+def test_plans_toml_replaces_the_default_plans_and_errors_name_the_field(tmp_path: Path) -> None:
+    _fn(tmp_path, "svc", "")
+    (tmp_path / "plans.toml").write_text(
+        "[plans.gold]\nrate_per_s = 10\nburst = 20\nquota_per_day = 500\n"
+    )
+    plans = load_catalog(tmp_path).plans
+    assert list(plans) == ["gold"]
+    assert (plans["gold"].rate_per_s, plans["gold"].burst, plans["gold"].quota_per_day) == (
+        10,
+        20,
+        500,
+    )
+    (tmp_path / "plans.toml").write_text("[plans.gold]\nrate_per_s = 0\nburst = 20\n")
+    with pytest.raises(
+        ConfigError, match=r"plans\.gold\.rate_per_s: Input should be greater than 0"
+    ):
+        load_catalog(tmp_path)
 
 
 def test_a_route_without_access_is_refused_naming_file_and_field(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from aibackend.auth.plans import DEFAULT_PLANS, Plan, load_plans
 from aibackend.errors import ConfigError
 
 DECLARATION = "function.toml"
@@ -27,9 +28,15 @@ _PATH = re.compile(r"^(/[A-Za-z0-9._~-]+|/\{[A-Za-z_][A-Za-z0-9_]*\+?\})+$|^/$")
 class Access(StrEnum):
     """Who may call a route. Every route must say it; there is no default."""
 
-    PUBLIC = "public"  # health checks only
+    PUBLIC = "public"  # health checks only (`GET .../health`)
     API_KEY = "api_key"
     TOKEN = "token"  # API key plus a bearer token carrying the route's scopes
+
+
+#: `verb:object`, e.g. `predict:fraud`, `models:admin` (OAuth scope characters, no spaces).
+SCOPE = re.compile(r"^[a-z][a-z0-9_-]*:[a-z0-9_*-]+$")
+#: The only routes that may be `public`.
+HEALTH = re.compile(r"^(/[A-Za-z0-9._~-]+)*/health$")
 
 
 class Route(BaseModel):
@@ -57,8 +64,24 @@ class Route(BaseModel):
             )
         return v
 
+    @field_validator("scopes")
+    @classmethod
+    def _scope_shape(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for scope in v:
+            if not SCOPE.match(scope):
+                raise ValueError(
+                    f"scope {scope!r} must look like 'verb:object' (lowercase), e.g. "
+                    "'predict:fraud' or 'models:admin'"
+                )
+        return v
+
     @model_validator(mode="after")
     def _scopes_need_token(self) -> Route:
+        if self.access is Access.PUBLIC and not (self.method == "GET" and HEALTH.match(self.path)):
+            raise ValueError(
+                f"access = 'public' is for health checks only (GET .../health); {self.method} "
+                f"{self.path} needs access = 'api_key' or 'token'"
+            )
         if self.scopes and self.access is not Access.TOKEN:
             raise ValueError("scopes are only checked on access = 'token' routes")
         if self.access is Access.TOKEN and not self.scopes:
@@ -235,6 +258,9 @@ class FunctionSpec(BaseModel):
     reserved_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
     resources: Resources = Resources()
     environment: dict[str, str] = Field(default_factory=dict)
+    #: This function is the REST API's Lambda REQUEST authorizer (AWS only: `aib dev` runs the
+    #: same code in its gateway). At most one per project; it has no routes or triggers.
+    authorizer: bool = False
     #: Folder holding the declaration; filled in by the loader, not written in the file.
     directory: Path = Field(default=Path(), exclude=True)
 
@@ -320,6 +346,21 @@ class FunctionSpec(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _authorizer_is_not_triggered(self) -> FunctionSpec:
+        if self.authorizer:
+            triggers = [
+                n
+                for n in ("routes", "queues", "events", "objects", "schedules")
+                if getattr(self, n)
+            ]
+            if triggers:
+                raise ValueError(
+                    f"authorizer = true: API Gateway invokes an authorizer itself; remove its "
+                    f"{', '.join(triggers)}"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _unique_routes(self) -> FunctionSpec:
         seen: set[tuple[str, str]] = set()
         for r in self.routes:
@@ -369,6 +410,13 @@ class Catalog(BaseModel):
 
     root: Path
     functions: tuple[FunctionSpec, ...]
+    #: Usage plans by name (`plans.toml` beside the functions, or the defaults).
+    plans: dict[str, Plan] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
+
+    @property
+    def authorizer(self) -> FunctionSpec | None:
+        """The function declared `authorizer = true`, if any."""
+        return next((f for f in self.functions if f.authorizer), None)
 
     def get(self, name: str) -> FunctionSpec:
         for f in self.functions:
@@ -417,7 +465,13 @@ def load_catalog(root: Path) -> Catalog:
                     f"{spec.directory / DECLARATION}: routes: {r.method} {r.path} is already "
                     f"served by function {other!r}"
                 )
-    return Catalog(root=root, functions=tuple(specs))
+    authorizers = [s.name for s in specs if s.authorizer]
+    if len(authorizers) > 1:
+        raise ConfigError(
+            f"{root}: functions {', '.join(authorizers)} all declare authorizer = true; the API "
+            "has one authorizer"
+        )
+    return Catalog(root=root, functions=tuple(specs), plans=load_plans(root))
 
 
 def default_functions_dir() -> Path:

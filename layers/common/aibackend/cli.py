@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aibackend.catalog import Catalog, default_functions_dir, load_catalog
+from aibackend.auth.keys import KeyStore
+from aibackend.auth.plans import DEFAULT_PLAN
+from aibackend.catalog import SCOPE, Catalog, default_functions_dir, load_catalog
 from aibackend.errors import AibError
 from aibackend.ports import ModelRegistry
 
@@ -293,7 +295,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
         rt.start()
         rt.watch()
-        app = build_gateway(rt.catalog, rt.hosts, health=rt.health)
+        app = build_gateway(rt.catalog, rt.hosts, health=rt.health, access=rt.access)
         base = f"http://{args.host}:{args.port}"
         mode = "isolated worker processes" if args.isolate else "one process"
         print(
@@ -306,9 +308,92 @@ def cmd_dev(args: argparse.Namespace) -> int:
         if triggered:
             print(f"  events, queues, objects, schedules -> {', '.join(triggered)} (aib functions)")
         print(f"  GET    {base}/health")
+        secret, created = rt.access.ensure_dev_key()
+        made = "created" if created else "kept"
+        print(f"\ndevelopment API key ({made}; `aib keys dev` prints it again): {secret}")
+        keyed = [r for _, r in rt.catalog.routes() if r.method == "GET" and r.access == "api_key"]
+        if keyed:
+            print(f"  curl -s {base}{keyed[0].path} -H 'x-api-key: {secret}'")
+        if any(r.access == "token" for _, r in rt.catalog.routes()):
+            print('  token routes also take: -H "Authorization: Bearer $(aib token --scopes ...)"')
+        print()
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     finally:
         rt.stop()
+    return 0
+
+
+def _key_store(args: argparse.Namespace) -> KeyStore:
+    """The keys of this machine's `aib dev`, or (`--aws`) of the deployed stacks."""
+    plans = _catalog(args).plans
+    if args.aws:
+        import boto3
+
+        from aibackend.auth.aws import key_store_from_stacks
+
+        return key_store_from_stacks(
+            plans,
+            data_stack=args.data_stack,
+            services_stack=args.services_stack,
+            cloudformation=boto3.client("cloudformation"),
+            dynamodb=boto3.client("dynamodb"),
+            apigateway=boto3.client("apigateway"),
+        )
+    from aibackend.auth.factory import local_key_store
+
+    return local_key_store(_settings(args), plans)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    if args.keys_command == "dev":
+        from aibackend.auth.local import LocalAccess
+
+        access = LocalAccess(_settings(args), _catalog(args).plans)
+        try:
+            print(access.ensure_dev_key()[0])
+        finally:
+            access.close()
+        return 0
+    store = _key_store(args)
+    if args.keys_command == "create":
+        key, secret = store.create(args.name, args.plan)
+        print(f"created {key.key_id} ({key.name}, plan {key.plan}); the key, shown only now:")
+        print(secret)
+        return 0
+    if args.keys_command == "revoke":
+        key = store.revoke(args.key_id)
+        when = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "?"
+        print(f"revoked {key.key_id} ({key.name}) at {when}")
+        return 0
+    keys = store.list()
+    if not keys:
+        print("no API keys yet: `aib keys create NAME` (or start `aib dev` for a development key)")
+        return 0
+    usage: dict[str, int] = {}
+    if not args.aws:
+        from datetime import UTC, datetime
+
+        usage = getattr(store, "usage", lambda day: {})(datetime.now(UTC).strftime("%Y-%m-%d"))
+    print(f"{'key':12} {'name':20} {'plan':10} {'created (UTC)':20} {'today':>7}  status")
+    for k in keys:
+        status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        today = str(usage.get(k.key_id, 0)) if not args.aws else "-"
+        print(
+            f"{k.key_id:12} {k.name[:20]:20} {k.plan:10} {k.created_at:%Y-%m-%d %H:%M:%S}  "
+            f"{today:>7}  {status}"
+        )
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from aibackend.auth.factory import dev_signing_key
+
+    scopes = [s for part in args.scopes for s in part.replace(",", " ").split()]
+    for scope in scopes:
+        if not SCOPE.match(scope):
+            print(f"aib token: scope {scope!r} must look like 'verb:object'", file=sys.stderr)
+            return 2
+    print(dev_signing_key(_settings(args)).issue(args.sub, scopes, ttl_s=args.ttl))
     return 0
 
 
@@ -394,6 +479,31 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--detail-type")
     ls.add_argument("--bus")
     ls.set_defaults(func=cmd_events_list)
+
+    k = sub.add_parser("keys", help="API keys: create, list, revoke; `dev` prints the local one")
+    k_sub = k.add_subparsers(dest="keys_command", required=True)
+    kc = k_sub.add_parser("create", help="a new key on a plan (its secret is shown once)")
+    kc.add_argument("name", help="who or what the key is for, e.g. checkout-service")
+    kc.add_argument("--plan", default=DEFAULT_PLAN, help=f"usage plan (default {DEFAULT_PLAN})")
+    kl = k_sub.add_parser("list", help="keys, plans, today's requests (local) and status")
+    kr = k_sub.add_parser("revoke", help="revoke a key: refused from the next request on")
+    kr.add_argument("key_id", help="the key's id (ak_...), from `aib keys list`")
+    for sp in (kc, kl, kr):
+        sp.add_argument("--aws", action="store_true", help="the deployed keys (boto3 credentials)")
+        sp.add_argument("--data-stack", default="AibData", help="--aws: the data stack's name")
+        sp.add_argument(
+            "--services-stack", default="AibServices", help="--aws: the services stack's name"
+        )
+    k_sub.add_parser("dev", help="print the local development key (made by `aib dev`)")
+    k.set_defaults(func=cmd_keys)
+
+    tk = sub.add_parser("token", help="a local development bearer token (JWT)")
+    tk.add_argument(
+        "--scopes", nargs="+", required=True, help="scopes, e.g. predict:fraud models:admin"
+    )
+    tk.add_argument("--sub", default="developer", help="the token's subject")
+    tk.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    tk.set_defaults(func=cmd_token)
 
     i = sub.add_parser("invoke", help="invoke a function's handler with an event file")
     i.add_argument("function")

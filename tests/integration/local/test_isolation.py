@@ -8,14 +8,14 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
 
+from aibackend.auth.local import LocalAccess
 from aibackend.catalog import Catalog, load_catalog
 from aibackend.errors import AibError
-from aibackend.local.gateway import build_gateway
 from aibackend.local.isolation import (
     FunctionCrashError,
     FunctionError,
@@ -23,6 +23,8 @@ from aibackend.local.isolation import (
     FunctionTimeoutError,
     ProcessHost,
 )
+from aibackend.settings import PlatformSettings
+from tests.support import gateway_client
 
 pytestmark = pytest.mark.slow
 
@@ -320,12 +322,12 @@ def test_an_init_failure_is_raised_by_load(catalog: Catalog) -> None:
 
 
 def test_gateway_maps_crashes_to_502_and_hangs_to_504(
-    catalog: Catalog, host: Callable[[str], ProcessHost]
+    catalog: Catalog, host: Callable[[str], ProcessHost], tmp_path: Path
 ) -> None:
     # GIVEN the local gateway in front of isolated functions
     hosts = {"svc": host("svc"), "other": host("other")}
-    app = build_gateway(catalog, hosts, health=lambda: {"status": "ok"})
-    with TestClient(app) as client:
+    access = LocalAccess(PlatformSettings(state_dir=tmp_path / "gw"), catalog.plans)
+    with gateway_client(catalog, hosts, access) as client:
         # WHEN one route crashes its worker
         crashed = client.get("/v1/svc/exit")
         # THEN it answers 502

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from aibackend.auth.local import LocalAccess
 from aibackend.catalog import load_catalog
-from aibackend.local.gateway import build_gateway
 from aibackend.local.host import FunctionHost
+from aibackend.settings import PlatformSettings
+from tests.support import gateway_client
 
 HANDLER = """
 import base64, json, time
@@ -67,12 +69,13 @@ def client(tmp_path: Path) -> TestClient:
     hosts = {f.name: FunctionHost(f) for f in catalog.functions}
     for h in hosts.values():
         h.load()
-    return TestClient(build_gateway(catalog, hosts, health=lambda: {"status": "ok"}))
+    access = LocalAccess(PlatformSettings(state_dir=tmp_path / "state"), catalog.plans)
+    return gateway_client(catalog, hosts, access)
 
 
 def test_request_becomes_a_rest_proxy_event(client: TestClient) -> None:
     # WHEN a request with path parameter, repeated query and headers arrives
-    r = client.get("/v1/items/42?tag=a&tag=b&x=1", headers={"x-api-key": "k"})
+    r = client.get("/v1/items/42?tag=a&tag=b&x=1", headers={"x-trace": "t1"})
     # THEN the handler sees API Gateway's REST (v1) proxy event shape
     assert r.status_code == 200
     event = r.json()["event"]
@@ -80,7 +83,12 @@ def test_request_becomes_a_rest_proxy_event(client: TestClient) -> None:
     assert event["pathParameters"] == {"item_id": "42"}
     assert event["queryStringParameters"] == {"tag": "b", "x": "1"}
     assert event["multiValueQueryStringParameters"] == {"tag": ["a", "b"], "x": ["1"]}
-    assert event["headers"]["x-api-key"] == "k"
+    assert event["headers"]["x-trace"] == "t1"
+    # AND the authorizer's answer: the development key's id and context, as on AWS
+    context = event["requestContext"]
+    assert context["identity"]["apiKeyId"] == context["authorizer"]["principalId"]
+    assert context["authorizer"]["keyName"] == "development"
+    assert context["authorizer"]["plan"] == "dev"
     assert event["requestContext"]["requestId"] == r.headers["x-amzn-requestid"]
     assert event["requestContext"]["resourcePath"] == "/v1/items/{item_id}"
     assert event["body"] is None and event["isBase64Encoded"] is False
@@ -175,8 +183,8 @@ def limited(tmp_path: Path) -> tuple[TestClient, list[str]]:
         return invoke(event, request_id)
 
     host.invoke = counting  # type: ignore[method-assign]
-    gateway = build_gateway(catalog, {"limited_fn": host}, health=lambda: {"status": "ok"})
-    return TestClient(gateway), calls
+    access = LocalAccess(PlatformSettings(state_dir=tmp_path / "state"), catalog.plans)
+    return gateway_client(catalog, {"limited_fn": host}, access), calls
 
 
 def test_a_declared_length_over_the_route_limit_is_a_413_before_the_function_runs(

@@ -62,8 +62,14 @@ def build_event(
     source_ip: str = "127.0.0.1",
     stage: str = "local",
     request_id: str | None = None,
+    authorizer: dict[str, str] | None = None,
+    api_key_id: str | None = None,
 ) -> dict[str, Any]:
-    """A REST API proxy integration event (payload format 1.0)."""
+    """A REST API proxy integration event (payload format 1.0).
+
+    `authorizer`: what the authorizer let through (`principalId` and its context), as
+    `requestContext.authorizer`; `api_key_id` as `requestContext.identity.apiKeyId`.
+    """
     hdrs: dict[str, str] = {}
     mv_hdrs: dict[str, list[str]] = {}
     for k, v in headers:
@@ -105,9 +111,14 @@ def build_event(
             "domainPrefix": "localhost",
             "requestTimeEpoch": int(now * 1000),
             "requestId": rid,
-            "identity": {"sourceIp": source_ip, "userAgent": hdrs.get("user-agent")},
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": hdrs.get("user-agent"),
+                "apiKeyId": api_key_id,
+            },
             "domainName": "localhost",
             "apiId": "local",
+            **({"authorizer": authorizer} if authorizer is not None else {}),
         },
         "body": (text if text is not None else base64.b64encode(body).decode()) if body else None,
         "isBase64Encoded": bool(body) and text is None,

@@ -18,7 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
-from aibackend.catalog import Catalog, Route
+from aibackend.auth.decision import Denied
+from aibackend.auth.local import LocalAccess, OverLimitError
+from aibackend.catalog import Access, Catalog, Route
+from aibackend.http import PROBLEM_SCHEMA
 from aibackend.local.apigw import RouteTemplate, build_event, parse_response
 from aibackend.local.host import Host
 
@@ -91,6 +94,38 @@ def _too_large(binding: Binding, err: BodyTooLargeError) -> Response:
     )
 
 
+#: How the merged OpenAPI documents describe `x-api-key` and bearer tokens.
+SECURITY_SCHEMES = {
+    "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+}
+_ACCESS_ERRORS = {
+    "401": "A credential is missing",
+    "403": "The key or token is invalid, revoked, expired or lacks a scope",
+    "429": "Over the key's usage plan (rate or daily quota); see Retry-After",
+}
+
+
+def document_access(doc: dict[str, Any], routes: list[Route]) -> None:
+    """Each operation's `security` and access errors, from its route's declaration."""
+    doc["components"]["securitySchemes"] = SECURITY_SCHEMES
+    for r in routes:
+        op = doc["paths"].get(r.path, {}).get(r.method.lower())
+        if op is None:
+            continue
+        if r.access is Access.PUBLIC:
+            op["security"] = []
+            continue
+        op["security"] = [
+            {"apiKey": [], "bearer": list(r.scopes)} if r.access is Access.TOKEN else {"apiKey": []}
+        ]
+        for status, description in _ACCESS_ERRORS.items():
+            op.setdefault("responses", {}).setdefault(
+                status,
+                {"description": description, "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}}},
+            )
+
+
 class RouteTable:
     """Routes of every function; literal segments win over `{param}` ones, like API Gateway."""
 
@@ -116,7 +151,10 @@ def build_gateway(
     hosts: Mapping[str, Host],
     *,
     health: Callable[[], dict[str, Any]],
+    access: LocalAccess,
 ) -> Starlette:
+    """The gateway in front of `hosts`: routes, access (keys, tokens, usage plans: `access`),
+    body limits, timeouts and problem responses, in API Gateway's order."""
     table = RouteTable(
         [
             Binding(RouteTemplate(r.method, r.path), r, hosts[spec.name])
@@ -138,6 +176,25 @@ def build_gateway(
                 )
             return _problem(404, "Not found", f"no function declares a route for {path}")
         try:
+            principal, authorizer = access.admit(binding.route, request.headers)
+        except Denied as e:
+            log.info("%s %s refused: %s %s", request.method, path, e.status, e.detail)
+            return _problem(
+                e.status,
+                e.title,
+                e.detail,
+                headers={"WWW-Authenticate": e.challenge} if e.challenge else None,
+            )
+        except OverLimitError as e:
+            lim = e.limited
+            return _problem(
+                429,
+                "Too many requests",
+                f"{lim.detail}; retry after {lim.retry_after_s} s",
+                headers={"Retry-After": str(lim.retry_after_s)},
+                limit=lim.reason,
+            )
+        try:
             body = await read_body(request, binding.route.max_body_bytes)
         except BodyTooLargeError as e:
             log.warning(
@@ -156,6 +213,8 @@ def build_gateway(
             query=request.query_params.multi_items(),
             body=body,
             source_ip=request.client.host if request.client else "127.0.0.1",
+            authorizer=authorizer,
+            api_key_id=principal.key.key_id if principal is not None else None,
         )
         rid = event["requestContext"]["requestId"]
         host = binding.host
@@ -207,6 +266,10 @@ def build_gateway(
     async def health_route(request: Request) -> Response:
         return Response(json.dumps(health(), indent=2), media_type="application/json")
 
+    async def jwks_route(request: Request) -> Response:
+        """The development issuer's public keys (what a Cognito user pool serves on AWS)."""
+        return JSONResponse(access.jwks())
+
     docs = [b for b in table.bindings if b.route.method == "GET" and b.route.path.endswith(OPENAPI)]
 
     async def merged(
@@ -241,6 +304,7 @@ def build_gateway(
             doc = json.loads(payload)
             out["paths"].update(doc.get("paths", {}))
             out["components"]["schemas"].update(doc.get("components", {}).get("schemas", {}))
+        document_access(out, [b.route for b in table.bindings])
         return Response(json.dumps(out), media_type="application/json")
 
     async def openapi_route(request: Request) -> Response:
@@ -292,6 +356,7 @@ def build_gateway(
         exception_handlers={HTTPException: http_error},
         routes=[
             StarletteRoute("/health", health_route, methods=["GET"]),
+            StarletteRoute("/.well-known/jwks.json", jwks_route, methods=["GET"]),
             StarletteRoute(f"/{OPENAPI}", openapi_route, methods=["GET"]),
             *(version_route(v) for v in versions),
             StarletteRoute("/{path:path}", dispatch, methods=methods),

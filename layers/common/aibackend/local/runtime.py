@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aibackend.adapters import model_registry
+from aibackend.auth.local import LocalAccess
 from aibackend.catalog import DEFAULT_BUS, AsyncDelivery, Catalog, FunctionSpec
 from aibackend.errors import ModelLoadError
 from aibackend.local import triggers
@@ -36,6 +37,8 @@ class LocalRuntime:
         self.catalog = catalog
         self.settings = settings
         self.registry = model_registry(settings)
+        #: Keys, tokens and usage plans of the gateway (`aib keys`, `aib token`).
+        self.access = LocalAccess(settings, catalog.plans)
         self.hosts: dict[str, Host]
         if isolate:
             from aibackend.local.isolation import ProcessHost
@@ -288,6 +291,7 @@ class LocalRuntime:
                 obj.stop()
         for host in self.hosts.values():
             host.stop()
+        self.access.close()
 
     def health(self) -> dict[str, Any]:
         return {
