@@ -81,6 +81,8 @@ if __name__ == "__main__":
 WRK_LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["x-api-key"] = "API_KEY"
+wrk.headers["Authorization"] = "Bearer TOKEN"
 wrk.body = [==[BODY]==]
 
 local threads = {}
@@ -132,8 +134,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=body, method="POST")
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
     req.add_header("content-type", "application/json")
     with urllib.request.urlopen(req, timeout=10) as r:
         return r.status, json.loads(r.read())
@@ -312,7 +314,6 @@ def main() -> int:
         work = Path(tmp)
         (work / "bare_app.py").write_text(BARE_APP)
         lua = work / "load.lua"
-        lua.write_text(WRK_LUA.replace("BODY", compact))
         print(f"starting aib dev (state {state}) and the bare baseline ...", flush=True)
         bare_port, aib_port = _free_port(), _free_port()
         bare_env = {
@@ -344,12 +345,22 @@ def main() -> int:
                 )
             ),
         }
+        # The development key `aib dev` made, and a token for the route's scope: the load test
+        # pays for access checks and usage plans like any client (the bare app ignores them).
+        from aibackend.auth.factory import dev_signing_key
+
+        key = (state / "auth" / "dev-key").read_text().strip()
+        token = dev_signing_key(settings).issue("bench", ["predict:fraud"], ttl_s=6 * 3600)
+        auth = {"x-api-key": key, "Authorization": f"Bearer {token}"}
+        lua.write_text(
+            WRK_LUA.replace("BODY", compact).replace("API_KEY", key).replace("TOKEN", token)
+        )
         health = json.loads(urllib.request.urlopen(servers[AIB].base + "/health").read())
         if health["models"].get("fraud") != prod.version:
             raise RuntimeError(f"aib dev serves {health['models']}, the baseline v{prod.version}")
         answers = {}
         for name, srv in servers.items():
-            status, answer = _post(srv.base + ROUTE, body)
+            status, answer = _post(srv.base + ROUTE, body, auth)
             if status != 200:
                 raise RuntimeError(f"{name} answered {status}: {answer}")
             answers[name] = answer

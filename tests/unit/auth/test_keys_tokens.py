@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 import jwt
@@ -122,3 +123,24 @@ def test_a_cognito_access_token_is_read_by_client_id_and_prefixed_scopes(
 def test_bad_tokens_are_refused_with_a_reason(signer: DevSigningKey, make, reason: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TokenError, match=reason.replace("[", r"\[").replace("]", r"\]")):
         TokenVerifier(signer.settings()).verify(make(signer))
+
+
+def test_a_remembered_token_still_expires(
+    signer: DevSigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a token that verified once (and is remembered)
+    verifier = TokenVerifier(signer.settings())
+    token = signer.issue("x", ["a:b"], ttl_s=60)
+    assert verifier.verify(token).subject == "x"
+    # WHEN its expiry (plus the leeway) has passed  THEN it is refused, not served from memory
+    later = time.time() + 60 + verifier.settings.leeway_s + 1
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+            return datetime.fromtimestamp(later, tz)
+
+    monkeypatch.setattr(time, "time", lambda: later)
+    monkeypatch.setattr(jwt.api_jwt, "datetime", Later)  # PyJWT's own clock
+    with pytest.raises(TokenError, match="has expired"):
+        verifier.verify(token)

@@ -29,6 +29,10 @@ DEV_ISSUER = "aib-dev"
 DEV_AUDIENCE = "aibackend"
 
 
+#: Verified tokens remembered per verifier (then the memory starts over).
+_REMEMBERED = 4096
+
+
 class TokenError(Exception):
     """A token that must be refused; the message says why, in words a client can act on."""
 
@@ -77,6 +81,7 @@ class TokenVerifier:
     settings: TokenSettings
     _client: jwt.PyJWKClient | None = field(default=None, init=False, repr=False)
     _keys: jwt.PyJWKSet | None = field(default=None, init=False, repr=False)
+    _verified: dict[str, Claims] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.settings.jwks is not None:
@@ -110,6 +115,24 @@ class TokenVerifier:
             raise TokenError(f"token key id {kid!r} is not in the issuer's key set") from e
 
     def verify(self, token: str) -> Claims:
+        """The token's claims, or `TokenError` saying why it is refused.
+
+        A token that verified once is remembered (by its exact text, signature included) until
+        it expires: a client reuses its token for many requests, and an RSA signature check
+        costs more than the rest of the decision together.
+        """
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() <= known.expires_at + self.settings.leeway_s:
+                return known
+            del self._verified[token]
+        claims = self._verify(token)
+        if len(self._verified) >= _REMEMBERED:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> Claims:
         s = self.settings
         key = self._key(token)
         try:
