@@ -11,16 +11,16 @@ import os
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.auth import apigateway
 from aibackend.auth.decision import Authorizer
 from aibackend.auth.factory import key_store, token_verifier
 from aibackend.catalog import Route, default_functions_dir, load_catalog
+from aibackend.masking import masked_logger
 from aibackend.settings import platform_settings
 
-logger = Logger()
+logger = masked_logger()
 
 
 @cache

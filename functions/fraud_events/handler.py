@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -12,12 +12,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from aibackend.adapters import event_bus
 from aibackend.fraud.decision import DecisionSettings
 from aibackend.idempotency import persistence_layer
+from aibackend.masking import masked_logger
 from aibackend.models.runtime import load_model
 from aibackend.settings import platform_settings
 
 from .scoring import score_event
 
-logger = Logger()
+logger = masked_logger()
 metrics = Metrics()
 
 MODEL = load_model("fraud")

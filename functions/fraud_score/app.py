@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Body, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -18,6 +18,7 @@ from pydantic import BaseModel, Discriminator, Tag
 from aibackend.fraud.decision import DecisionSettings
 from aibackend.fraud.schema import Transaction
 from aibackend.http import install_problem_handlers, problem_responses, request_id
+from aibackend.masking import masked_logger
 from aibackend.models.card import ModelCard
 from aibackend.models.runtime import load_model
 
@@ -25,7 +26,7 @@ from .scoring import MAX_BATCH, ScoreBatch, ScoreResponse, score
 from .v2 import RiskPolicy, ScoreResponseV2, score_v2
 from .versions import LifecycleHeaders, lifecycle_from_env
 
-logger = Logger()
+logger = masked_logger()
 metrics = Metrics()
 
 MODEL = load_model("fraud")

@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from aibackend.fraud.features import matrix
 from aibackend.fraud.generator import generate_transactions, to_records
 from aibackend.local.runtime import LocalRuntime
+from aibackend.masking import MaskingFormatter
 from tests.support import FUNCTIONS, running_runtime, runtime_client
 
 pytestmark = pytest.mark.slow
@@ -223,3 +224,5 @@ def test_logs_carry_correlation_id_and_model_version_and_metrics_are_emf(
     assert emf["Predictions"] == [1.0]
     assert emf["Declines"] == [1.0]
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "aibackend"
+    # AND its formatter erases personal data and credentials (tests/unit/test_masking.py)
+    assert isinstance(service_logger.handlers[0].formatter, MaskingFormatter)
