@@ -141,6 +141,7 @@ def test_health_reports_functions_and_loaded_model_versions(
     h = client.get("/health").json()
     fn = next(f for f in h["functions"] if f["name"] == "fraud_score")
     assert fn["routes"] == [
+        "GET /v1/fraud/health",
         "POST /v1/fraud/score",
         "GET /v1/fraud/model",
         "GET /v1/fraud/openapi.json",
@@ -148,6 +149,21 @@ def test_health_reports_functions_and_loaded_model_versions(
         "GET /v2/fraud/openapi.json",
     ]
     assert fn["models"] == {"fraud": runtime.registry.production("fraud").version}  # type: ignore[union-attr]
+
+
+def test_the_public_health_route_needs_no_key_and_names_the_model(
+    runtime: LocalRuntime,
+) -> None:
+    # WHEN the health check is called without credentials  THEN it answers with the version
+    r = runtime_client(runtime, keyed=False).get("/v1/fraud/health")
+    assert r.status_code == 200
+    assert r.json() == {
+        "status": "ok",
+        "model": "fraud",
+        "version": runtime.registry.production("fraud").version,  # type: ignore[union-attr]
+    }
+    # AND every other route refuses a request without a key
+    assert runtime_client(runtime, keyed=False).get("/v1/fraud/model").status_code == 401
 
 
 def test_lambda_handler_given_the_aws_event_returns_the_local_routes_body(

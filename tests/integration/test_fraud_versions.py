@@ -192,7 +192,7 @@ def test_each_version_has_its_own_openapi_document(client: TestClient) -> None:
     v2 = client.get("/v2/openapi.json").json()
     every = client.get("/openapi.json").json()
     # THEN each lists only its version's paths; /openapi.json still lists them all
-    assert sorted(own_v1["paths"]) == ["/v1/fraud/model", "/v1/fraud/score"]
+    assert sorted(own_v1["paths"]) == ["/v1/fraud/health", "/v1/fraud/model", "/v1/fraud/score"]
     assert all(p.startswith("/v1/") for p in v1["paths"])
     assert {"/v1/fraud/score", "/v1/fraud/model"} <= set(v1["paths"])
     assert all(p.startswith("/v2/") for p in v2["paths"])
