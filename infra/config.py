@@ -19,7 +19,7 @@ CONTEXT_KEYS = {
     "aib:log-retention-days": "log_retention_days",
     "aib:api-throttle-rate": "api_throttle_rate",
     "aib:api-throttle-burst": "api_throttle_burst",
-    "aib:api-quota-per-day": "api_quota_per_day",
+    "aib:authorizer-cache-s": "authorizer_cache_s",
     "aib:waf-rate-limit": "waf_rate_limit",
     "aib:apigw-account-role": "apigw_account_role",
     "aib:bus-name": "bus_name",
@@ -49,7 +49,10 @@ class InfraConfig(BaseModel):
     log_retention_days: Annotated[int, Field(ge=1)] = 30
     api_throttle_rate: Annotated[float, Field(gt=0)] = 50
     api_throttle_burst: Annotated[int, Field(gt=0)] = 100
-    api_quota_per_day: Annotated[int, Field(gt=0)] = 100_000
+    #: Seconds API Gateway reuses an authorizer's answer for the same credentials (x-api-key,
+    #: plus Authorization on token routes); 0 asks the authorizer on every request. A revoked
+    #: key or a token's new scopes take effect after at most this long.
+    authorizer_cache_s: Annotated[int, Field(ge=0, le=3600)] = 60
     #: Requests per client IP per 5 minutes before WAF blocks it.
     waf_rate_limit: Annotated[int, Field(ge=10, le=2_000_000_000)] = 2_000
     #: API Gateway's CloudWatch role is one per account and region. `true`: this app owns it

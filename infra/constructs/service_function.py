@@ -7,7 +7,7 @@ queues, buses) are passed in by logical name and granted here, one grant per dec
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -17,6 +17,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
@@ -27,6 +28,7 @@ from constructs import Construct
 
 from aibackend.catalog import DECLARATION, AsyncDelivery, FunctionSpec, Grant
 from aibackend.errors import ConfigError
+from aibackend.secrets import secret_env
 from aibackend.settings import model_version_env, resource_env
 from infra.bundling import Platform
 from infra.constructs.layers import Layers, architecture, runtime
@@ -68,6 +70,17 @@ TABLE_WRITE_ACTIONS = (
     "dynamodb:UpdateItem",
 )
 
+#: KMS actions on the key of a store a function uses, per kind of access. The stores are
+#: encrypted server-side (SSE-KMS), so the role never sees a key: S3, DynamoDB and SQS call
+#: KMS on its behalf and check that it may. Reading an S3 object or an SQS message decrypts
+#: its data key; writing one generates a data key (and a multipart upload decrypts it again to
+#: finish); DynamoDB decrypts the table's own key with the caller's permission for reads and
+#: writes alike (kms:DescribeKey as in CDK's table read grant).
+OBJECT_READ_KEY_ACTIONS = ("kms:Decrypt",)
+OBJECT_WRITE_KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
+TABLE_KEY_ACTIONS = ("kms:Decrypt", "kms:DescribeKey")
+QUEUE_SEND_KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
+
 #: Never shipped in a function's code asset.
 CODE_EXCLUDES = ("**/__pycache__", "**/*.pyc", "**/tests", "**/.pytest_cache")
 
@@ -78,6 +91,8 @@ class SharedResources:
 
     model_bucket: s3.IBucket
     registry_table: dynamodb.ITable
+    #: The key of AibServices' queues, the failure queues of functions included.
+    queue_key: kms.IKey
     #: Logical name (as written in function.toml) -> resource.
     buckets: Mapping[str, s3.IBucket] = field(default_factory=dict)
     tables: Mapping[str, dynamodb.ITable] = field(default_factory=dict)
@@ -124,6 +139,9 @@ class ServiceFunction(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.spec = spec
+        # Why CDK grants on this role carry kms:GenerateDataKey* and kms:ReEncrypt*: one
+        # acknowledgement per finding and role, so every reason goes into it.
+        self._key_wildcards: list[str] = []
         declaration = spec.directory / DECLARATION
         # Fail before anything is built: a typo in a declaration must not half-build a stack.
         buckets = _lookup(declaration, "buckets", spec.resources.buckets, resources.buckets)
@@ -167,6 +185,7 @@ class ServiceFunction(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": "aibackend",
             "POWERTOOLS_LOG_LEVEL": settings.log_level,
             **_resource_environment(spec, resources),
+            **{secret_env(name): parameter for name, parameter in sorted(spec.secrets.items())},
             **spec.environment,
         }
 
@@ -211,6 +230,12 @@ class ServiceFunction(Construct):
         for name, table, grant in tables:
             if name == REGISTRY_TABLE:
                 _grant_registry(table, grant, self.role)
+                if grant is not Grant.READ:
+                    self._key_wildcards.append(
+                        f"{spec.directory.name}/{DECLARATION} declares resources.tables.registry "
+                        f"= '{grant.value}', granted with CDK's table write grant, which adds "
+                        "those key actions on AibModels' key"
+                    )
             else:
                 _grant_data_table(table, grant, self.role)
         for _, queue, grant in queues:
@@ -219,6 +244,10 @@ class ServiceFunction(Construct):
             # Nothing to grant for `read`: a function receives a bus's events through rules.
             if grant is not Grant.READ:
                 bus.grant_put_events_to(self.role)
+        if spec.secrets:
+            self.role.add_to_principal_policy(
+                secret_grant(cdk.Stack.of(self), spec.secrets.values())
+            )
 
         for trigger in spec.queues:
             self.alias.add_event_source(
@@ -245,6 +274,15 @@ class ServiceFunction(Construct):
             "CDK adds them for active tracing.",
             finding="Resource::*",
         )
+        if self._key_wildcards:
+            for action in ("kms:GenerateDataKey*", "kms:ReEncrypt*"):
+                acknowledge(
+                    self.role.node.find_child("DefaultPolicy"),
+                    "IAM5",
+                    f"{action} only on the keys named here, from CDK grants that add their "
+                    "encrypt-decrypt set of key actions: " + "; ".join(self._key_wildcards) + ".",
+                    finding=f"Action::{action}",
+                )
         # FunctionSpec allows python3.12/3.13 only; Lambda's newest is python3.14.
         acknowledge(
             self.function,
@@ -263,7 +301,9 @@ class ServiceFunction(Construct):
         """Rules for `[[events]]`, `[[objects]]` and `[[schedules]]`, all onto `live`, and the
         alias's asynchronous invoke configuration that retries and then keeps failures."""
         spec, where = self.spec, f"{self.spec.directory.name}/{DECLARATION}"
-        self.failures = secure_queue(self, "Failures", retention=DEAD_LETTER_RETENTION)
+        self.failures = secure_queue(
+            self, "Failures", key=resources.queue_key, retention=DEAD_LETTER_RETENTION
+        )
         acknowledge(
             self.failures,
             "SQS3",
@@ -277,6 +317,11 @@ class ServiceFunction(Construct):
             retry_attempts=delivery.max_attempts,
             max_event_age=cdk.Duration.seconds(delivery.max_event_age_s),
             on_failure=destinations.SqsDestination(self.failures),
+        )
+        self._key_wildcards.append(
+            f"Lambda puts {spec.name}'s on-failure records into its failure queue with this "
+            "role, granted by CDK's SqsDestination, which adds those key actions on "
+            "AibServices' queue key"
         )
         for i, (ev, pattern) in enumerate(zip(spec.events, patterns, strict=True)):
             self._rule(
@@ -309,6 +354,7 @@ class ServiceFunction(Construct):
             self.role.add_to_principal_policy(
                 iam.PolicyStatement(actions=["s3:GetObject"], resources=[keys])
             )
+            _grant_key(bucket.encryption_key, self.role, OBJECT_READ_KEY_ACTIONS)
             policy = self.role.node.find_child("DefaultPolicy")
             acknowledge(
                 policy,
@@ -374,6 +420,8 @@ class ServiceFunction(Construct):
                 },
             )
         )
+        # Artifacts and registry items share AibModels' key; serving only ever decrypts.
+        _grant_key(resources.model_bucket.encryption_key, self.role, OBJECT_READ_KEY_ACTIONS)
         policy = self.role.node.find_child("DefaultPolicy")
         for model, arn in zip(self.spec.models, prefixes, strict=True):
             acknowledge(
@@ -398,6 +446,11 @@ class ServiceFunction(Construct):
         if grant is Grant.READ_WRITE:
             actions.append("s3:DeleteObject")
         self.role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[objects]))
+        _grant_key(
+            bucket.encryption_key,
+            self.role,
+            OBJECT_READ_KEY_ACTIONS if grant is Grant.READ else OBJECT_WRITE_KEY_ACTIONS,
+        )
         policy = self.role.node.find_child("DefaultPolicy")
         acknowledge(
             policy,
@@ -406,6 +459,22 @@ class ServiceFunction(Construct):
             f"'{grant.value}': object actions on every key of that one bucket.",
             finding=resource_finding(policy, objects),
         )
+
+
+def secret_grant(stack: cdk.Stack, parameters: Iterable[str]) -> iam.PolicyStatement:
+    """`ssm:GetParameter` on exactly the declared parameters (`/aib/x` ->
+    `arn:<partition>:ssm:<region>:<account>:parameter/aib/x`): no GetParametersByPath, no
+    wildcard. `aibackend.secrets.get_secret` makes that one call, with decryption.
+
+    SecureStrings under the default `aws/ssm` key need no KMS grant (its key policy lets
+    every principal of the account use it through SSM); a parameter under a customer-managed
+    key needs that key's policy to allow the role kms:Decrypt, which is not granted here.
+    """
+    arns = [
+        stack.format_arn(service="ssm", resource="parameter", resource_name=p.removeprefix("/"))
+        for p in sorted(set(parameters))
+    ]
+    return iam.PolicyStatement(actions=["ssm:GetParameter"], resources=arns)
 
 
 def _lookup(
@@ -463,26 +532,44 @@ def _resource_environment(spec: FunctionSpec, resources: SharedResources) -> dic
     return env
 
 
+def _grant_key(key: kms.IKey | None, role: iam.IRole, actions: Sequence[str]) -> None:
+    """`actions` on that one key (nothing for a store without a key of ours)."""
+    if key is not None:
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(actions), resources=[key.key_arn])
+        )
+
+
 def _grant_queue(queue: sqs.IQueue, grant: Grant, role: iam.IRole) -> None:
-    """`read` = consume (receive, delete, change visibility); `write` = send."""
+    """`read` = consume (receive, delete, change visibility); `write` = send.
+
+    CDK's consume grant adds kms:Decrypt on the queue's key; its send grant would add CDK's
+    whole encrypt-decrypt set (kms:ReEncrypt*, kms:GenerateDataKey*), so sending is granted
+    here with the two key actions SQS asks for.
+    """
     if grant in (Grant.READ, Grant.READ_WRITE):
         queue.grant_consume_messages(role)
     if grant in (Grant.WRITE, Grant.READ_WRITE):
-        queue.grant_send_messages(role)
+        queue.grant(role, "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+        _grant_key(queue.encryption_master_key, role, QUEUE_SEND_KEY_ACTIONS)
 
 
 def _grant_data_table(table: dynamodb.ITable, grant: Grant, role: iam.IRole) -> None:
-    """Item actions on that one table (data tables have no indexes and no streams)."""
+    """Item actions on that one table (data tables have no indexes and no streams), and
+    decrypt on its key."""
     actions: list[str] = []
     if grant in (Grant.READ, Grant.READ_WRITE):
         actions += TABLE_READ_ACTIONS
     if grant in (Grant.WRITE, Grant.READ_WRITE):
         actions += TABLE_WRITE_ACTIONS
     role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[table.table_arn]))
+    _grant_key(table.encryption_key, role, TABLE_KEY_ACTIONS)
 
 
 def _grant_registry(table: dynamodb.ITable, grant: Grant, role: iam.IRole) -> None:
-    """The model registry (beyond the model reads every model gets): CDK's table grants."""
+    """The model registry (beyond the model reads every model gets): CDK's table grants,
+    which add the key actions on AibModels' key themselves (for writes, CDK's encrypt-decrypt
+    set, kms:GenerateDataKey* and kms:ReEncrypt* included)."""
     if grant is Grant.READ:
         table.grant_read_data(role)
     elif grant is Grant.WRITE:

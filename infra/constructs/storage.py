@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -25,7 +26,8 @@ def access_log_bucket(scope: Construct, log_retention_days: int) -> s3.Bucket:
     return s3.Bucket(
         scope,
         "AccessLogs",
-        # SSE-S3: S3 log delivery writes here with no KMS key grant to manage.
+        # SSE-S3, not the stack's key: S3 delivers server access logs only to target buckets
+        # whose default encryption is SSE-S3 (SSE-KMS targets are not supported).
         encryption=s3.BucketEncryption.S3_MANAGED,
         block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
@@ -36,19 +38,26 @@ def access_log_bucket(scope: Construct, log_retention_days: int) -> s3.Bucket:
 
 
 class ModelBucket(Construct):
-    """Versioned, private, SSL-only bucket of model artifacts (`<model>/<version>/...`).
+    """Versioned, private, SSL-only bucket of model artifacts (`<model>/<version>/...`),
+    encrypted under `key` (SSE-KMS).
 
     Attributes: `bucket` (the artifacts), `access_logs` (its server access log target).
     Both are retained on stack deletion: artifacts are what every deployed version serves.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, log_retention_days: int) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, key: kms.IKey, log_retention_days: int
+    ) -> None:
         super().__init__(scope, construct_id)
         self.access_logs = access_log_bucket(self, log_retention_days)
         self.bucket = s3.Bucket(
             self,
             "Bucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            # S3 asks KMS for a bucket-level data key now and then instead of calling KMS for
+            # every object put and get.
+            bucket_key_enabled=True,
             versioned=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
@@ -67,7 +76,8 @@ class ModelBucket(Construct):
 
 
 class DataBuckets(Construct):
-    """The buckets function declarations name (other than the model store), created once.
+    """The buckets function declarations name (other than the model store), created once,
+    each encrypted under `key` (SSE-KMS).
 
     Attributes: `buckets` (logical name -> s3.Bucket), `access_logs` (their log target, or
     None when no declaration names a bucket). Retained on stack deletion: they hold data.
@@ -79,17 +89,27 @@ class DataBuckets(Construct):
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, names: Sequence[str], log_retention_days: int
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        names: Sequence[str],
+        key: kms.IKey,
+        log_retention_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
         self.access_logs = access_log_bucket(self, log_retention_days) if names else None
-        self.buckets = {name: self._bucket(name) for name in names}
+        self.buckets = {name: self._bucket(name, key) for name in names}
 
-    def _bucket(self, name: str) -> s3.Bucket:
+    def _bucket(self, name: str, key: kms.IKey) -> s3.Bucket:
+        # S3 needs no permission on the key to publish object events to EventBridge: the
+        # event carries the object's metadata, never its content.
         bucket = s3.Bucket(
             self,
             pascal(name),
-            encryption=s3.BucketEncryption.S3_MANAGED,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            bucket_key_enabled=True,
             versioned=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
@@ -122,15 +142,17 @@ class DataTables(Construct):
     Attribute: `tables` (logical name -> dynamodb.Table). Each has a string partition key
     `id` and expires items by their `expiration` attribute, so one layout serves idempotency
     records and the effects committed next to them. CloudFormation generates the physical
-    names (functions learn them from `AIB_TABLE_<NAME>`), and the tables are retained on
-    stack deletion: they hold data.
+    names (functions learn them from `AIB_TABLE_<NAME>`), the tables are encrypted under
+    `key`, and they are retained on stack deletion: they hold data.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, names: Sequence[str]) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, names: Sequence[str], key: kms.IKey
+    ) -> None:
         super().__init__(scope, construct_id)
-        self.tables = {name: self._table(name) for name in names}
+        self.tables = {name: self._table(name, key) for name in names}
 
-    def _table(self, name: str) -> dynamodb.Table:
+    def _table(self, name: str, key: kms.IKey) -> dynamodb.Table:
         return dynamodb.Table(
             self,
             pascal(name),
@@ -139,8 +161,8 @@ class DataTables(Construct):
             ),
             time_to_live_attribute=DATA_TABLE_TTL,
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            # The aws/dynamodb key: encryption with a key policy AWS keeps, no grants to manage.
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=key,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
@@ -152,15 +174,20 @@ class RegistryTable(Construct):
     """The model registry: `pk` = model name, `sk` = `V#000001` per version, plus `POINTER`.
 
     Attribute: `table`. Its physical name is fixed (context `aib:registry-table`) so that the
-    synth-time version resolver and the `aib` CLI find it without reading stack outputs.
+    synth-time version resolver and the `aib` CLI find it without reading stack outputs. It is
+    encrypted under `key`, the model bucket's: whoever reads a model reads both.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, table_name: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, table_name: str, key: kms.IKey
+    ) -> None:
         super().__init__(scope, construct_id)
         self.table = dynamodb.Table(
             self,
             "Table",
             table_name=table_name,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=key,
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,

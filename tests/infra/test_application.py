@@ -123,11 +123,17 @@ models = ["fraud"]
 [[routes]]
 method = "GET"
 path = "/v1/things/{thing_id}"
-access = "public"
+access = "api_key"
 [resources.buckets]
 models = "readwrite"
 [resources.tables]
 registry = "readwrite"
+"""
+
+AUTHORIZER = """
+authorizer = true
+[resources.tables]
+"api-keys" = "read"
 """
 
 
@@ -135,8 +141,9 @@ registry = "readwrite"
 def test_every_grant_kind_and_path_parameters_pass_cdk_nag(
     functions_dir: Path, new_function: Callable[..., Path], tmp_path: Path
 ) -> None:
-    # GIVEN a declaration using read/write grants, a public route and a {param} path
+    # GIVEN a declaration using read/write grants and a {param} path behind the authorizer
     new_function(functions_dir, "things", EVERY_GRANT)
+    new_function(functions_dir, "gate", AUTHORIZER)
     built = build_app(
         ROOT,
         context={**NO_BUNDLING, "model:fraud:version": "2"},
@@ -145,13 +152,16 @@ def test_every_grant_kind_and_path_parameters_pass_cdk_nag(
     )
     # WHEN synthesized (cdk-nag raises on any unacknowledged finding)
     assembly = built.app.synth()
-    # THEN the route's path parameter is required and the route needs no key
+    # THEN the route's path parameter is required and the route needs a key, checked by the
+    # authorizer (no token route: no user pool)
     template = assembly.get_stack_by_name("AibServices").template
     (method,) = [
         r for r in template["Resources"].values() if r["Type"] == "AWS::ApiGateway::Method"
     ]
     assert method["Properties"]["RequestParameters"] == {"method.request.path.thing_id": True}
-    assert method["Properties"]["ApiKeyRequired"] is False
+    assert method["Properties"]["ApiKeyRequired"] is True
+    assert method["Properties"]["AuthorizationType"] == "CUSTOM"
+    assert not [r for r in template["Resources"].values() if r["Type"].startswith("AWS::Cognito")]
 
 
 def test_declaration_cannot_override_platform_variables(

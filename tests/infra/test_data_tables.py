@@ -99,7 +99,13 @@ def test_data_table_is_on_demand_expiring_recoverable_encrypted_and_retained(tab
     }
     assert p["BillingMode"] == "PAY_PER_REQUEST"
     assert p["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-    assert p["SSESpecification"] == {"SSEEnabled": True}  # the AWS-managed aws/dynamodb key
+    # AND it is encrypted under AibData's own key
+    (key_id,) = tables.resources("AibData", "AWS::KMS::Key")
+    assert p["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]},
+    }
     # AND CloudFormation names it (functions learn the name), and keeps it on stack deletion
     assert "TableName" not in p
     assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
@@ -109,8 +115,10 @@ def test_data_table_is_exported_by_fixed_names_and_output(tables: Any) -> None:
     outputs = tables.template_json("AibData")["Outputs"]
     exports = {o["Export"]["Name"]: o["Value"] for o in outputs.values() if "Export" in o}
     (table_id,) = tables.resources("AibData", "AWS::DynamoDB::Table")
+    (key_id,) = tables.resources("AibData", "AWS::KMS::Key")
     assert exports == {
         "AibData-BusName": exports["AibData-BusName"],
+        "AibData-DataKeyArn": {"Fn::GetAtt": [key_id, "Arn"]},
         "AibData-TableOrdersIdempotencyArn": {"Fn::GetAtt": [table_id, "Arn"]},
         "AibData-TableOrdersIdempotencyName": {"Ref": table_id},
     }

@@ -139,6 +139,11 @@ def env(plumbing: Any, function: str) -> dict[str, Any]:
     return variables
 
 
+def queue_key(plumbing: Any) -> dict[str, list[str]]:
+    """AibServices' own key, the one every queue there is encrypted under."""
+    return arn(plumbing, "AWS::KMS::Key", "QueueKey")
+
+
 def actions(statement: dict[str, Any]) -> set[str]:
     a = statement["Action"]
     return {a} if isinstance(a, str) else set(a)
@@ -165,14 +170,15 @@ def test_consumed_queue_is_encrypted_and_redrives_to_its_dead_letter_queue(plumb
     # THEN the queue keeps messages as declared, hides them 6 x the timeout, then redrives
     assert queue["MessageRetentionPeriod"] == 86400
     assert queue["VisibilityTimeout"] == 180
-    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["KmsMasterKeyId"] == queue_key(plumbing)
+    assert queue["KmsDataKeyReusePeriodSeconds"] == 300
     assert queue["RedrivePolicy"] == {
         "deadLetterTargetArn": arn(plumbing, QUEUE, "QueuesTransactionsDeadLetters"),
         "maxReceiveCount": 3,
     }
     # AND the DLQ keeps failures for SQS's maximum of 14 days
     assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
-    assert dlq["SqsManagedSseEnabled"] is True
+    assert dlq["KmsMasterKeyId"] == queue_key(plumbing)
     assert "RedrivePolicy" not in dlq
 
 
@@ -274,7 +280,12 @@ def test_services_deploy_after_the_stateful_stacks(plumbing: Any) -> None:
         for o in plumbing.template_json("AibData")["Outputs"].values()
         if "Export" in o
     }
-    assert exports == {"AibData-BusName", "AibData-BucketRawArn", "AibData-BucketRawName"}
+    assert exports == {
+        "AibData-BusName",
+        "AibData-BucketRawArn",
+        "AibData-BucketRawName",
+        "AibData-DataKeyArn",
+    }
 
 
 # --- event rules and asynchronous delivery ------------------------------------------------------
@@ -339,7 +350,7 @@ def test_alias_retries_then_sends_failures_to_the_functions_failure_queue(plumbi
     )
     queue = props(plumbing, QUEUE, "OnEventFailures")
     assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
-    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["KmsMasterKeyId"] == queue_key(plumbing)
 
 
 def test_functions_without_asynchronous_triggers_get_no_async_config(plumbing: Any) -> None:
@@ -361,8 +372,15 @@ def test_data_bucket_is_private_versioned_logged_and_sends_eventbridge_events(
         "EventBridgeConfiguration": {"EventBridgeEnabled": True}
     }
     assert p["VersioningConfiguration"] == {"Status": "Enabled"}
+    (key_id,) = plumbing.resources("AibData", "AWS::KMS::Key")
     assert p["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
-        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+        {
+            "BucketKeyEnabled": True,
+            "ServerSideEncryptionByDefault": {
+                "SSEAlgorithm": "aws:kms",
+                "KMSMasterKeyID": {"Fn::GetAtt": [key_id, "Arn"]},
+            },
+        }
     ]
     assert set(p["PublicAccessBlockConfiguration"].values()) == {True}
     assert p["LoggingConfiguration"]["DestinationBucketName"] == {

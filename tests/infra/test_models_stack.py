@@ -19,9 +19,16 @@ def model_bucket(synth: Any) -> tuple[str, dict[str, Any]]:
 def test_model_bucket_is_encrypted_versioned_private_and_retained(synth: Any) -> None:
     _, bucket = model_bucket(synth)
     props = bucket["Properties"]
+    (key_id,) = synth.resources("AibModels", "AWS::KMS::Key")
     assert props["BucketEncryption"] == {
         "ServerSideEncryptionConfiguration": [
-            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+            {
+                "BucketKeyEnabled": True,
+                "ServerSideEncryptionByDefault": {
+                    "SSEAlgorithm": "aws:kms",
+                    "KMSMasterKeyID": {"Fn::GetAtt": [key_id, "Arn"]},
+                },
+            }
         ]
     }
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
@@ -88,5 +95,6 @@ def test_exports_have_stable_names(synth: Any) -> None:
     assert exported == {
         "AibModels-ModelBucketArn",
         "AibModels-ModelBucketName",
+        "AibModels-ModelKeyArn",
         "AibModels-RegistryTableName",
     }

@@ -8,6 +8,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Template
 from pydantic import ValidationError
 
@@ -82,16 +83,21 @@ def test_bus_name_and_archive_retention_come_from_context() -> None:
     config = InfraConfig.from_node(app.node)
     # WHEN the platform bus is built from them
     stack = cdk.Stack(app, "S")
+    key = kms.Key(stack, "Key")
     PlatformBus(
         stack,
         "Bus",
         bus_name=config.bus_name,
         archive_retention_days=config.archive_retention_days,
+        archive_key=key,
     )
-    # THEN the bus has that name and its archive keeps events that long
+    # THEN the bus has that name and its archive keeps events that long, under the given key
     template = Template.from_stack(stack)
     template.has_resource_properties("AWS::Events::EventBus", {"Name": "payments"})
-    template.has_resource_properties("AWS::Events::Archive", {"RetentionDays": 7})
+    template.has_resource_properties(
+        "AWS::Events::Archive",
+        {"RetentionDays": 7, "KmsKeyIdentifier": stack.resolve(key.key_arn)},
+    )
 
 
 def test_platform_bus_cannot_be_the_default_bus() -> None:

@@ -258,6 +258,14 @@ class FunctionSpec(BaseModel):
     reserved_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
     resources: Resources = Resources()
     environment: dict[str, str] = Field(default_factory=dict)
+    #: SSM Parameter Store SecureStrings the function reads, by logical name, e.g.
+    #: `stripe_key = "/aib/payments/stripe-key"`. On AWS, CDK sets `AIB_SECRET_<NAME>` to the
+    #: parameter name and grants `ssm:GetParameter` on that parameter only; the function reads
+    #: the value with `aibackend.secrets.get_secret("stripe_key")`.
+    secrets: dict[
+        Annotated[str, Field(pattern=_IDENT, max_length=64)],
+        Annotated[str, Field(pattern=r"^/[A-Za-z0-9_.\-/]+$", max_length=1011)],
+    ] = Field(default_factory=dict)
     #: This function is the REST API's Lambda REQUEST authorizer (AWS only: `aib dev` runs the
     #: same code in its gateway). At most one per project; it has no routes or triggers.
     authorizer: bool = False
@@ -359,6 +367,17 @@ class FunctionSpec(BaseModel):
                     f"{', '.join(triggers)}"
                 )
         return self
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names_stay_apart(cls, v: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(n for n in v if n.startswith("value_"))
+        if reserved:
+            raise ValueError(
+                f"{', '.join(reserved)}: secret names may not start with 'value_' "
+                "(AIB_SECRET_VALUE_<NAME> holds a secret's value when running locally)"
+            )
+        return v
 
     @model_validator(mode="after")
     def _unique_routes(self) -> FunctionSpec:
