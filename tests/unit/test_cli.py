@@ -55,3 +55,20 @@ def test_promote_moves_the_pointer_and_refuses_unknown_versions(
     assert "  tiny v1" in out
     assert main(["--state-dir", str(tmp_path), "models", "promote", "tiny", "9"]) == 1
     assert "has no version 9" in capsys.readouterr().err
+
+
+def test_secrets_set_stores_a_local_value_that_get_secret_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from aibackend.secrets import get_secret
+    from aibackend.settings import PlatformSettings
+
+    # WHEN a secret's value is piped in (kept out of the shell history)
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cr3t\n"))
+    assert main(["--state-dir", str(tmp_path), "secrets", "set", "webhook_token", "-"]) == 0
+    # THEN the local runtime's functions read it, and the command does not echo it
+    assert "s3cr3t" not in capsys.readouterr().out
+    settings = PlatformSettings(state_dir=tmp_path)
+    assert get_secret("webhook_token", settings=settings, env={}) == "s3cr3t"

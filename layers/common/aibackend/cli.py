@@ -397,6 +397,15 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_secrets(args: argparse.Namespace) -> int:
+    from aibackend.secrets import set_local_secret
+
+    value = sys.stdin.read().rstrip("\n") if args.value == "-" else args.value
+    path = set_local_secret(_settings(args), args.name, value)
+    print(f"secret {args.name!r} set for aib dev in {path} (on AWS: the SSM parameter it names)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aib", description=__doc__)
     p.add_argument("--functions", help="functions folder (default: ./functions)")
@@ -504,6 +513,13 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("--sub", default="developer", help="the token's subject")
     tk.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     tk.set_defaults(func=cmd_token)
+
+    se = sub.add_parser("secrets", help="local values of the secrets functions declare")
+    se_sub = se.add_subparsers(dest="secrets_command", required=True)
+    ss = se_sub.add_parser("set", help="set a secret's local value (state folder, mode 0600)")
+    ss.add_argument("name", help="the name in a function.toml [secrets] table")
+    ss.add_argument("value", help="the value, or - to read it from stdin (keeps it out of history)")
+    ss.set_defaults(func=cmd_secrets)
 
     i = sub.add_parser("invoke", help="invoke a function's handler with an event file")
     i.add_argument("function")
