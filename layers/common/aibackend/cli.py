@@ -303,8 +303,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
             f"state in {settings.state_dir.resolve()}"
         )
         for spec, r in rt.catalog.routes():
-            print(f"  {r.method:6} {base}{r.path}  -> {spec.name}")
-        triggered = [f.name for f in rt.catalog.functions if not f.routes]
+            scopes = f" {' '.join(r.scopes)}" if r.scopes else ""
+            print(f"  {r.method:6} {base}{r.path}  -> {spec.name}  [{r.access}{scopes}]")
+        triggered = [f.name for f in rt.catalog.functions if not f.routes and not f.authorizer]
         if triggered:
             print(f"  events, queues, objects, schedules -> {', '.join(triggered)} (aib functions)")
         print(f"  GET    {base}/health")
