@@ -144,3 +144,17 @@ def test_a_remembered_token_still_expires(
     monkeypatch.setattr(jwt.api_jwt, "datetime", Later)  # PyJWT's own clock
     with pytest.raises(TokenError, match="has expired"):
         verifier.verify(token)
+
+
+def test_a_revocation_from_another_process_is_seen_within_the_refresh_interval(
+    tmp_path: Path,
+) -> None:
+    # GIVEN the gateway's store, which has looked the key up (and remembers it)
+    gateway = LocalKeyStore(tmp_path / "keys.db", DEFAULT_PLANS, refresh_s=0.05)
+    key, secret = gateway.create("x", "free")
+    assert not gateway.lookup(secret).revoked  # type: ignore[union-attr]
+    # WHEN `aib keys revoke` revokes it through its own connection
+    LocalKeyStore(tmp_path / "keys.db", DEFAULT_PLANS).revoke(key.key_id)
+    # THEN once the refresh interval has passed, the gateway sees the revocation
+    time.sleep(0.06)
+    assert gateway.lookup(secret).revoked  # type: ignore[union-attr]

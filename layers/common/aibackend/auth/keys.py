@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ from aibackend.errors import ConfigError
 KEY_PREFIX = "aib_"
 #: API Gateway refuses API key values shorter than 20 characters; ours are 47.
 _SECRET_BYTES = 32
+#: Lookups remembered by `LocalKeyStore` (then it starts over).
+_CACHED_KEYS = 10_000
 
 
 class KeyNotFoundError(ConfigError):
@@ -87,14 +90,22 @@ def _ts(value: str | None) -> datetime | None:
 class LocalKeyStore:
     """Keys and their daily usage in `<state>/auth/keys.db` (SQLite, WAL).
 
-    The gateway and the `aib keys` CLI open it from different processes: a revocation
-    applies to the very next request.
+    The gateway and the `aib keys` CLI open it from different processes. Lookups are served
+    from memory: the gateway calls `lookup` on its event loop, where a SQLite query per request
+    would hand the GIL to the worker thread running a function and wait up to a switch
+    interval to get it back. A change made through another connection (`aib keys revoke`)
+    is seen within `refresh_s` (SQLite's `data_version` moves); one made through this store
+    at once.
     """
 
-    def __init__(self, path: Path, plans: Mapping[str, object]) -> None:
+    def __init__(self, path: Path, plans: Mapping[str, object], *, refresh_s: float = 0.1) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.plans = plans
+        self.refresh_s = refresh_s
+        self._cache: dict[str, ApiKey | None] = {}
+        self._data_version = -1
+        self._checked_at = -float("inf")
         self._lock = threading.Lock()
         self._conn = connect(path)
         self._conn.executescript(
@@ -127,10 +138,28 @@ class LocalKeyStore:
                 "INSERT INTO api_keys (hash, key_id, name, plan, created_at) VALUES (?,?,?,?,?)",
                 (hash_key(secret), key.key_id, name, plan, key.created_at.isoformat()),
             )
+            self._cache.clear()
         return key, secret
 
     def lookup(self, secret: str) -> ApiKey | None:
         digest = hash_key(secret)
+        now = time.monotonic()
+        if now - self._checked_at >= self.refresh_s:
+            with self._lock:
+                version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != self._data_version:
+                    self._cache.clear()
+                    self._data_version = version
+                self._checked_at = now
+        if digest in self._cache:
+            return self._cache[digest]
+        found = self._query(digest)
+        if len(self._cache) >= _CACHED_KEYS:  # unknown keys are remembered too: bound them
+            self._cache.clear()
+        self._cache[digest] = found
+        return found
+
+    def _query(self, digest: str) -> ApiKey | None:
         with self._lock:
             row = self._conn.execute(
                 "SELECT hash, key_id, name, plan, created_at, revoked_at FROM api_keys "
@@ -165,6 +194,7 @@ class LocalKeyStore:
             self._conn.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (now.isoformat(), key_id)
             )
+            self._cache.clear()
         return replace(key, revoked_at=now)
 
     def add_usage(self, day: str, counts: Mapping[str, int]) -> None:
