@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Literal
 
 import numpy as np
@@ -12,6 +11,7 @@ from aibackend.fraud.decision import DecisionSettings
 from aibackend.fraud.features import transactions_matrix
 from aibackend.fraud.schema import Transaction
 from aibackend.models.runtime import LoadedModel
+from aibackend.serving import Envelope, Prediction, inference_id, model_ref
 
 MAX_BATCH = 1000
 
@@ -22,21 +22,13 @@ class ScoreBatch(BaseModel):
     transactions: Annotated[list[Transaction], Field(min_length=1, max_length=MAX_BATCH)]
 
 
-class ModelRef(BaseModel):
-    name: str
-    version: int
-
-
-class Score(BaseModel):
-    inference_id: str
+class Score(Prediction):
     transaction_id: str | None
     score: Annotated[float, Field(ge=0, le=1, description="Probability of fraud")]
     decision: Literal["decline", "approve"]
 
 
-class ScoreResponse(BaseModel):
-    request_id: str
-    model: ModelRef
+class ScoreResponse(Envelope):
     threshold: float
     results: list[Score]
 
@@ -53,11 +45,11 @@ def score(
     probs = probabilities(txns, model)
     return ScoreResponse(
         request_id=request_id,
-        model=ModelRef(name=model.name, version=model.version),
+        model=model_ref(model),
         threshold=settings.threshold,
         results=[
             Score(
-                inference_id=uuid.uuid4().hex,
+                inference_id=inference_id(),
                 transaction_id=txn.transaction_id,
                 score=float(p),
                 decision=settings.decide(p),

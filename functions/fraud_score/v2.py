@@ -10,7 +10,6 @@ Its cut-offs come from function.toml `[environment]` and are validated at load:
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
@@ -19,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from aibackend.errors import ConfigError
 from aibackend.fraud.schema import Transaction
 from aibackend.models.runtime import LoadedModel
+from aibackend.serving import Envelope, Prediction, inference_id, model_ref
 
-from .scoring import ModelRef, probabilities
+from .scoring import probabilities
 
 Band = Literal["low", "medium", "high"]
 Action = Literal["approve", "review", "decline"]
@@ -102,16 +102,13 @@ class FraudDecision(BaseModel):
     ]
 
 
-class ScoredTransaction(BaseModel):
-    inference_id: str
+class ScoredTransaction(Prediction):
     transaction_id: str | None
     risk: FraudRisk
     decision: FraudDecision
 
 
-class ScoreResponseV2(BaseModel):
-    request_id: str
-    model: ModelRef
+class ScoreResponseV2(Envelope):
     policy: RiskPolicy
     results: list[ScoredTransaction]
 
@@ -125,7 +122,7 @@ def score_v2(
         s = float(p)
         results.append(
             ScoredTransaction(
-                inference_id=uuid.uuid4().hex,
+                inference_id=inference_id(),
                 transaction_id=txn.transaction_id,
                 risk=FraudRisk(score=s, band=policy.band(s)),
                 decision=policy.decide(s),
@@ -133,7 +130,7 @@ def score_v2(
         )
     return ScoreResponseV2(
         request_id=request_id,
-        model=ModelRef(name=model.name, version=model.version),
+        model=model_ref(model),
         policy=policy,
         results=results,
     )
