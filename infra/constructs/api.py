@@ -297,6 +297,8 @@ class Api(Construct):
         # One usage plan per declared plan; `aib keys create --plan` puts a key under one.
         self.usage_plans: dict[str, apigw.UsagePlan] = {}
         for name, plan in plans.items():
+            if plan.local_only:  # the development key's plan: never a deployed key's
+                continue
             self.usage_plans[name] = self.rest_api.add_usage_plan(
                 f"UsagePlan{pascal(name)}",
                 name=f"{cdk.Stack.of(self).stack_name}-{name}",

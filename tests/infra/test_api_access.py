@@ -152,8 +152,10 @@ def test_one_usage_plan_per_declared_plan_bound_to_the_stage(synth: Any) -> None
     (api,) = synth.resources(SERVICES_STACK, "AWS::ApiGateway::RestApi")
     outputs = synth.template_json(SERVICES_STACK)["Outputs"]
     # THEN each has a usage plan with its rate, burst and daily quota, on the stage
-    assert len(plans) == len(CATALOG.plans)
-    for name, plan in CATALOG.plans.items():
+    deployed = {n: p for n, p in CATALOG.plans.items() if not p.local_only}
+    assert len(plans) == len(deployed)
+    assert "dev" not in deployed  # the development key's plan stays on the laptop
+    for name, plan in deployed.items():
         out = outputs[f"UsagePlan{pascal(name)}Id"]["Value"]
         props = plans[out["Ref"]]["Properties"]
         assert props["Throttle"] == {"RateLimit": plan.rate_per_s, "BurstLimit": plan.burst}

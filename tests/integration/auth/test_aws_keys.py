@@ -104,3 +104,10 @@ def test_the_stacks_outputs_name_the_table_and_usage_plans(clients: tuple[Any, A
             dynamodb=ddb,
             apigateway=apigw,
         )
+
+
+def test_the_development_plan_has_no_deployed_keys(clients: tuple[Any, Any]) -> None:
+    ddb, apigw = clients
+    store = DynamoKeyStore(TABLE, dynamodb=ddb, apigateway=apigw, plans=DEFAULT_PLANS)
+    with pytest.raises(ConfigError, match="plan 'dev' is for `aib dev` only"):
+        store.create("x", "dev")

@@ -61,6 +61,8 @@ class DynamoKeyStore:
 
     def create(self, name: str, plan: str) -> tuple[ApiKey, str]:
         check_plan(plan, self.plans)
+        if self.plans[plan].local_only:
+            raise ConfigError(f"plan {plan!r} is for `aib dev` only; choose a plan AWS has")
         usage_plan = self.usage_plans.get(plan)
         if usage_plan is None or self.apigw is None:
             raise ConfigError(

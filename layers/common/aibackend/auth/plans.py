@@ -42,6 +42,9 @@ class Plan(BaseModel):
     rate_per_s: Annotated[float, Field(gt=0, le=10_000)]
     burst: Annotated[int, Field(ge=1, le=5_000)]
     quota_per_day: Annotated[int, Field(ge=1)] | None = None
+    #: Only for `aib dev` (the development key's plan): AWS gets no usage plan for it, so no
+    #: deployed key can be put on it.
+    local_only: bool = False
 
 
 DEFAULT_PLANS: dict[str, Plan] = {
@@ -66,6 +69,7 @@ DEFAULT_PLANS: dict[str, Plan] = {
             description="The local development key (aib dev); load tests run on it",
             rate_per_s=5_000,
             burst=5_000,
+            local_only=True,
         ),
     )
 }
