@@ -22,19 +22,20 @@ def acknowledge(scope: IConstruct, rule: str, reason: str, *, finding: str | Non
 def resource_finding(scope: IConstruct, value: str) -> str:
     """`Resource::<...>` finding id of an IAM resource, rendered the way cdk-nag renders it
     (`<Logical.Arn>` for GetAtt, `<Logical>`/`<AWS::Region>` for Ref, an import's name)."""
-    return "Resource::" + _render(cdk.Stack.of(scope).resolve(value))
+    return "Resource::" + render_finding(cdk.Stack.of(scope).resolve(value))
 
 
-def _render(value: object) -> str:
+def render_finding(value: object) -> str:
+    """A resolved CloudFormation value as cdk-nag writes it in a finding id."""
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and len(value) == 1:
         ((fn, arg),) = value.items()
         if fn == "Fn::Join":
             sep, parts = arg
-            return str(sep).join(_render(p) for p in parts)
+            return str(sep).join(render_finding(p) for p in parts)
         if fn == "Fn::ImportValue":
-            return _render(arg)
+            return render_finding(arg)
         if fn == "Fn::GetAtt":
             return f"<{arg[0]}.{arg[1]}>"
         if fn == "Ref":

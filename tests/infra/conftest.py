@@ -61,6 +61,23 @@ class Synth:
             k: v for k, v in self.template_json(stack)["Resources"].items() if v["Type"] == type_
         }
 
+    def methods(self, stack: str = SERVICES_STACK) -> dict[tuple[str, str], dict[str, Any]]:
+        """(HTTP method, resource path) -> AWS::ApiGateway::Method properties."""
+        api_resources = self.resources(stack, "AWS::ApiGateway::Resource")
+
+        def path_of(ref: Any) -> str:
+            if not isinstance(ref, dict) or "Ref" not in ref:  # the root resource (GetAtt)
+                return ""
+            res = api_resources[ref["Ref"]]["Properties"]
+            return f"{path_of(res['ParentId'])}/{res['PathPart']}"
+
+        return {
+            (m["Properties"]["HttpMethod"], path_of(m["Properties"]["ResourceId"]) or "/"): m[
+                "Properties"
+            ]
+            for m in self.resources(stack, "AWS::ApiGateway::Method").values()
+        }
+
     def cfn_lint_findings(self) -> list[str]:
         """cfn-lint errors and warnings of every template, minus CDK's known noise."""
         from cfnlint.api import lint_file

@@ -20,6 +20,7 @@ from infra.application import DATA_STACK, MODELS_STACK, SERVICES_STACK, build_ap
 from infra.config import CONTEXT_KEYS, InfraConfig
 from infra.constructs.api import MAX_ROUTES_ENV_BYTES, routes_environment
 from infra.constructs.identity import domain_prefix
+from infra.nag import render_finding
 from infra.naming import pascal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,22 +32,6 @@ pytestmark = pytest.mark.slow
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def methods(synth: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    """(HTTP method, resource path) -> AWS::ApiGateway::Method properties."""
-    resources = synth.resources(SERVICES_STACK, "AWS::ApiGateway::Resource")
-
-    def path_of(ref: Any) -> str:
-        if not isinstance(ref, dict) or "Ref" not in ref:  # the root resource (GetAtt)
-            return ""
-        res = resources[ref["Ref"]]["Properties"]
-        return f"{path_of(res['ParentId'])}/{res['PathPart']}"
-
-    return {
-        (m["Properties"]["HttpMethod"], path_of(m["Properties"]["ResourceId"])): m["Properties"]
-        for m in synth.resources(SERVICES_STACK, "AWS::ApiGateway::Method").values()
-    }
 
 
 def authorizer_ids(synth: Any) -> dict[str, str]:
@@ -78,7 +63,7 @@ def one(resources: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
 
 def test_every_guarded_route_goes_through_its_authorizer_and_needs_a_key(synth: Any) -> None:
     # GIVEN the catalog's routes and the synthesized methods
-    found = methods(synth)
+    found = synth.methods()
     ids = authorizer_ids(synth)
     routes = {(r.method, r.path): r for _, r in CATALOG.routes()}
     assert set(found) == set(routes)
@@ -96,7 +81,7 @@ def test_every_guarded_route_goes_through_its_authorizer_and_needs_a_key(synth: 
 
 def test_token_routes_use_the_token_authorizer(synth: Any) -> None:
     # GIVEN the one token route of the project
-    found = methods(synth)
+    found = synth.methods()
     ids = authorizer_ids(synth)
     # THEN POST /v2/fraud/score asks for both headers, and /v1 score for the key alone
     assert found[("POST", "/v2/fraud/score")]["AuthorizerId"] == {"Ref": ids[TOKEN_SOURCES]}
@@ -104,7 +89,7 @@ def test_token_routes_use_the_token_authorizer(synth: Any) -> None:
 
 
 def test_health_route_is_open(synth: Any) -> None:
-    health = methods(synth)[("GET", "/v1/fraud/health")]
+    health = synth.methods()[("GET", "/v1/fraud/health")]
     assert health.get("AuthorizationType", "NONE") == "NONE"
     assert "AuthorizerId" not in health
     assert not health.get("ApiKeyRequired", False)
@@ -373,22 +358,6 @@ def test_domain_prefix_is_stable_and_avoids_reserved_words() -> None:
 # --- least privilege everywhere --------------------------------------------------------------
 
 
-def _render(value: Any) -> str:
-    """An IAM resource as cdk-nag writes it in a finding id (`Resource::<...>`)."""
-    if isinstance(value, str):
-        return value
-    ((fn, arg),) = value.items()
-    if fn == "Fn::Join":
-        return str(arg[0]).join(_render(p) for p in arg[1])
-    if fn == "Fn::ImportValue":
-        return _render(arg)
-    if fn == "Fn::GetAtt":
-        return f"<{arg[0]}.{arg[1]}>"
-    if fn == "Ref":
-        return f"<{arg}>"
-    raise AssertionError(f"cannot render {value!r}")
-
-
 def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -439,7 +408,7 @@ def test_every_wildcard_is_acknowledged_with_a_reason(synth: Any) -> None:
     for path, s in iam_statements(synth):
         # THEN every wildcard resource (and partial action wildcard, e.g. CDK's KMS grants)
         # has an IAM5 acknowledgement naming it, on that very policy
-        findings = [f"Resource::{_render(r)}" for r in _listed(s.get("Resource", []))]
+        findings = [f"Resource::{render_finding(r)}" for r in _listed(s.get("Resource", []))]
         findings += [f"Action::{a}" for a in _listed(s.get("Action", []))]
         for finding in findings:
             if "*" in finding:

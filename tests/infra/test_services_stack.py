@@ -152,26 +152,8 @@ def test_no_function_uses_a_managed_policy(synth: Any) -> None:
         assert "ManagedPolicyArns" not in role["Properties"], name
 
 
-def method_paths(synth: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    """(HTTP method, resource path) -> method properties, walking the resource tree."""
-    api_resources = synth.resources("AibServices", "AWS::ApiGateway::Resource")
-
-    def path_of(ref: Any) -> str:
-        if not isinstance(ref, dict) or "Ref" not in ref:  # the root resource (GetAtt)
-            return ""
-        res = api_resources[ref["Ref"]]["Properties"]
-        return f"{path_of(res['ParentId'])}/{res['PathPart']}"
-
-    return {
-        (m["Properties"]["HttpMethod"], path_of(m["Properties"]["ResourceId"]) or "/"): m[
-            "Properties"
-        ]
-        for m in synth.resources("AibServices", "AWS::ApiGateway::Method").values()
-    }
-
-
 def test_fraud_routes_require_an_api_key(synth: Any) -> None:
-    methods = method_paths(synth)
+    methods = synth.methods()
     for key in (("POST", "/v1/fraud/score"), ("GET", "/v1/fraud/model")):
         assert methods[key]["ApiKeyRequired"] is True, key
         assert methods[key]["Integration"]["Type"] == "AWS_PROXY"
@@ -179,7 +161,7 @@ def test_fraud_routes_require_an_api_key(synth: Any) -> None:
 
 
 def test_every_declared_route_has_one_method_on_its_functions_alias(synth: Any) -> None:
-    methods = method_paths(synth)
+    methods = synth.methods()
     catalog = load_catalog(ROOT / "functions")
     declared = {(r.method, r.path): r for _, r in catalog.routes()}
     assert set(methods) == set(declared)
