@@ -1,0 +1,121 @@
+"""Recommendations API (FastAPI). The model is loaded once, when the container starts.
+
+`GET /v1/recommendations/{user_id}` ranks items for a user the model was trained with (and
+the most popular items for anyone else); `POST /v1/recommendations` ranks them for an
+anonymous session's recent items. Seen items are never recommended.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from aibackend.http import install_problem_handlers, problem_responses, request_id
+from aibackend.masking import masked_logger
+from aibackend.recommend.recommender import load_recommender
+
+from .recommending import (
+    DEFAULT_K,
+    MAX_ID_LENGTH,
+    MAX_K,
+    SessionRecommendations,
+    SessionRequest,
+    UserRecommendations,
+    recommend_for_session,
+    recommend_for_user,
+)
+
+logger = masked_logger()
+metrics = Metrics()
+
+MODEL = load_recommender()
+logger.append_keys(model_name=MODEL.name, model_version=MODEL.version)
+
+TITLE = "Recommendations"
+DESCRIPTION = (
+    "Product recommendations from item embeddings: personalized for known users and for "
+    "anonymous sessions' recent items, popular items otherwise."
+)
+app = FastAPI(
+    title=TITLE,
+    version="1",
+    description=DESCRIPTION,
+    # The document is served under the API's own prefix (below), so API Gateway can route it;
+    # `aib dev` merges it into /v1/openapi.json and /openapi.json.
+    openapi_url=None,
+    docs_url=None,
+    redoc_url=None,
+)
+install_problem_handlers(app)
+
+v1 = APIRouter(prefix="/v1/recommendations")
+
+
+class RecommendationsHealth(BaseModel):
+    status: Literal["ok"] = "ok"
+    model: str
+    version: int
+
+
+def _record(result: UserRecommendations | SessionRecommendations) -> None:
+    metrics.add_metric(name="Recommendations", unit=MetricUnit.Count, value=len(result.results))
+    if result.strategy == "popularity":
+        metrics.add_metric(name="PopularityFallbacks", unit=MetricUnit.Count, value=1)
+
+
+# Declared before `/{user_id}`: FastAPI matches routes in order.
+@v1.get("/health", response_model=RecommendationsHealth)
+async def health() -> RecommendationsHealth:
+    """Liveness and the model version served (public: no key needed)."""
+    return RecommendationsHealth(model=MODEL.name, version=MODEL.version)
+
+
+UserId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="The user's id")]
+
+
+@v1.get("/{user_id}", response_model=UserRecommendations, responses=problem_responses(422))
+async def for_user(
+    request: Request,
+    user_id: UserId,
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items (at most)")] = DEFAULT_K,
+) -> UserRecommendations:
+    """Top `k` items the user has not interacted with yet. A user the model does not know
+    gets the most popular items, with `strategy` = `popularity`."""
+    result = recommend_for_user(user_id, k, MODEL, request_id(request))
+    _record(result)
+    return result
+
+
+# 400: a body that is not UTF-8 JSON; 413: over the route's max_body_kb (gateway); 422: invalid.
+@v1.post("", response_model=SessionRecommendations, responses=problem_responses(400, 413, 422))
+async def for_session(request: Request, body: SessionRequest) -> SessionRecommendations:
+    """Top `k` items for an anonymous session, from the items it touched (which are excluded);
+    unknown item ids are ignored and listed in `unknown_items`."""
+    result = recommend_for_session(body, MODEL, request_id(request))
+    _record(result)
+    return result
+
+
+_doc: dict[str, Any] = {}
+
+
+@app.get("/v1/recommendations/openapi.json", include_in_schema=False)
+async def openapi() -> JSONResponse:
+    """This API's OpenAPI document, built on first request."""
+    if not _doc:
+        from fastapi.openapi.utils import get_openapi  # only when a document is asked for
+
+        _doc.update(
+            get_openapi(title=TITLE, version="1", description=DESCRIPTION, routes=v1.routes)
+        )
+    return JSONResponse(_doc)
+
+
+app.include_router(v1)
+
+__all__ = ["app", "logger", "metrics"]
