@@ -1,0 +1,95 @@
+"""Sentiment API (FastAPI). The model is loaded once, when the container starts."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from aibackend.http import install_problem_handlers, problem_responses, request_id
+from aibackend.masking import masked_logger
+from aibackend.models.card import ModelCard
+from aibackend.sentiment.model import LABELS, load_text_model
+
+from .scoring import MAX_CHARS, MAX_TEXTS, SentimentRequest, SentimentResponse, classify
+
+logger = masked_logger()
+metrics = Metrics()
+
+MODEL = load_text_model("sentiment", classes=LABELS)
+logger.append_keys(model_name=MODEL.name, model_version=MODEL.version)
+
+TITLE = "Customer sentiment"
+DESCRIPTION = (
+    "Classifies English review texts as positive or negative with the production sentiment "
+    f"model: up to {MAX_TEXTS} texts of up to {MAX_CHARS:,} characters per request."
+)
+app = FastAPI(
+    title=TITLE,
+    version="1",
+    description=DESCRIPTION,
+    # The document is served under the service's own prefix (below), so API Gateway can route
+    # it; `aib dev` merges it into /v1/openapi.json and /openapi.json.
+    openapi_url=None,
+    docs_url=None,
+    redoc_url=None,
+)
+install_problem_handlers(app)
+
+# 400: a body that is not UTF-8 JSON; 413: over the route's max_body_kb (gateway); 422: invalid.
+v1 = APIRouter(prefix="/v1/sentiment", responses=problem_responses(400, 413, 422))
+
+
+@v1.post("", response_model=SentimentResponse)
+async def classify_texts(request: Request, body: SentimentRequest) -> SentimentResponse:
+    """Classify 1 to 100 texts (`{"texts": [...]}`); one result per text, in input order,
+    with its `label`, the `probability` of that label and both class `probabilities`."""
+    result = classify(body.texts, MODEL, request_id(request))
+    positive = sum(r.label == "positive" for r in result.results)
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(result.results))
+    metrics.add_metric(name="Positive", unit=MetricUnit.Count, value=positive)
+    metrics.add_metric(name="Negative", unit=MetricUnit.Count, value=len(result.results) - positive)
+    return result
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    model: str
+    version: int
+
+
+@v1.get("/health", response_model=Health)
+async def health() -> Health:
+    """Liveness and the model version served (public: no key needed)."""
+    return Health(model=MODEL.name, version=MODEL.version)
+
+
+@v1.get("/model", response_model=ModelCard)
+async def model_card() -> ModelCard:
+    """The model card (model.json): holdout metrics next to the majority-class and lexicon
+    baselines, training data, hyperparameters."""
+    return MODEL.card
+
+
+app.include_router(v1)
+
+_doc: dict[str, Any] = {}
+
+
+@app.get("/v1/sentiment/openapi.json", include_in_schema=False)
+async def openapi() -> JSONResponse:
+    """The OpenAPI document of this service's routes, built on first request."""
+    if not _doc:
+        from fastapi.openapi.utils import get_openapi  # only when a document is asked for
+
+        _doc.update(
+            get_openapi(title=TITLE, version="1", description=DESCRIPTION, routes=v1.routes)
+        )
+    return JSONResponse(_doc)
+
+
+__all__ = ["app", "logger", "metrics"]

@@ -1,0 +1,1 @@
+"""Customer sentiment: a text classifier whose ONNX graph takes raw strings."""
