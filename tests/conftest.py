@@ -102,12 +102,28 @@ def tiny_model_factory() -> Callable[..., Path]:
     return build_tiny_model
 
 
-@pytest.fixture(scope="session")
-def fraud_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A state folder holding a trained fraud model set as production (trained once a session)."""
-    from aibackend.settings import PlatformSettings
-    from aibackend.training.local import train_local
+#: Rows per model when the suite trains it (fewer than `aib dev` uses where that keeps the
+#: metrics the tests check); a model not listed trains on its default.
+TEST_ROWS = {"fraud": 200_000}
 
-    state = tmp_path_factory.mktemp("fraud-state")
-    train_local("fraud", PlatformSettings(state_dir=state), rows=200_000, echo=lambda _line: None)
+
+@pytest.fixture(scope="session")
+def project_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state folder in which every model the project's functions declare has a production
+    version (trained once a session), as `aib dev` makes on first start."""
+    from aibackend.catalog import load_catalog
+    from aibackend.settings import PlatformSettings
+    from aibackend.training.local import TRAINABLE, train_local
+
+    state = tmp_path_factory.mktemp("project-state")
+    settings = PlatformSettings(state_dir=state)
+    for name in load_catalog(ROOT / "functions").model_names:
+        if name in TRAINABLE:
+            train_local(name, settings, rows=TEST_ROWS.get(name), echo=lambda _line: None)
     return state
+
+
+@pytest.fixture(scope="session")
+def fraud_state(project_state: Path) -> Path:
+    """The project state (it holds the trained fraud model, and every other one)."""
+    return project_state

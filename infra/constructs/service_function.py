@@ -31,6 +31,7 @@ from aibackend.errors import ConfigError
 from aibackend.secrets import secret_env
 from aibackend.settings import model_version_env, resource_env
 from infra.bundling import Platform
+from infra.constructs.endpoint import endpoint_environment, invoke_grant
 from infra.constructs.layers import Layers, architecture, runtime
 from infra.constructs.queues import DEAD_LETTER_RETENTION, secure_queue
 from infra.nag import acknowledge, resource_finding
@@ -185,6 +186,7 @@ class ServiceFunction(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": "aibackend",
             "POWERTOOLS_LOG_LEVEL": settings.log_level,
             **_resource_environment(spec, resources),
+            **endpoint_environment(declaration, spec.endpoints),
             **{secret_env(name): parameter for name, parameter in sorted(spec.secrets.items())},
             **spec.environment,
         }
@@ -247,6 +249,10 @@ class ServiceFunction(Construct):
         if spec.secrets:
             self.role.add_to_principal_policy(
                 secret_grant(cdk.Stack.of(self), spec.secrets.values())
+            )
+        if spec.endpoints:
+            self.role.add_to_principal_policy(
+                invoke_grant(cdk.Stack.of(self), declaration, spec.endpoints)
             )
 
         for trigger in spec.queues:

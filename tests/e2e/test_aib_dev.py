@@ -91,7 +91,7 @@ def test_first_start_trains_then_serves_and_a_restart_keeps_the_state(tmp_path: 
         assert f"curl -s {base}/v1/fraud/model -H 'x-api-key: {key}'" in printed
         # AND it trained the demo model and serves it, to the key only
         health = _http("GET", base + "/health")[2]
-        assert health["models"] == {"fraud": 1}
+        assert health["models"] == {"fraud": 1, "recommendations": 1, "sentiment": 1}
         assert _http("POST", base + "/v1/fraud/score", payload)[0] == 401
         status, headers, body = _http("POST", base + "/v1/fraud/score", payload, x_api_key=key)
         assert status == 200
@@ -126,7 +126,7 @@ def test_first_start_trains_then_serves_and_a_restart_keeps_the_state(tmp_path: 
     log.write_text("")
     with aib_dev(state, log) as base:
         # THEN nothing is retrained and the same version answers the same score
-        assert _http("GET", base + "/health")[2]["models"] == {"fraud": 1}
+        assert _http("GET", base + "/health")[2]["models"] == health["models"]
         assert f"(kept; `aib keys dev` prints it again): {key}" in log.read_text()
         again = _http("POST", base + "/v1/fraud/score", payload, x_api_key=key)[2]
         assert again["results"][0]["score"] == body["results"][0]["score"]

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_cfn_lint_finds_no_errors_or_warnings(synth: Any) -> None:
-    assert len(list(synth.outdir.glob("*.template.json"))) == 3
+    assert len(list(synth.outdir.glob("*.template.json"))) == 4  # models, data, services, endpoints
     assert synth.cfn_lint_findings() == []
 
 

@@ -95,38 +95,62 @@ def statements(synth: Any) -> list[dict[str, Any]]:
     return out
 
 
+def function_statements(synth: Any) -> dict[str, list[dict[str, Any]]]:
+    """Lambda handler (`<package>.handler.handler`) -> the statements of its role's policies."""
+    policies = synth.resources("AibServices", "AWS::IAM::Policy").values()
+    by_role: dict[str, list[dict[str, Any]]] = {}
+    for policy in policies:
+        for role in policy["Properties"]["Roles"]:
+            by_role.setdefault(role["Ref"], []).extend(
+                policy["Properties"]["PolicyDocument"]["Statement"]
+            )
+    return {
+        fn["Properties"]["Handler"]: by_role.get(fn["Properties"]["Role"]["Fn::GetAtt"][0], [])
+        for fn in synth.resources("AibServices", "AWS::Lambda::Function").values()
+        if fn["Properties"]["Handler"].count(".") >= 2  # ours, not CDK's helper functions
+    }
+
+
 def test_function_role_reads_the_model_prefix_of_the_model_bucket(synth: Any) -> None:
-    # one statement per function serving the fraud model (fraud_score, fraud_events)
-    reads = [s for s in statements(synth) if s["Action"] == "s3:GetObject"]
-    assert (
-        reads
-        == [
+    # GIVEN each function and the models its declaration serves
+    catalog = load_catalog(ROOT / "functions")
+    found = function_statements(synth)
+    for spec in catalog.functions:
+        reads = [s for s in found[spec.lambda_handler] if s["Action"] == "s3:GetObject"]
+        # THEN its role reads exactly those models' prefixes of the model bucket, one each
+        assert reads == [
             {
                 "Action": "s3:GetObject",
                 "Effect": "Allow",
                 "Resource": {
-                    "Fn::Join": ["", [{"Fn::ImportValue": "AibModels-ModelBucketArn"}, "/fraud/*"]]
+                    "Fn::Join": [
+                        "",
+                        [{"Fn::ImportValue": "AibModels-ModelBucketArn"}, f"/{model}/*"],
+                    ]
                 },
             }
-        ]
-        * 2
-    )
+            for model in spec.models
+        ], spec.name
 
 
 def test_function_role_reads_only_its_models_registry_items(synth: Any) -> None:
     # (data tables a function declares have their own statements, on their own ARNs)
-    found = [
-        s
-        for s in statements(synth)
-        if "dynamodb:GetItem" in s["Action"]
-        and "AibModels-RegistryTableName" in json.dumps(s["Resource"])
-    ]
-    assert len(found) == 2  # fraud_score and fraud_events
-    for ddb in found:
-        assert sorted(ddb["Action"]) == ["dynamodb:GetItem", "dynamodb:Query"]
-        assert ddb["Condition"] == {
-            "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["fraud"]}
-        }
+    catalog = load_catalog(ROOT / "functions")
+    found = function_statements(synth)
+    for spec in catalog.functions:
+        registry = [
+            s
+            for s in found[spec.lambda_handler]
+            if "dynamodb:GetItem" in s["Action"]
+            and "AibModels-RegistryTableName" in json.dumps(s["Resource"])
+        ]
+        # THEN only a function serving models reads the registry, and only their items
+        assert len(registry) == (1 if spec.models else 0), spec.name
+        for ddb in registry:
+            assert sorted(ddb["Action"]) == ["dynamodb:GetItem", "dynamodb:Query"]
+            assert ddb["Condition"] == {
+                "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(spec.models)}
+            }
 
 
 def test_declared_data_tables_exist_and_reach_their_functions_by_name(synth: Any) -> None:

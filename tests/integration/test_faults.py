@@ -184,7 +184,7 @@ def test_sigkill_under_load_loses_no_accepted_event_and_restarts_on_the_same_mod
     records = to_records(generate_transactions(4000, seed=11))
     # GIVEN aib dev serving the fraud model over HTTP and scoring events from the bus
     dev_server.start()
-    assert _http("GET", dev_server.base + "/health")[1]["models"] == {"fraud": 1}
+    assert _http("GET", dev_server.base + "/health")[1]["models"]["fraud"] == 1
     status, before = _http("POST", dev_server.base + "/v1/fraud/score", payload, dev_server.key)
     assert status == 200, before
     bus = publisher
@@ -260,7 +260,7 @@ def test_sigkill_under_load_loses_no_accepted_event_and_restarts_on_the_same_mod
     dev_server.start()
     # THEN it is healthy, on the same model version, and scores as before
     status, health = _http("GET", dev_server.base + "/health")
-    assert (status, health["status"], health["models"]) == (200, "ok", {"fraud": 1})
+    assert (status, health["status"], health["models"]["fraud"]) == (200, "ok", 1)
     status, after = _http("POST", dev_server.base + "/v1/fraud/score", payload, dev_server.key)
     assert status == 200, after
     assert after["model"] == before["model"] == {"name": "fraud", "version": 1}
@@ -582,8 +582,8 @@ def test_a_corrupted_version_is_refused_by_checksum_and_the_previous_one_keeps_s
     assert now["model"] == {"name": "fraud", "version": 1}
     assert [x["score"] for x in now["results"]] == [x["score"] for x in before["results"]]
     assert client.get("/v1/fraud/model").json()["version"] == 1
-    assert client.get("/health").json()["models"] == {"fraud": 1}
-    assert {name: h.models for name, h in rt.hosts.items() if h.models} == {
+    assert client.get("/health").json()["models"]["fraud"] == 1
+    assert {name: h.models for name, h in rt.hosts.items() if "fraud" in h.models} == {
         "fraud_events": {"fraud": 1},
         "fraud_score": {"fraud": 1},
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from starlette.testclient import TestClient
 
 from aibackend.local.gateway import PROBLEM, build_gateway
 from aibackend.local.runtime import LocalRuntime
+from tests.integration.embeddings.tiny_model import register_tiny_embeddings
 from tests.support import FUNCTIONS, bearer, running_runtime
 
 pytestmark = pytest.mark.slow
@@ -49,7 +51,11 @@ def runtime(fraud_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # A copy: nothing here should touch the session's trained state. HTTP only (no pollers,
     # bus or watchers): fuzzing needs the gateway and the functions behind it.
     state = tmp_path_factory.mktemp("fuzz") / "state"
-    with running_runtime(FUNCTIONS, state, seed_state=fraud_state, sources=False) as rt:
+    shutil.copytree(fraud_state, state)
+    # The heavy tier's model needs torch to build; a real 16-dimension ONNX encoder stands in
+    # for it, so the embeddings and search routes are fuzzed with their server running.
+    register_tiny_embeddings(state)
+    with running_runtime(FUNCTIONS, state, sources=False) as rt:
         yield rt
 
 

@@ -249,6 +249,11 @@ class FunctionSpec(BaseModel):
     #: Registry names of the models this function serves; each one's production version is
     #: pinned into the function's environment at deploy time.
     models: tuple[Annotated[str, Field(pattern=_IDENT)], ...] = ()
+    #: Inference endpoints (SageMaker-contract servers, e.g. `embeddings`) this function calls.
+    #: It finds one through `AIB_ENDPOINT_<NAME>`: the SageMaker endpoint's name on AWS (CDK
+    #: also grants sagemaker:InvokeEndpoint on it), the loopback URL of its server under
+    #: `aib dev`, which runs the server while the endpoint's model is built.
+    endpoints: tuple[Annotated[str, Field(pattern=_IDENT, max_length=48)], ...] = ()
     routes: tuple[Route, ...] = ()
     queues: tuple[QueueTrigger, ...] = ()
     events: tuple[EventTrigger, ...] = ()
@@ -367,6 +372,14 @@ class FunctionSpec(BaseModel):
                     f"{', '.join(triggers)}"
                 )
         return self
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints_once(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        twice = sorted({e for e in v if v.count(e) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed more than once")
+        return v
 
     @field_validator("secrets")
     @classmethod

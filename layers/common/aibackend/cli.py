@@ -70,6 +70,8 @@ def _train(name: str, settings: PlatformSettings, args: argparse.Namespace | Non
     if args is not None:
         if args.rows:
             kwargs["rows"] = args.rows
+        if args.data is not None:
+            kwargs["data"] = args.data
         kwargs["seed"] = args.seed
         kwargs["promote"] = not args.no_promote
     mv = train_local(name, settings, **kwargs)  # type: ignore[arg-type]
@@ -279,7 +281,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from aibackend.local.gateway import build_gateway
     from aibackend.local.runtime import LocalRuntime
 
     settings = _settings(args)
@@ -295,7 +296,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
         rt.start()
         rt.watch()
-        app = build_gateway(rt.catalog, rt.hosts, health=rt.health, access=rt.access)
+        app = rt.gateway()  # follows function folders added later (`aib model train`)
         base = f"http://{args.host}:{args.port}"
         mode = "isolated worker processes" if args.isolate else "one process"
         print(
@@ -312,7 +313,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
         secret, created = rt.access.ensure_dev_key()
         made = "created" if created else "kept"
         print(f"\ndevelopment API key ({made}; `aib keys dev` prints it again): {secret}")
-        keyed = [r for _, r in rt.catalog.routes() if r.method == "GET" and r.access == "api_key"]
+        keyed = [
+            r
+            for _, r in rt.catalog.routes()
+            if r.method == "GET" and r.access == "api_key" and not r.path.endswith("openapi.json")
+        ]
         if keyed:
             print(f"  curl -s {base}{keyed[0].path} -H 'x-api-key: {secret}'")
         if any(r.access == "token" for _, r in rt.catalog.routes()):
@@ -436,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model locally (SageMaker training contract)")
     t.add_argument("model")
     t.add_argument("--rows", type=int, default=0, help="training rows to generate")
+    t.add_argument(
+        "--data",
+        type=Path,
+        metavar="FILE",
+        help="train on this CSV (.csv or .csv.gz) instead of generated data",
+    )
     t.add_argument("--seed", type=int, default=7)
     t.add_argument("--no-promote", action="store_true", help="register without promoting")
     t.set_defaults(func=cmd_train)
@@ -526,6 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("function")
     i.add_argument("--event", required=True, help="path to an event JSON (see events/)")
     i.set_defaults(func=cmd_invoke)
+    from aibackend.embeddings.cli import register as register_embeddings
+
+    register_embeddings(sub)  # `aib build embeddings`, `aib endpoints serve|push`
+    from aibackend.byom.cli import register as register_byom
+
+    register_byom(sub)  # `aib model train|import`: bring your own model
     return p
 
 

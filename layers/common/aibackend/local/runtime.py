@@ -2,7 +2,10 @@
 
 State lives in one folder (default `.aib/`) and survives restarts. The production version of
 each model is resolved at start and whenever the registry's pointer moves: the functions that
-serve it are re-imported, the local analogue of publishing a new Lambda version.
+serve it are re-imported, the local analogue of publishing a new Lambda version. A function
+folder that appears while it runs (`aib model train` scaffolds one) is loaded and routed
+without a restart if it declares only HTTP routes (`poll_functions`); other triggers, and
+edited or removed declarations, take a restart.
 """
 
 from __future__ import annotations
@@ -17,8 +20,16 @@ from typing import Any
 
 from aibackend.adapters import model_registry
 from aibackend.auth.local import LocalAccess
-from aibackend.catalog import DEFAULT_BUS, AsyncDelivery, Catalog, FunctionSpec
-from aibackend.errors import ModelLoadError
+from aibackend.catalog import (
+    DECLARATION,
+    DEFAULT_BUS,
+    AsyncDelivery,
+    Catalog,
+    FunctionSpec,
+    load_function,
+)
+from aibackend.embeddings.local import LocalEndpoints
+from aibackend.errors import ConfigError, ModelLoadError
 from aibackend.local import triggers
 from aibackend.local.host import FunctionHost, Host, check_environments
 from aibackend.ports import PutEvent, QueueService
@@ -40,6 +51,11 @@ class LocalRuntime:
         #: Keys, tokens and usage plans of the gateway (`aib keys`, `aib token`).
         self.access = LocalAccess(settings, catalog.plans)
         self.hosts: dict[str, Host]
+        self.isolate = isolate
+        #: Bumped when a function is added at run time (the gateway rebuilds its routes).
+        self.generation = 0
+        #: Why a function folder found at run time is not served yet (logged once per reason).
+        self._pending: dict[str, str] = {}
         if isolate:
             from aibackend.local.isolation import ProcessHost
 
@@ -54,6 +70,9 @@ class LocalRuntime:
         #: (model, version) pairs that failed to load; skipped until the pointer moves again.
         self._refused: set[tuple[str, int]] = set()
         self._watcher: threading.Thread | None = None
+        declared = {e for f in catalog.functions for e in f.endpoints}
+        #: Loopback servers of the endpoints functions call (`endpoints = [...]`), if any.
+        self.endpoints = LocalEndpoints(declared, self.registry, settings) if declared else None
         self._export_settings()
 
     def _export_settings(self) -> None:
@@ -87,6 +106,9 @@ class LocalRuntime:
         """Resolve every model's production version, import every function, start its sources."""
         for name in self.catalog.model_names:
             self._pin(name)
+        if self.endpoints is not None:  # before the functions: they read the URLs at import
+            self.endpoints.sync()
+            self.endpoints.export()
         for host in self.hosts.values():
             host.load()
         if sources:
@@ -268,11 +290,92 @@ class LocalRuntime:
                     host.load()
                 continue
             reloaded.extend(h.spec.name for h in switched)
+        if self.endpoints is not None:
+            reloaded.extend(self._sync_endpoints())
         return reloaded
+
+    def _sync_endpoints(self) -> list[str]:
+        """Follow the endpoints' model pointers; re-import the functions that call an
+        endpoint that came up or went down (its URL is read at import)."""
+        assert self.endpoints is not None
+        changed = self.endpoints.sync()
+        if not changed:
+            return []
+        self.endpoints.export()
+        callers = [h for h in self.hosts.values() if set(changed) & set(h.spec.endpoints)]
+        for host in callers:
+            host.load()
+        return [h.spec.name for h in callers]
+
+    # -- functions added at run time ----------------------------------------------------------
+
+    def poll_functions(self) -> list[str]:
+        """Load the function folders that appeared since the start; returns their names.
+
+        A folder that cannot be served yet (invalid declaration, model without a production
+        version, a trigger other than routes) is logged once per reason and tried again on
+        the next poll.
+        """
+        root = self.catalog.root
+        found = sorted(d.name for d in root.iterdir() if d.is_dir() and (d / DECLARATION).is_file())
+        added = []
+        for name in (n for n in found if n not in self.hosts):
+            try:
+                self._add_function(load_function(root / name))
+            except Exception as e:  # one bad folder never stops the runtime
+                if self._pending.get(name) != str(e):
+                    log.warning("function folder %s not served yet: %s", root / name, e)
+                self._pending[name] = str(e)
+                continue
+            self._pending.pop(name, None)
+            added.append(name)
+        return added
+
+    def _add_function(self, spec: FunctionSpec) -> None:
+        wired_at_start = ("queues", "events", "objects", "schedules", "endpoints")
+        others = [t for t in wired_at_start if getattr(spec, t)]
+        if others or spec.authorizer:
+            raise ConfigError(
+                f"it declares {', '.join(others) or 'authorizer = true'}: restart `aib dev` to "
+                "wire it (a function added at run time gets its HTTP routes only)"
+            )
+        owners = {(r.method, r.path): f.name for f, r in self.catalog.routes()}
+        for r in spec.routes:
+            if (r.method, r.path) in owners:
+                raise ConfigError(
+                    f"route {r.method} {r.path} is already served by {owners[r.method, r.path]}"
+                )
+        if not self.isolate:
+            check_environments([*self.catalog.functions, spec])
+        for model in spec.models:
+            self._pin(model)
+        host: Host
+        if self.isolate:
+            from aibackend.local.isolation import ProcessHost
+
+            host = ProcessHost(spec)
+        else:
+            host = FunctionHost(spec)
+        host.load()
+        # Hosts, then the catalog, then the generation: no reader sees a route without its host.
+        self.hosts = {**self.hosts, spec.name: host}
+        functions = sorted((*self.catalog.functions, spec), key=lambda f: f.name)
+        self.catalog = self.catalog.model_copy(update={"functions": tuple(functions)})
+        self.generation += 1
+        routes = ", ".join(f"{r.method} {r.path}" for r in spec.routes) or "no routes"
+        log.info("added function %s (%s)", spec.name, routes)
+
+    def gateway(self) -> LiveGateway:
+        """The local API Gateway in front of this runtime, following functions added later."""
+        return LiveGateway(self)
 
     def watch(self) -> None:
         def loop() -> None:
             while not self._stop.wait(self.settings.model_poll_s):
+                try:
+                    self.poll_functions()
+                except Exception:
+                    log.exception("looking for new function folders failed")
                 try:
                     self.poll_once()
                 except Exception:
@@ -291,9 +394,13 @@ class LocalRuntime:
                 obj.stop()
         for host in self.hosts.values():
             host.stop()
+        if self.endpoints is not None:
+            self.endpoints.stop()
         self.access.close()
 
     def health(self) -> dict[str, Any]:
+        # Endpoints: each server's URL, or why it is not there ("not built (make embeddings)").
+        endpoints = {} if self.endpoints is None else {"endpoints": self.endpoints.health()}
         return {
             "status": "ok",
             "state_dir": str(self.settings.state_dir),
@@ -311,4 +418,33 @@ class LocalRuntime:
                 n: int(v) if (v := os.environ.get(model_version_env(n))) else None
                 for n in self.catalog.model_names
             },
+            **endpoints,
         }
+
+
+class LiveGateway:
+    """An ASGI app: `build_gateway` over the runtime's current functions, rebuilt when
+    `poll_functions` adds one (routes, access, the merged OpenAPI documents)."""
+
+    def __init__(self, runtime: LocalRuntime) -> None:
+        self.runtime = runtime
+        self._built: tuple[int, Any] | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> Any:
+        """The gateway for the runtime's current generation of functions."""
+        built = self._built
+        if built is None or built[0] != self.runtime.generation:
+            from aibackend.local.gateway import build_gateway
+
+            with self._lock:
+                rt = self.runtime
+                generation = rt.generation
+                built = self._built
+                if built is None or built[0] != generation:
+                    app = build_gateway(rt.catalog, rt.hosts, health=rt.health, access=rt.access)
+                    built = self._built = (generation, app)
+        return built[1]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.current()(scope, receive, send)

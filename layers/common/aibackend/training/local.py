@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import deque
@@ -22,7 +23,7 @@ from pathlib import Path
 from aibackend.errors import ConfigError
 from aibackend.ports import ModelVersion
 from aibackend.settings import PlatformSettings
-from aibackend.training.common import HyperValue, TrainingError
+from aibackend.training.common import DATA_SUFFIXES, HyperValue, TrainingError
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,18 @@ def _prepare_fraud(channel_dir: Path, rows: int, seed: int) -> Path:
     return prepare(channel_dir, rows=rows, seed=seed)
 
 
+def _prepare_recommendations(channel_dir: Path, rows: int, seed: int) -> Path:
+    from aibackend.training.recommendations import prepare
+
+    return prepare(channel_dir, rows=rows, seed=seed)
+
+
+def _prepare_sentiment(channel_dir: Path, rows: int, seed: int) -> Path:
+    from aibackend.training.sentiment import prepare
+
+    return prepare(channel_dir, rows=rows, seed=seed)
+
+
 #: Models `aib train` can build locally. Fraud: 500k generated transactions take ~16 s end to
 #: end on two cores (generate, train, export, register) and hold out 100k rows (~1,000 fraud),
 #: enough for stable metrics; more rows barely move the AUC.
@@ -52,6 +65,22 @@ TRAINABLE: dict[str, TrainableModel] = {
         module="aibackend.training.fraud",
         default_rows=500_000,
         prepare=_prepare_fraud,
+    ),
+    # 200k generated interactions (5,000 users, 2,000 items): ~5 s end to end on two cores;
+    # the holdout's NDCG@10 moves by under 0.01 between seeds.
+    "recommendations": TrainableModel(
+        name="recommendations",
+        module="aibackend.training.recommendations",
+        default_rows=200_000,
+        prepare=_prepare_recommendations,
+    ),
+    # The whole committed corpus (generated + hand-written sentences; fewer rows: a seeded
+    # sample) and the hand-written holdout: ~3 s end to end on two cores.
+    "sentiment": TrainableModel(
+        name="sentiment",
+        module="aibackend.training.sentiment",
+        default_rows=3_182,
+        prepare=_prepare_sentiment,
     ),
 }
 
@@ -132,10 +161,13 @@ def train_local(
     hyperparameters: Mapping[str, HyperValue] | None = None,
     promote: bool = True,
     echo: Callable[[str], None] = print,
+    data: Path | None = None,
 ) -> ModelVersion:
     """Prepare data, train `model` in a subprocess, register it and (if `promote`) serve it.
 
-    `rows` defaults to the model's `default_rows`. Runs live in
+    `data`: a CSV file of your own (`.csv` or `.csv.gz`), copied into the training channel
+    instead of generated data; the entry point checks its columns. Otherwise `rows` rows
+    are generated, by default the model's `default_rows`. Runs live in
     `<state_dir>/training/<model>-<UTC timestamp>/`. Raises `ConfigError` for an unknown model
     or bad arguments and `TrainingError` when the entry point fails.
     """
@@ -145,13 +177,19 @@ def train_local(
     n = spec.default_rows if rows is None else rows
     if n <= 0:
         raise ConfigError(f"rows must be a positive number, got {n}")
+    if data is not None:
+        _check_data_file(data, rows)
     from aibackend.adapters import model_registry
 
     run_dir = _run_dir((settings.state_dir / "training").resolve(), model)
     channel = run_dir / "input" / "data" / "train"
     channel.mkdir(parents=True)
-    echo(f"preparing {n} rows of {model} training data (seed {seed}) in {channel}")
-    spec.prepare(channel, n, seed)
+    if data is None:
+        echo(f"preparing {n} rows of {model} training data (seed {seed}) in {channel}")
+        spec.prepare(channel, n, seed)
+    else:
+        echo(f"copying {data} into {channel}")
+        shutil.copyfile(data, channel / data.name)
     model_dir = run_entry_point(
         spec.module, run_dir=run_dir, hyperparameters=hyperparameters, echo=echo
     )
@@ -162,3 +200,14 @@ def train_local(
         registry.set_production(mv.name, mv.version)
         echo(f"{mv.name} version {mv.version} is now production")
     return mv
+
+
+def _check_data_file(data: Path, rows: int | None) -> None:
+    if rows is not None:
+        raise ConfigError("give either rows (generated data) or a data file, not both")
+    if not data.is_file():
+        raise ConfigError(f"{data}: no such file; pass the path of a CSV file")
+    if not data.name.endswith(DATA_SUFFIXES):
+        raise ConfigError(
+            f"{data}: name it *.csv or *.csv.gz (a CSV with a header row; gzip for .gz)"
+        )
