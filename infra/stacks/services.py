@@ -19,6 +19,7 @@ from aibackend.auth.apigateway import ROUTES_ENV
 from aibackend.catalog import DEFAULT_BUS, PLATFORM_BUS, Access, Catalog
 from aibackend.errors import ConfigError
 from infra.config import InfraConfig
+from infra.constructs.alarms import FunctionAlarms, alarm_topic
 from infra.constructs.api import Api, routes_environment
 from infra.constructs.identity import Identity
 from infra.constructs.keys import allow_eventbridge_dead_letters, platform_key
@@ -32,7 +33,8 @@ from infra.triggers import MODEL_BUCKET, REGISTRY_TABLE
 class ServicesStack(cdk.Stack):
     """Attributes: `layers`, `queues` (Queues), `functions` (name -> ServiceFunction), `api`
     (Api, or None when no function declares a route), `identity` (Identity, the token issuer,
-    or None when no route has access = 'token')."""
+    or None when no route has access = 'token'), `queue_key` (the stack's KMS key),
+    `alarm_topic` (sns.Topic), `alarms` (name -> FunctionAlarms)."""
 
     def __init__(
         self,
@@ -128,6 +130,7 @@ class ServicesStack(cdk.Stack):
             },
         )
         settings = FunctionSettings(log_level=config.log_level, log_retention=retention)
+        self.alarm_topic = alarm_topic(self, "AlarmTopic", key=self.queue_key)
         self.functions = {
             spec.name: ServiceFunction(
                 self,
@@ -141,6 +144,16 @@ class ServicesStack(cdk.Stack):
             )
             for spec in catalog.functions
         }
+        self.alarms = {
+            name: FunctionAlarms(fn, "Alarms", spec=fn.spec, alias=fn.alias, topic=self.alarm_topic)
+            for name, fn in self.functions.items()
+        }
+        cdk.CfnOutput(
+            self,
+            "AlarmTopicArn",
+            value=self.alarm_topic.topic_arn,
+            description="every function's alarms notify this topic: subscribe to it",
+        )
 
         # No routes, no API: a project of queue, event and schedule consumers has no HTTP edge
         # (and API Gateway refuses a REST API without methods).

@@ -233,6 +233,21 @@ class ScheduleTrigger(BaseModel):
         return v
 
 
+class AlarmSettings(BaseModel):
+    """CloudWatch alarms of the function on AWS (each notifies the stack's alarm topic)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Errors as a share of invocations over 5 minutes, in percent, that raises the alarm.
+    error_rate_percent: Annotated[float, Field(gt=0, le=100)] = 1.0
+    #: p99 duration over 5 minutes, twice in a row, that raises the alarm; default: 80% of
+    #: `timeout_s` (a function that close to its timeout is about to fail).
+    p99_ms: Annotated[int, Field(ge=1)] | None = None
+
+    def p99_threshold_ms(self, timeout_s: int) -> int:
+        return self.p99_ms if self.p99_ms is not None else int(timeout_s * 1000 * 0.8)
+
+
 class FunctionSpec(BaseModel):
     """A validated `function.toml`."""
 
@@ -271,6 +286,7 @@ class FunctionSpec(BaseModel):
         Annotated[str, Field(pattern=_IDENT, max_length=64)],
         Annotated[str, Field(pattern=r"^/[A-Za-z0-9_.\-/]+$", max_length=1011)],
     ] = Field(default_factory=dict)
+    alarms: AlarmSettings = AlarmSettings()
     #: This function is the REST API's Lambda REQUEST authorizer (AWS only: `aib dev` runs the
     #: same code in its gateway). At most one per project; it has no routes or triggers.
     authorizer: bool = False
@@ -356,6 +372,16 @@ class FunctionSpec(BaseModel):
                         "'s3'): name the sources or detail-types it wants, leaving out "
                         "'aws.s3' or 'Object Created', or use [[objects]] for S3's events"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _p99_alarm_below_timeout(self) -> FunctionSpec:
+        p99 = self.alarms.p99_ms
+        if p99 is not None and p99 >= self.timeout_s * 1000:
+            raise ValueError(
+                f"alarms.p99_ms ({p99}) must be below timeout_s ({self.timeout_s} s = "
+                f"{self.timeout_s * 1000} ms): past the timeout an invocation fails instead"
+            )
         return self
 
     @model_validator(mode="after")
