@@ -112,9 +112,13 @@ def test_key_policies_trust_the_account_and_name_services_only_with_conditions(a
                     parts = principal["AWS"]["Fn::Join"][1]
                     assert parts[-2:] == [{"Ref": "AWS::AccountId"}, ":root"], s
                 else:
-                    # EventBridge (dead-letter queues, the archive): for this account's rules
-                    # or this bus only, but for reading the key's metadata
-                    assert principal == {"Service": "events.amazonaws.com"}
+                    # EventBridge (dead-letter queues, the archive) for this account's rules or
+                    # this bus, CloudWatch for this account's alarms (the alarm topic); only
+                    # reading the key's metadata goes without a condition
+                    assert principal in (
+                        {"Service": "events.amazonaws.com"},
+                        {"Service": "cloudwatch.amazonaws.com"},
+                    ), s
                     assert "Condition" in s or s["Action"] == "kms:DescribeKey", s
 
 
