@@ -22,7 +22,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -475,3 +475,42 @@ def write_failure(env: TrainingEnv, message: str) -> None:
         (env.output_dir / "failure").write_text(message[:1024] + "\n", encoding="utf-8")
     except OSError:
         pass  # the message still goes to stderr
+
+
+def write_evaluation(env: TrainingEnv, report: Mapping[str, Any]) -> None:
+    """`<SM_OUTPUT_DATA_DIR>/evaluation.json`: what a run measured, beyond the model card."""
+    if env.output_data_dir is None:
+        return
+    env.output_data_dir.mkdir(parents=True, exist_ok=True)
+    (env.output_data_dir / "evaluation.json").write_text(
+        json.dumps(report, indent=2) + "\n", encoding="utf-8"
+    )
+
+
+def run_job(
+    doc: str | None,
+    defaults: Mapping[str, HyperValue],
+    train: Callable[[TrainingEnv, Mapping[str, HyperValue]], object],
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """An entry point's `main`: `--help` lists the hyperparameters; otherwise read the
+    environment and hyperparameters (SM_HPS or `--name value`), run `train`, and on failure
+    print the reason and write SageMaker's failure file. Returns the process exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if {"-h", "--help"} & set(args):
+        print(doc or "")
+        print("Hyperparameters (SM_HPS or --name value) and their defaults:")
+        for name, value in defaults.items():
+            print(f"  --{name} {json.dumps(value)}")
+        return 0
+    tenv = training_env(env)
+    try:
+        hps = load_hyperparameters(defaults, args, env)
+        log(f"hyperparameters: {json.dumps(hps, sort_keys=True)}")
+        train(tenv, hps)
+    except AibError as e:  # TrainingError, or a graph onnxruntime cannot load
+        print(f"training failed: {e}", file=sys.stderr, flush=True)
+        write_failure(tenv, str(e))
+        return 2
+    return 0

@@ -12,7 +12,6 @@ Exit codes: 0 done, 2 bad input or failed check (the message says which), 1 anyt
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from aibackend.errors import AibError
 from aibackend.fraud.features import FEATURES, RAW_COLUMNS, matrix
 from aibackend.models.card import MODEL_FILE, ModelCard, TrainingData, sha256_file
 from aibackend.training.common import (
@@ -35,11 +33,10 @@ from aibackend.training.common import (
     data_fingerprint,
     export_checked,
     feature_baseline,
-    load_hyperparameters,
     log,
     read_csv_columns,
-    training_env,
-    write_failure,
+    run_job,
+    write_evaluation,
 )
 
 NAME = "fraud"
@@ -275,40 +272,20 @@ def train(env: TrainingEnv, hps: Mapping[str, HyperValue]) -> ModelCard:
         ),
     )
     card.write(env.model_dir)
-    if env.output_data_dir is not None:
-        env.output_data_dir.mkdir(parents=True, exist_ok=True)
-        report = {
-            "metrics": metrics,
-            "baselines": card.baselines,
-            "iterations": int(gbt.n_iter_),
-            "parity_max_abs_diff": exported.max_abs_diff,
-        }
-        (env.output_data_dir / "evaluation.json").write_text(
-            json.dumps(report, indent=2) + "\n", encoding="utf-8"
-        )
+    report = {
+        "metrics": metrics,
+        "baselines": card.baselines,
+        "iterations": int(gbt.n_iter_),
+        "parity_max_abs_diff": exported.max_abs_diff,
+    }
+    write_evaluation(env, report)
     log(f"wrote {env.model_dir} in {time.monotonic() - t0:.1f}s")
     return card
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run one training job; returns the process exit code."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    if {"-h", "--help"} & set(args):
-        print(__doc__)
-        print("Hyperparameters (SM_HPS or --name value) and their defaults:")
-        for name, value in DEFAULT_HYPERPARAMETERS.items():
-            print(f"  --{name} {json.dumps(value)}")
-        return 0
-    tenv = training_env(env)
-    try:
-        hps = load_hyperparameters(DEFAULT_HYPERPARAMETERS, args, env)
-        log(f"hyperparameters: {json.dumps(hps, sort_keys=True)}")
-        train(tenv, hps)
-    except AibError as e:  # TrainingError, or a graph onnxruntime cannot load
-        print(f"training failed: {e}", file=sys.stderr, flush=True)
-        write_failure(tenv, str(e))
-        return 2
-    return 0
+    return run_job(__doc__, DEFAULT_HYPERPARAMETERS, train, argv, env)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import json
 import random
 import re
 import sys
@@ -33,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from aibackend.errors import AibError
 from aibackend.models.card import Baseline, ModelCard, TrainingData, sha256_file
 from aibackend.models.runtime import create_session
 from aibackend.sentiment.model import LABELS, PROBABILITIES
@@ -48,14 +46,13 @@ from aibackend.training.common import (
     channel_files,
     code_version,
     data_fingerprint,
-    load_hyperparameters,
     log,
     numeric_stats,
     onnxruntime_max_opset,
     optimize_offline,
     read_csv_columns,
-    training_env,
-    write_failure,
+    run_job,
+    write_evaluation,
 )
 
 NAME = "sentiment"
@@ -530,40 +527,20 @@ def train(env: TrainingEnv, hps: Mapping[str, HyperValue]) -> ModelCard:
         ),
     )
     card.write(env.model_dir)
-    if env.output_data_dir is not None:
-        env.output_data_dir.mkdir(parents=True, exist_ok=True)
-        report = {
-            "metrics": card.metrics,
-            "baselines": base,
-            "vocabulary": vocabulary,
-            "holdout_mistakes": _mistakes(holdout, exported.probabilities[len(train_set) :, 1]),
-        }
-        (env.output_data_dir / "evaluation.json").write_text(
-            json.dumps(report, indent=2) + "\n", encoding="utf-8"
-        )
+    report = {
+        "metrics": card.metrics,
+        "baselines": base,
+        "vocabulary": vocabulary,
+        "holdout_mistakes": _mistakes(holdout, exported.probabilities[len(train_set) :, 1]),
+    }
+    write_evaluation(env, report)
     log(f"wrote {env.model_dir} in {time.monotonic() - t0:.1f}s")
     return card
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run one training job; returns the process exit code."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    if {"-h", "--help"} & set(args):
-        print(__doc__)
-        print("Hyperparameters (SM_HPS or --name value) and their defaults:")
-        for name, value in DEFAULT_HYPERPARAMETERS.items():
-            print(f"  --{name} {json.dumps(value)}")
-        return 0
-    tenv = training_env(env)
-    try:
-        hps = load_hyperparameters(DEFAULT_HYPERPARAMETERS, args, env)
-        log(f"hyperparameters: {json.dumps(hps, sort_keys=True)}")
-        train(tenv, hps)
-    except AibError as e:  # TrainingError, or a graph onnxruntime cannot load
-        print(f"training failed: {e}", file=sys.stderr, flush=True)
-        write_failure(tenv, str(e))
-        return 2
-    return 0
+    return run_job(__doc__, DEFAULT_HYPERPARAMETERS, train, argv, env)
 
 
 if __name__ == "__main__":

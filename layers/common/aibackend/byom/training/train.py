@@ -17,7 +17,6 @@ Exit codes: 0 done, 2 bad input or failed check (the message says which), 1 anyt
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import tempfile
@@ -34,7 +33,6 @@ import numpy as np
 from aibackend.byom.contract import Contract, bind, tensor_spec
 from aibackend.byom.training.columns import MISSING_CATEGORY, FeatureColumn, Plan, plan_dataset
 from aibackend.byom.training.csvfile import concat, read_table
-from aibackend.errors import AibError
 from aibackend.models.card import MODEL_FILE, Feature, ModelCard, TrainingData, sha256_file
 from aibackend.training.common import (
     MAX_OPSET,
@@ -46,12 +44,11 @@ from aibackend.training.common import (
     code_version,
     data_fingerprint,
     feature_baseline,
-    load_hyperparameters,
     log,
     onnxruntime_max_opset,
     optimize_offline,
-    training_env,
-    write_failure,
+    run_job,
+    write_evaluation,
 )
 
 CHANNEL = "train"
@@ -557,30 +554,12 @@ def _write_report(env: TrainingEnv, plan: Plan, checked: Checked) -> None:
             "notes": list(plan.target.notes),
         },
     }
-    (env.output_data_dir / "evaluation.json").write_text(
-        json.dumps(report, indent=2) + "\n", encoding="utf-8"
-    )
+    write_evaluation(env, report)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run one training job; returns the process exit code."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    if {"-h", "--help"} & set(args):
-        print(__doc__)
-        print("Hyperparameters (SM_HPS or --name value) and their defaults:")
-        for key, value in DEFAULT_HYPERPARAMETERS.items():
-            print(f"  --{key} {json.dumps(value)}")
-        return 0
-    tenv = training_env(env)
-    try:
-        hps = load_hyperparameters(DEFAULT_HYPERPARAMETERS, args, env)
-        log(f"hyperparameters: {json.dumps(hps, sort_keys=True)}")
-        train(tenv, hps)
-    except AibError as e:  # TrainingError, or a graph onnxruntime cannot load
-        print(f"training failed: {e}", file=sys.stderr, flush=True)
-        write_failure(tenv, str(e))
-        return 2
-    return 0
+    return run_job(__doc__, DEFAULT_HYPERPARAMETERS, train, argv, env)
 
 
 if __name__ == "__main__":
