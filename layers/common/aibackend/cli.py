@@ -543,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aibackend.byom.cli import register as register_byom
 
     register_byom(sub)  # `aib model train|import`: bring your own model
+    from aibackend.pipeline.cli import register as register_pipeline
+
+    register_pipeline(sub)  # `aib pipeline status [RUN] [--watch]`
     return p
 
 

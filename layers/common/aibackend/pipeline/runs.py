@@ -1,0 +1,372 @@
+"""The run table: one run per source file, with counts per chunk and stage.
+
+A run's id derives from bucket, key and etag, so uploading the same bytes again is the same
+run. Every stage records what it did to a chunk as a whole (`record(run, stage, chunk, counts)`,
+an overwrite), and the status sums those: a redelivered chunk writes the same counts again and
+nothing is counted twice. Locally the table is a SQLite file under the state folder; on AWS
+the DynamoDB table CDK makes from `[resources] tables` (partition key `id`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from aibackend.adapters.local import connect
+from aibackend.settings import PlatformSettings, physical_name, platform_settings
+
+TABLE = "pipeline-runs"
+Stage = Literal["ingest", "validate", "store"]
+STAGES: tuple[Stage, ...] = ("ingest", "validate", "store")
+#: Counts a stage records per chunk: ingest `received`; validate `valid` and `quarantined`;
+#: store `stored`; any stage `failed` (rows of a chunk it gave up on).
+COUNTS = ("received", "valid", "quarantined", "stored", "failed")
+#: Items in one DynamoDB transaction, at most.
+_TRANSACTION_ITEMS = 100
+#: How long transaction-id claims (duplicate detection across a run's chunks) are kept.
+CLAIM_TTL_S = 14 * 86_400
+
+
+def run_id(bucket: str, key: str, etag: str) -> str:
+    """Deterministic id of the run of one version of one object."""
+    digest = hashlib.sha256(f"{bucket}\0{key}\0{etag.strip(chr(34))}".encode()).hexdigest()
+    return digest[:24]
+
+
+class RunInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    bucket: str
+    key: str
+    etag: str
+    started: datetime
+    #: Set once ingest has read the whole file.
+    rows: int | None = None
+    chunks: int | None = None
+
+
+class ChunkCounts(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    stage: Stage
+    chunk: int
+    counts: dict[str, int]
+    at: float
+
+
+class RunStatus(BaseModel):
+    """What `aib pipeline status` and `GET /v1/pipeline/runs/{id}` show."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run: RunInfo
+    counts: dict[str, int]
+    chunks_done: int
+    complete: bool
+    progress: float
+    elapsed_s: float
+
+    @classmethod
+    def of(cls, run: RunInfo, chunks: Iterable[ChunkCounts], now: float) -> RunStatus:
+        recorded = list(chunks)
+        totals = dict.fromkeys(COUNTS, 0)
+        for c in recorded:
+            for name, n in c.counts.items():
+                totals[name] = totals.get(name, 0) + n
+        done = _done_chunks(recorded)
+        complete = run.chunks is not None and len(done) >= run.chunks
+        total = run.chunks or 0
+        last = max((c.at for c in recorded), default=run.started.timestamp())
+        end = last if complete else now
+        return cls(
+            run=run,
+            counts=totals,
+            chunks_done=len(done),
+            complete=complete,
+            progress=1.0 if complete else (len(done) / total if total else 0.0),
+            elapsed_s=round(max(0.0, end - run.started.timestamp()), 3),
+        )
+
+
+def _done_chunks(recorded: list[ChunkCounts]) -> set[int]:
+    """Chunks with an outcome: stored, failed at some stage, or validated with nothing valid."""
+    done: set[int] = set()
+    for c in recorded:
+        failed = c.counts.get("failed", 0) > 0
+        nothing_valid = c.stage == "validate" and c.counts.get("valid", 0) == 0
+        if c.stage == "store" or failed or nothing_valid:
+            done.add(c.chunk)
+    return done
+
+
+class RunStore(Protocol):
+    def start(self, run: RunInfo) -> RunInfo:
+        """Record a run (kept as it is when it exists); returns the stored run."""
+        ...
+
+    def finish_ingest(self, run_id: str, *, rows: int, chunks: int) -> None: ...
+
+    def record(self, run_id: str, stage: Stage, chunk: int, counts: Mapping[str, int]) -> None:
+        """Set (not add) what `stage` did to `chunk`."""
+        ...
+
+    def claim_ids(self, run_id: str, chunk: int, ids: list[str]) -> set[str]:
+        """Claim transaction ids for `chunk`; returns those another chunk of the run holds."""
+        ...
+
+    def get(self, run_id: str) -> RunInfo | None: ...
+
+    def chunks(self, run_id: str) -> list[ChunkCounts]: ...
+
+    def latest(self) -> str | None:
+        """The most recently started run's id."""
+        ...
+
+
+def status(store: RunStore, run_id: str, now: float | None = None) -> RunStatus | None:
+    run = store.get(run_id)
+    if run is None:
+        return None
+    return RunStatus.of(run, store.chunks(run_id), time.time() if now is None else now)
+
+
+def run_store(settings: PlatformSettings | None = None, table: str = TABLE) -> RunStore:
+    s = settings or platform_settings()
+    if s.adapters == "aws":
+        return DynamoRunStore(physical_name("table", table))
+    return SqliteRunStore(s.state_dir / "tables" / f"{table}.db")
+
+
+# --- local: SQLite ----------------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, info TEXT NOT NULL, started REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunk_counts (
+  run_id TEXT NOT NULL, stage TEXT NOT NULL, chunk INTEGER NOT NULL,
+  counts TEXT NOT NULL, at REAL NOT NULL,
+  PRIMARY KEY (run_id, stage, chunk)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims (
+  run_id TEXT NOT NULL, txn TEXT NOT NULL, chunk INTEGER NOT NULL,
+  PRIMARY KEY (run_id, txn)
+) WITHOUT ROWID;
+"""
+
+
+class SqliteRunStore:
+    def __init__(self, path: Any) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._tx() as c:
+            c.executescript(_SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = connect(self.path)
+        try:
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    def start(self, run: RunInfo) -> RunInfo:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO runs (run_id, info, started) VALUES (?, ?, ?)",
+                (run.run_id, run.model_dump_json(), run.started.timestamp()),
+            )
+        stored = self.get(run.run_id)
+        assert stored is not None
+        return stored
+
+    def finish_ingest(self, run_id: str, *, rows: int, chunks: int) -> None:
+        run = self.get(run_id)
+        if run is None:
+            raise KeyError(f"run {run_id} was never started")
+        done = run.model_copy(update={"rows": rows, "chunks": chunks})
+        with self._tx() as c:
+            c.execute("UPDATE runs SET info = ? WHERE run_id = ?", (done.model_dump_json(), run_id))
+
+    def record(self, run_id: str, stage: Stage, chunk: int, counts: Mapping[str, int]) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO chunk_counts VALUES (?, ?, ?, ?, ?)",
+                (run_id, stage, chunk, json.dumps(dict(counts)), time.time()),
+            )
+
+    def claim_ids(self, run_id: str, chunk: int, ids: list[str]) -> set[str]:
+        with self._tx() as c:
+            c.executemany(
+                "INSERT OR IGNORE INTO claims VALUES (?, ?, ?)",
+                ((run_id, i, chunk) for i in ids),
+            )
+            taken: set[str] = set()
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                taken.update(
+                    row[0]
+                    for row in c.execute(
+                        f"SELECT txn FROM claims WHERE run_id = ? AND chunk != ? "
+                        f"AND txn IN ({marks})",
+                        (run_id, chunk, *part),
+                    )
+                )
+        return taken
+
+    def get(self, run_id: str) -> RunInfo | None:
+        with self._tx() as c:
+            row = c.execute("SELECT info FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else RunInfo.model_validate_json(row[0])
+
+    def chunks(self, run_id: str) -> list[ChunkCounts]:
+        with self._tx() as c:
+            rows = c.execute(
+                "SELECT stage, chunk, counts, at FROM chunk_counts WHERE run_id = ?", (run_id,)
+            ).fetchall()
+        return [ChunkCounts(stage=r[0], chunk=r[1], counts=json.loads(r[2]), at=r[3]) for r in rows]
+
+    def latest(self) -> str | None:
+        with self._tx() as c:
+            row = c.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+
+# --- AWS: DynamoDB ------------------------------------------------------------------------------
+
+
+class DynamoRunStore:
+    """Items keyed by `id`: `run#<run>` (the run, plus one `c#<stage>#<chunk>` attribute per
+    recorded chunk, each an overwrite), `latest` (the last started run) and `txn#<run>#<id>`
+    (transaction-id claims, expiring after `CLAIM_TTL_S`)."""
+
+    def __init__(self, table: str, client: Any = None) -> None:
+        self.table = table
+        if client is None:
+            import boto3
+
+            client = boto3.client("dynamodb")
+        self._db = client
+
+    def start(self, run: RunInfo) -> RunInfo:
+        try:
+            self._db.put_item(
+                TableName=self.table,
+                Item={"id": {"S": f"run#{run.run_id}"}, "info": {"S": run.model_dump_json()}},
+                ConditionExpression="attribute_not_exists(id)",
+            )
+            self._db.put_item(
+                TableName=self.table,
+                Item={"id": {"S": "latest"}, "run_id": {"S": run.run_id}},
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            pass
+        stored = self.get(run.run_id)
+        assert stored is not None
+        return stored
+
+    def finish_ingest(self, run_id: str, *, rows: int, chunks: int) -> None:
+        run = self.get(run_id)
+        if run is None:
+            raise KeyError(f"run {run_id} was never started")
+        done = run.model_copy(update={"rows": rows, "chunks": chunks})
+        self._db.update_item(
+            TableName=self.table,
+            Key={"id": {"S": f"run#{run_id}"}},
+            UpdateExpression="SET info = :i",
+            ExpressionAttributeValues={":i": {"S": done.model_dump_json()}},
+        )
+
+    def record(self, run_id: str, stage: Stage, chunk: int, counts: Mapping[str, int]) -> None:
+        value = json.dumps({"counts": dict(counts), "at": time.time()})
+        self._db.update_item(
+            TableName=self.table,
+            Key={"id": {"S": f"run#{run_id}"}},
+            UpdateExpression="SET #c = :v",
+            ExpressionAttributeNames={"#c": f"c#{stage}#{chunk}"},
+            ExpressionAttributeValues={":v": {"S": value}},
+        )
+
+    def claim_ids(self, run_id: str, chunk: int, ids: list[str]) -> set[str]:
+        """Conditional puts, 100 to a transaction (DynamoDB's limit). A transaction that one
+        taken id cancels says which (`ConditionalCheckFailed`); the others go again."""
+        taken: set[str] = set()
+        expires = str(int(time.time()) + CLAIM_TTL_S)
+        for start in range(0, len(ids), _TRANSACTION_ITEMS):
+            pending = ids[start : start + _TRANSACTION_ITEMS]
+            while pending:
+                failed = self._claim(run_id, chunk, pending, expires)
+                taken.update(failed)
+                pending = [] if not failed else [i for i in pending if i not in failed]
+        return taken
+
+    def _claim(self, run_id: str, chunk: int, ids: list[str], expires: str) -> set[str]:
+        """Claim `ids` in one transaction; returns the ids that cancelled it (none: done)."""
+        puts = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {
+                        "id": {"S": f"txn#{run_id}#{txn}"},
+                        "chunk": {"N": str(chunk)},
+                        "expiration": {"N": expires},
+                    },
+                    "ConditionExpression": "attribute_not_exists(id) OR chunk = :c",
+                    "ExpressionAttributeValues": {":c": {"N": str(chunk)}},
+                }
+            }
+            for txn in ids
+        ]
+        try:
+            self._db.transact_write_items(TransactItems=puts)
+        except self._db.exceptions.TransactionCanceledException as e:
+            reasons = e.response.get("CancellationReasons", [])
+            failed = {
+                txn
+                for txn, r in zip(ids, reasons, strict=False)
+                if r.get("Code") == "ConditionalCheckFailed"
+            }
+            if not failed:
+                raise  # cancelled for another reason (a conflict, throttling): retry the chunk
+            return failed
+        return set()
+
+    def _item(self, key: str) -> dict[str, Any] | None:
+        got = self._db.get_item(TableName=self.table, Key={"id": {"S": key}}, ConsistentRead=True)
+        item: dict[str, Any] | None = got.get("Item")
+        return item
+
+    def get(self, run_id: str) -> RunInfo | None:
+        item = self._item(f"run#{run_id}")
+        return None if item is None else RunInfo.model_validate_json(item["info"]["S"])
+
+    def chunks(self, run_id: str) -> list[ChunkCounts]:
+        item = self._item(f"run#{run_id}") or {}
+        out: list[ChunkCounts] = []
+        for name, value in item.items():
+            if name.startswith("c#"):
+                _, stage, chunk = name.split("#")
+                data = json.loads(value["S"])
+                out.append(
+                    ChunkCounts(stage=stage, chunk=int(chunk), counts=data["counts"], at=data["at"])
+                )
+        return out
+
+    def latest(self) -> str | None:
+        item = self._item("latest")
+        return None if item is None else str(item["run_id"]["S"])
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

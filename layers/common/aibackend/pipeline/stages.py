@@ -1,0 +1,136 @@
+"""The stages' handlers, free of Lambda: each takes its input and its ports.
+
+Queue stages (validate, store) see one SQS record at a time under Powertools' batch
+processor: a record that raises is reported alone in `batchItemFailures` and comes back after
+the visibility timeout. On its last receive (`ApproximateReceiveCount` reaching the queue's
+`max_receive_count`, after which SQS moves it to the DLQ) the stage records the chunk's rows as
+`failed`, so the run's status still adds up and completes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aibackend.pipeline.ingest import ingest
+from aibackend.pipeline.messages import ChunkMessage, chunk_message, jsonl
+from aibackend.pipeline.runs import RunInfo, RunStore, Stage, run_id
+from aibackend.pipeline.store import store_chunk
+from aibackend.pipeline.validate import validate_chunk
+from aibackend.ports import ObjectStore, Queue
+
+StoreFor = Callable[[str], ObjectStore]
+
+
+def quarantine_key(run: str, chunk: int) -> str:
+    return f"quarantine/{run}/{chunk}.jsonl"
+
+
+def ingest_object(
+    *,
+    bucket: str,
+    key: str,
+    etag: str,
+    stores: StoreFor,
+    runs: RunStore,
+    out: Queue,
+    chunk_size: int,
+) -> RunInfo:
+    """Run (or finish) the ingest of one object. A run whose ingest completed is not read
+    again: the same file uploaded again is the same run and changes nothing."""
+    rid = run_id(bucket, key, etag)
+    run = runs.start(RunInfo(run_id=rid, bucket=bucket, key=key, etag=etag, started=_now()))
+    if run.chunks is not None:
+        return run
+
+    def send(message: ChunkMessage, rows: int) -> None:
+        out.send(message.model_dump_json(exclude_none=True))
+        runs.record(rid, "ingest", message.chunk, {"received": rows})
+
+    rows, chunks = ingest(stores(bucket), key, rid, chunk_size, send)
+    runs.finish_ingest(rid, rows=rows, chunks=chunks)
+    return run.model_copy(update={"rows": rows, "chunks": chunks})
+
+
+@dataclass(frozen=True)
+class QueueStage:
+    """Shared by the queue stages: parse the record, record the failure on its last try."""
+
+    stage: Stage
+    runs: RunStore
+    max_receives: int
+
+    def __call__(self, record: dict[str, Any], work: Callable[[ChunkMessage], None]) -> None:
+        message = ChunkMessage.model_validate_json(record["body"])
+        try:
+            work(message)
+        except Exception:
+            receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+            if receives >= self.max_receives:
+                rows = _rows_of(message, self.runs, self.stage)
+                self.runs.record(message.run_id, self.stage, message.chunk, {"failed": rows})
+            raise
+
+
+#: What a stage's input rows were counted as by the stage before it.
+_INPUT_COUNT: dict[Stage, tuple[Stage, str]] = {
+    "validate": ("ingest", "received"),
+    "store": ("validate", "valid"),
+}
+
+
+def _rows_of(message: ChunkMessage, runs: RunStore, stage: Stage) -> int:
+    """Rows the message carries, without reading a claim-checked chunk (it may be what fails):
+    the previous stage recorded how many it sent."""
+    if message.records is not None:
+        return len(message.records)
+    before, count = _INPUT_COUNT[stage]
+    recorded = (c for c in runs.chunks(message.run_id) if c.stage == before)
+    return next((c.counts[count] for c in recorded if c.chunk == message.chunk), 0)
+
+
+def validate_message(
+    message: ChunkMessage, *, stores: StoreFor, runs: RunStore, out: Queue, now: float | None = None
+) -> None:
+    """Quarantine the chunk's invalid rows (with reasons), send the valid ones on, record both
+    counts. Everything it writes is keyed by run and chunk: a redelivery rewrites the same."""
+    store = stores(message.bucket)
+    records = message.load_records(store)
+    result = validate_chunk(
+        records,
+        now=time.time() if now is None else now,
+        claim=lambda ids: runs.claim_ids(message.run_id, message.chunk, ids),
+    )
+    if result.quarantined:
+        store.put(
+            quarantine_key(message.run_id, message.chunk),
+            jsonl(result.quarantined),
+            content_type="application/x-ndjson",
+        )
+    if result.valid:
+        nxt = chunk_message(
+            message.run_id, message.bucket, message.chunk, result.valid, store, stage="valid"
+        )
+        out.send(nxt.model_dump_json(exclude_none=True))
+    runs.record(
+        message.run_id,
+        "validate",
+        message.chunk,
+        {"valid": len(result.valid), "quarantined": len(result.quarantined)},
+    )
+
+
+def store_message(message: ChunkMessage, *, stores: StoreFor, runs: RunStore) -> list[str]:
+    """Write the chunk's curated objects and record how many rows they hold."""
+    store = stores(message.bucket)
+    records = message.load_records(store)
+    keys = store_chunk(store, message.run_id, message.chunk, records)
+    runs.record(message.run_id, "store", message.chunk, {"stored": len(records)})
+    return keys
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,143 @@
+"""Pipeline benchmark: one raw CSV end to end through `aib dev`'s local runtime.
+
+Drops an N-row generator CSV (default 1,000,000; about 0.1% malformed rows) under
+raw/transactions/ of a fresh state folder, with the pipeline functions as declared, and waits
+until the run completes. Reports rows/s per stage (from the run table's per-chunk record
+times) and end to end, and the process's peak resident memory (the runtime runs every stage in
+this process). Baseline, same run: reading the same file with the csv module alone, the floor
+of any streaming ingest. Writes `bench/results/pipeline.json`.
+
+    .venv/bin/python tests/bench/bench_pipeline.py [--rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+from aibackend.adapters.local import LocalObjectStore  # noqa: E402
+from aibackend.catalog import load_catalog  # noqa: E402
+from aibackend.local.runtime import LocalRuntime  # noqa: E402
+from aibackend.pipeline.runs import RunStatus, run_id, run_store, status  # noqa: E402
+from aibackend.settings import PlatformSettings  # noqa: E402
+
+BUCKET = "pipeline-data"
+
+
+def raw_csv(rows: int, path: Path) -> None:
+    """Generator rows, every 1,000th amount made negative (quarantined), written by a child
+    process so that generating them does not count in this process's peak memory."""
+    code = f"""
+from pathlib import Path
+from aibackend.fraud.generator import generate_transactions, write_csv
+path = Path({str(path)!r})
+write_csv(generate_transactions({rows}, seed=11), path)
+lines = path.read_text().splitlines(keepends=True)
+amount = lines[0].split(",").index("amount")
+for i in range(501, len(lines), 1000):
+    cells = lines[i].split(",")
+    cells[amount] = "-1"
+    lines[i] = ",".join(cells)
+path.write_text("".join(lines))
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def csv_floor(path: Path) -> float:
+    """Rows/s of the csv module alone over the file: the floor of any streaming ingest."""
+    t0 = time.perf_counter()
+    with path.open(newline="", encoding="utf-8") as f:
+        n = sum(1 for _ in csv.DictReader(f))
+    return n / (time.perf_counter() - t0)
+
+
+def stage_rates(s: RunStatus, chunks: list[Any]) -> dict[str, float]:
+    """Rows per second of each stage: its rows over the time from the run's start to its
+    last chunk (stages overlap, so each is bounded by the ones before it)."""
+    start = s.run.started.timestamp()
+    out = {}
+    for stage, count in (("ingest", "received"), ("validate", "valid"), ("store", "stored")):
+        ends = [c.at for c in chunks if c.stage == stage]
+        rows = s.counts[count] + (s.counts["quarantined"] if stage == "validate" else 0)
+        out[stage] = round(rows / (max(ends) - start), 1) if ends else 0.0
+    return out
+
+
+def run(rows: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        raw = folder / "raw.csv"
+        raw_csv(rows, raw)
+        floor = csv_floor(raw)
+        state = folder / "state"
+        os.environ["AIB_STATE_DIR"] = str(state)
+        functions = folder / "functions"  # the pipeline's functions only, as declared
+        for src in sorted((ROOT / "functions").glob("pipeline_*")):
+            shutil.copytree(src, functions / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+        rt = LocalRuntime(load_catalog(functions), PlatformSettings(state_dir=state))
+        rt.start()
+        try:
+            # Copied in under a temporary name, then renamed into place: what an upload does.
+            inbox = state / "buckets" / BUCKET / "raw" / "transactions"
+            inbox.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(raw, inbox / ".bench.csv.tmp")
+            t0 = time.perf_counter()
+            (inbox / ".bench.csv.tmp").rename(inbox / "bench.csv")
+            store = LocalObjectStore(state / "buckets" / BUCKET, bucket=BUCKET)
+            info = store.head("raw/transactions/bench.csv")
+            rid = run_id(BUCKET, "raw/transactions/bench.csv", info.etag)
+            runs = run_store(rt.settings)
+            while (s := status(runs, rid)) is None or not s.complete:
+                time.sleep(0.1)
+            wall = time.perf_counter() - t0
+            chunks = runs.chunks(rid)
+            size = raw.stat().st_size
+        finally:
+            rt.stop()
+    return {
+        "rows": rows,
+        "file_mb": round(size / 1e6, 1),
+        "end_to_end_s": round(wall, 2),
+        "end_to_end_rows_per_s": round(rows / wall, 1),
+        "stage_rows_per_s": stage_rates(s, chunks),
+        "counts": s.counts,
+        "chunks": s.run.chunks,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "baseline_csv_module_rows_per_s": round(floor, 1),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    args = p.parse_args()
+    result = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        **run(args.rows),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
