@@ -7,7 +7,6 @@ built (`intra_op_num_threads=1`) and the card bound to the graph (`contract.bind
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from aibackend.byom.contract import MISSING_TEXT, Contract, bind, text_value
-from aibackend.errors import ModelLoadError
 from aibackend.models.card import MODEL_FILE, ModelCard, check_artifact
-from aibackend.models.runtime import artifact_dir, create_session, resolve_version
-from aibackend.settings import PlatformSettings, platform_settings
+from aibackend.models.runtime import create_session, load_versioned
+from aibackend.settings import PlatformSettings
 
 
 @dataclass(frozen=True)
@@ -67,24 +65,6 @@ def open_model_dir(folder: Path) -> ServedModel:
     return ServedModel(card=card, path=folder, contract=contract, session=session)
 
 
-_cache: dict[tuple[str, int, Path], ServedModel] = {}
-_lock = threading.Lock()
-
-
 def load_served_model(name: str, settings: PlatformSettings | None = None) -> ServedModel:
     """The version of model `name` this process serves, loaded once per version and place."""
-    s = settings or platform_settings()
-    version = resolve_version(name, s)
-    folder = artifact_dir(name, version, s)
-    key = (name, version, folder.resolve())
-    with _lock:
-        model = _cache.get(key)
-        if model is None:
-            model = open_model_dir(folder)
-            if model.name != name or model.version != version:
-                raise ModelLoadError(
-                    f"{model.path}: model.json says {model.name} v{model.version}, expected "
-                    f"{name} v{version}; the registry's files were moved or edited"
-                )
-            _cache[key] = model
-    return model
+    return load_versioned(name, open_model_dir, kind="byom", settings=settings)

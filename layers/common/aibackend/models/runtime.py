@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -165,27 +166,50 @@ def artifact_dir(name: str, version: int, settings: PlatformSettings) -> Path:
     return model_registry(settings).download(name, version, dest)
 
 
-_cache: dict[tuple[str, int, Path], LoadedModel] = {}
+class _Versioned(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+
+
+M = TypeVar("M", bound=_Versioned)
+
+#: Loaded models by (kind, name, version, folder): one per version and place, whatever opens it.
+_cache: dict[tuple[str, str, int, Path], Any] = {}
 _lock = threading.Lock()
+
+
+def load_versioned(
+    name: str,
+    open_dir: Callable[[Path], M],
+    *,
+    kind: str,
+    settings: PlatformSettings | None = None,
+) -> M:
+    """The version of model `name` this process serves, opened by `open_dir` once per version
+    and location (`kind` names the opener: a text model and a tabular one never share an
+    entry). The version is the pin on AWS, the registry's production pointer locally."""
+    s = settings or platform_settings()
+    version = resolve_version(name, s)
+    folder = artifact_dir(name, version, s)
+    key = (kind, name, version, folder.resolve())
+    with _lock:
+        model = _cache.get(key)
+        if model is None:
+            model = open_dir(folder)
+            if model.name != name or model.version != version:
+                raise ModelLoadError(
+                    f"{folder}: model.json says {model.name} v{model.version}, expected "
+                    f"{name} v{version}; the registry's files were moved or edited"
+                )
+            _cache[key] = model
+    return cast(M, model)
 
 
 def load_model(name: str, settings: PlatformSettings | None = None) -> LoadedModel:
     """The model this process serves under `name`, loaded once per version and location."""
-    s = settings or platform_settings()
-    version = resolve_version(name, s)
-    folder = artifact_dir(name, version, s)
-    key = (name, version, folder.resolve())
-    with _lock:
-        model = _cache.get(key)
-        if model is None:
-            model = load_model_dir(folder)
-            if model.name != name or model.version != version:
-                raise ModelLoadError(
-                    f"{model.path}: model.json says {model.name} v{model.version}, expected "
-                    f"{name} v{version}; the registry's files were moved or edited"
-                )
-            _cache[key] = model
-    return model
+    return load_versioned(name, load_model_dir, kind="tabular", settings=settings)
 
 
-__all__ = ["BASELINE_FILE", "LoadedModel", "load_model", "load_model_dir"]
+__all__ = ["BASELINE_FILE", "LoadedModel", "load_model", "load_model_dir", "load_versioned"]

@@ -22,10 +22,10 @@ import numpy as np
 
 from aibackend.errors import ModelLoadError
 from aibackend.models.card import MODEL_FILE, ModelCard, check_artifact
-from aibackend.models.runtime import artifact_dir, create_session, resolve_version
+from aibackend.models.runtime import create_session, load_versioned
 from aibackend.recommend.artifact import ModelData
 from aibackend.recommend.graph import INPUT, OUTPUTS
-from aibackend.settings import PlatformSettings, platform_settings
+from aibackend.settings import PlatformSettings
 
 NAME = "recommendations"
 Strategy = Literal["personalized", "popularity"]
@@ -147,12 +147,4 @@ def load_recommender_dir(folder: Path) -> Recommender:
 
 def load_recommender(name: str = NAME, settings: PlatformSettings | None = None) -> Recommender:
     """The version this process serves under `name` (see the module docstring)."""
-    s = settings or platform_settings()
-    version = resolve_version(name, s)
-    model = load_recommender_dir(artifact_dir(name, version, s))
-    if model.name != name or model.version != version:
-        raise ModelLoadError(
-            f"{model.path}: model.json says {model.name} v{model.version}, expected "
-            f"{name} v{version}; the registry's files were moved or edited"
-        )
-    return model
+    return load_versioned(name, load_recommender_dir, kind="recommender", settings=settings)

@@ -8,7 +8,6 @@ checks and session options, and checks the text contract instead of the feature 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,8 @@ import numpy as np
 
 from aibackend.errors import ModelLoadError
 from aibackend.models.card import MODEL_FILE, ModelCard, check_artifact
-from aibackend.models.runtime import artifact_dir, create_session, resolve_version
-from aibackend.settings import PlatformSettings, platform_settings
+from aibackend.models.runtime import create_session, load_versioned
+from aibackend.settings import PlatformSettings
 
 Label = Literal["negative", "positive"]
 #: The classes the sentiment model predicts, in the order of its probability columns.
@@ -96,30 +95,11 @@ def load_text_model_dir(folder: Path, classes: Sequence[str] | None = None) -> T
     return TextClassifier(card=card, path=folder, session=session, input_name=input_name)
 
 
-_cache: dict[tuple[str, int, Path], TextClassifier] = {}
-_lock = threading.Lock()
-
-
 def load_text_model(
     name: str, settings: PlatformSettings | None = None, classes: Sequence[str] | None = None
 ) -> TextClassifier:
-    """The text model this process serves under `name`, loaded once per version and location.
-
-    The version is resolved as for every model (`models.runtime.resolve_version`: the pin on
-    AWS, the registry's production pointer locally).
-    """
-    s = settings or platform_settings()
-    version = resolve_version(name, s)
-    folder = artifact_dir(name, version, s)
-    key = (name, version, folder.resolve())
-    with _lock:
-        model = _cache.get(key)
-        if model is None:
-            model = load_text_model_dir(folder, classes)
-            if model.name != name or model.version != version:
-                raise ModelLoadError(
-                    f"{model.path}: model.json says {model.name} v{model.version}, expected "
-                    f"{name} v{version}; the registry's files were moved or edited"
-                )
-            _cache[key] = model
-    return model
+    """The text model this process serves under `name`, loaded once per version and location
+    (`models.runtime.load_versioned`)."""
+    return load_versioned(
+        name, lambda folder: load_text_model_dir(folder, classes), kind="text", settings=settings
+    )
