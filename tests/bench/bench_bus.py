@@ -22,18 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchlib import RESULTS
+from benchlib import pct as _pct
+
 from aibackend.adapters.local_bus import LocalEventBus, Target
 from aibackend.events.patterns import compile_pattern
 from aibackend.ports import PutEvent
 
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results"
 TARGET_P50_MS = 5.0
-
-
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 def _summary(lat_ms: list[float]) -> dict[str, Any]:

@@ -22,16 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results"
+from benchlib import RESULTS, ROOT
+from benchlib import pct as _pct
+
 sys.path.insert(0, str(ROOT))
 
 NAME = "churn"
-
-
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 def _summary(lat_ms: list[float]) -> dict[str, Any]:

@@ -34,16 +34,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results"
+from benchlib import RESULTS, ROOT
+from benchlib import pct as _pct
+
 sys.path.insert(0, str(ROOT / "functions"))
 
 BATCH = 32
-
-
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 def texts(n: int) -> list[str]:

@@ -13,15 +13,15 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results"
+from benchlib import RESULTS, ROOT, cold_start
+from benchlib import pct as _pct
+
 sys.path.insert(0, str(ROOT / "functions"))
 
 COLD_HANDLER = """
@@ -36,30 +36,6 @@ t0 = time.perf_counter()
 import numpy, onnxruntime, fastapi, mangum
 print(time.perf_counter() - t0)
 """
-
-
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-
-def cold_start(code: str, env: dict[str, str], runs: int) -> dict[str, Any]:
-    """Median of `runs` fresh interpreters: import (+ model load) time measured inside."""
-    times = []
-    for _ in range(runs):
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            env=env,
-            cwd=ROOT / "functions",
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        times.append(float(out.stdout.strip().splitlines()[-1]) * 1000)
-    return {
-        "median_ms": round(statistics.median(times), 1),
-        "runs_ms": [round(t, 1) for t in times],
-    }
 
 
 def warm_latency(handler: Any, event: dict[str, Any], n: int) -> dict[str, Any]:

@@ -34,8 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results"
+from benchlib import RESULTS, ROOT
+
 PAYLOAD = ROOT / "events" / "payloads" / "transaction.json"
 #: The current (non-deprecated) version of the API; the baseline serves the same path.
 ROUTE = "/v2/fraud/score"

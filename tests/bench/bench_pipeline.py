@@ -27,15 +27,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results"
+from benchlib import RESULTS, ROOT
+
 sys.path.insert(0, str(ROOT))
 
-from aibackend.adapters.local import LocalObjectStore  # noqa: E402
-from aibackend.catalog import load_catalog  # noqa: E402
-from aibackend.local.runtime import LocalRuntime  # noqa: E402
-from aibackend.pipeline.runs import RunStatus, run_id, run_store, status  # noqa: E402
-from aibackend.settings import PlatformSettings  # noqa: E402
+from aibackend.adapters.local import LocalObjectStore
+from aibackend.catalog import load_catalog
+from aibackend.local.runtime import LocalRuntime
+from aibackend.pipeline.runs import RunStatus, run_id, run_store, status
+from aibackend.settings import PlatformSettings
 
 BUCKET = "pipeline-data"
 

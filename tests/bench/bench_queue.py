@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results"
+from benchlib import RESULTS
+
 TARGET_MSG_PER_S = 5_000
 BATCH = 10
 BODY = json.dumps(

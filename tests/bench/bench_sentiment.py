@@ -22,15 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results"
+from benchlib import RESULTS, ROOT
+from benchlib import pct as _pct
+
 EVENT = ROOT / "events" / "apigw" / "sentiment.json"
 sys.path.insert(0, str(ROOT / "functions"))
-
-
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 def latency(fn: Callable[[], Any], n: int, warmup: int) -> dict[str, float]:

@@ -1,0 +1,43 @@
+"""What the benchmark scripts share: where results go, percentiles, cold starts.
+
+The scripts run as `python tests/bench/bench_<name>.py`, so this folder is on `sys.path`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+
+
+def pct(xs: list[float], q: float) -> float:
+    """The `q` quantile of `xs` (nearest rank)."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def cold_start(
+    code: str, env: dict[str, str], runs: int, cwd: Path | None = None
+) -> dict[str, Any]:
+    """Median of `runs` fresh interpreters running `code`, which prints the seconds it measured
+    itself (imports, model load) as its last line."""
+    times = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=cwd or ROOT / "functions",
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        times.append(float(out.stdout.strip().splitlines()[-1]) * 1000)
+    return {
+        "median_ms": round(statistics.median(times), 1),
+        "runs_ms": [round(t, 1) for t in times],
+    }
