@@ -8,12 +8,9 @@ built locally, down, circuit open) it answers 503 `application/problem+json`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from aibackend.embeddings.service import (
     EndpointHealth,
@@ -21,7 +18,7 @@ from aibackend.embeddings.service import (
     endpoint_health,
     install_unavailable_handler,
 )
-from aibackend.http import install_problem_handlers, problem_responses, request_id
+from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
 from aibackend.masking import masked_logger
 
 from .embed import MAX_TEXTS, EmbedRequest, EmbedResponse, embed
@@ -72,18 +69,9 @@ async def health() -> EndpointHealth:
 
 app.include_router(v1)
 
-_doc: dict[str, Any] = {}
-
-
-@app.get("/v1/embeddings/openapi.json", include_in_schema=False)
-async def openapi_v1() -> JSONResponse:
-    if not _doc:
-        from fastapi.openapi.utils import get_openapi  # only when a document is asked for
-
-        _doc.update(
-            get_openapi(title="Embeddings", version="1", description=DESCRIPTION, routes=v1.routes)
-        )
-    return JSONResponse(_doc)
+serve_openapi(
+    app, "/v1/embeddings/openapi.json", v1, title="Embeddings", version="1", description=DESCRIPTION
+)
 
 
 __all__ = ["MAX_TEXTS", "app", "logger", "metrics"]

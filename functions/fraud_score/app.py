@@ -12,12 +12,11 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Body, FastAPI, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Discriminator, Tag
 
 from aibackend.fraud.decision import DecisionSettings
 from aibackend.fraud.schema import Transaction
-from aibackend.http import install_problem_handlers, problem_responses, request_id
+from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
 from aibackend.masking import masked_logger
 from aibackend.models.card import ModelCard
 from aibackend.models.runtime import load_model
@@ -129,29 +128,12 @@ app.include_router(v1)
 app.include_router(v2)
 
 
-_docs: dict[str, dict[str, Any]] = {}
-
-
-def _openapi(version: str, router: APIRouter) -> JSONResponse:
-    """The OpenAPI document of one version's routes, built on first request."""
-    doc = _docs.get(version)
-    if doc is None:
-        from fastapi.openapi.utils import get_openapi  # only when a document is asked for
-
-        doc = _docs[version] = get_openapi(
-            title="Fraud scoring", version=version, description=DESCRIPTION, routes=router.routes
-        )
-    return JSONResponse(doc)
-
-
-@app.get("/v1/fraud/openapi.json", include_in_schema=False)
-async def openapi_v1() -> JSONResponse:
-    return _openapi("1", v1)
-
-
-@app.get("/v2/fraud/openapi.json", include_in_schema=False)
-async def openapi_v2() -> JSONResponse:
-    return _openapi("2", v2)
+serve_openapi(
+    app, "/v1/fraud/openapi.json", v1, title="Fraud scoring", version="1", description=DESCRIPTION
+)
+serve_openapi(
+    app, "/v2/fraud/openapi.json", v2, title="Fraud scoring", version="2", description=DESCRIPTION
+)
 
 
 __all__ = ["MAX_BATCH", "app", "logger", "metrics"]

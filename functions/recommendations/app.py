@@ -7,15 +7,14 @@ anonymous session's recent items. Seen items are never recommended.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from aibackend.http import install_problem_handlers, problem_responses, request_id
+from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
 from aibackend.masking import masked_logger
 from aibackend.recommend.recommender import load_recommender
 
@@ -101,21 +100,14 @@ async def for_session(request: Request, body: SessionRequest) -> SessionRecommen
     return result
 
 
-_doc: dict[str, Any] = {}
-
-
-@app.get("/v1/recommendations/openapi.json", include_in_schema=False)
-async def openapi() -> JSONResponse:
-    """This API's OpenAPI document, built on first request."""
-    if not _doc:
-        from fastapi.openapi.utils import get_openapi  # only when a document is asked for
-
-        _doc.update(
-            get_openapi(title=TITLE, version="1", description=DESCRIPTION, routes=v1.routes)
-        )
-    return JSONResponse(_doc)
-
-
+serve_openapi(
+    app,
+    "/v1/recommendations/openapi.json",
+    v1,
+    title=TITLE,
+    version="1",
+    description=DESCRIPTION,
+)
 app.include_router(v1)
 
 __all__ = ["app", "logger", "metrics"]

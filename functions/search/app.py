@@ -8,12 +8,11 @@ unavailable it answers 503 `application/problem+json`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
 
 from aibackend.embeddings.service import (
     EndpointHealth,
@@ -21,7 +20,7 @@ from aibackend.embeddings.service import (
     endpoint_health,
     install_unavailable_handler,
 )
-from aibackend.http import install_problem_handlers, problem_responses, request_id
+from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
 from aibackend.masking import masked_logger
 
 from .search import MAX_K, SearchResponse, search
@@ -72,19 +71,9 @@ async def health() -> EndpointHealth:
 
 app.include_router(v1)
 
-_doc: dict[str, Any] = {}
-
-
-@app.get("/v1/search/openapi.json", include_in_schema=False)
-async def openapi_v1() -> JSONResponse:
-    if not _doc:
-        from fastapi.openapi.utils import get_openapi  # only when a document is asked for
-
-        doc = get_openapi(
-            title="Product search", version="1", description=DESCRIPTION, routes=v1.routes
-        )
-        _doc.update(doc)
-    return JSONResponse(_doc)
+serve_openapi(
+    app, "/v1/search/openapi.json", v1, title="Product search", version="1", description=DESCRIPTION
+)
 
 
 __all__ = ["app", "logger", "metrics"]

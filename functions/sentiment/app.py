@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from aibackend.http import install_problem_handlers, problem_responses, request_id
+from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
 from aibackend.masking import masked_logger
 from aibackend.models.card import ModelCard
 from aibackend.sentiment.model import LABELS, load_text_model
@@ -77,19 +76,9 @@ async def model_card() -> ModelCard:
 
 app.include_router(v1)
 
-_doc: dict[str, Any] = {}
-
-
-@app.get("/v1/sentiment/openapi.json", include_in_schema=False)
-async def openapi() -> JSONResponse:
-    """The OpenAPI document of this service's routes, built on first request."""
-    if not _doc:
-        from fastapi.openapi.utils import get_openapi  # only when a document is asked for
-
-        _doc.update(
-            get_openapi(title=TITLE, version="1", description=DESCRIPTION, routes=v1.routes)
-        )
-    return JSONResponse(_doc)
+serve_openapi(
+    app, "/v1/sentiment/openapi.json", v1, title=TITLE, version="1", description=DESCRIPTION
+)
 
 
 __all__ = ["app", "logger", "metrics"]

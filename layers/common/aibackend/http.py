@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -168,3 +168,25 @@ def request_id(request: Request) -> str:
     import uuid
 
     return str(uuid.uuid4())
+
+
+def serve_openapi(
+    app: FastAPI, path: str, router: APIRouter, *, title: str, version: str, description: str
+) -> None:
+    """Serve the OpenAPI document of `router`'s routes at `GET path` (one per API version, so
+    API Gateway can route it like any other path; `aib dev` merges them). Built on the first
+    request: most invocations never ask for it, and cold starts should not pay for it."""
+    doc: dict[str, Any] = {}
+
+    async def openapi() -> JSONResponse:
+        if not doc:
+            from fastapi.openapi.utils import get_openapi
+
+            doc.update(
+                get_openapi(
+                    title=title, version=version, description=description, routes=router.routes
+                )
+            )
+        return JSONResponse(doc)
+
+    app.add_api_route(path, openapi, methods=["GET"], include_in_schema=False)
