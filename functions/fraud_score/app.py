@@ -7,12 +7,12 @@ document, `/v<n>/fraud/openapi.json`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Body, FastAPI, Request
-from pydantic import BaseModel, Discriminator, Tag
+from pydantic import Discriminator, Tag
 
 from aibackend.fraud.decision import DecisionSettings
 from aibackend.fraud.schema import Transaction
@@ -20,6 +20,7 @@ from aibackend.http import install_problem_handlers, problem_responses, request_
 from aibackend.masking import masked_logger
 from aibackend.models.card import ModelCard
 from aibackend.models.runtime import load_model
+from aibackend.serving import ModelHealth
 
 from .scoring import MAX_BATCH, ScoreBatch, ScoreResponse, score
 from .v2 import RiskPolicy, ScoreResponseV2, score_v2
@@ -88,16 +89,10 @@ async def score_transactions(
     return result
 
 
-class Health(BaseModel):
-    status: Literal["ok"] = "ok"
-    model: str
-    version: int
-
-
-@v1.get("/health", response_model=Health)
-async def health() -> Health:
+@v1.get("/health", response_model=ModelHealth)
+async def health() -> ModelHealth:
     """Liveness and the model version served (public: no key needed)."""
-    return Health(model=MODEL.name, version=MODEL.version)
+    return ModelHealth.of(MODEL)
 
 
 @v1.get("/model", response_model=ModelCard)

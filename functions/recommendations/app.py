@@ -7,16 +7,16 @@ anonymous session's recent items. Seen items are never recommended.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, FastAPI, Path, Query, Request
-from pydantic import BaseModel
 
 from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
 from aibackend.masking import masked_logger
 from aibackend.recommend.recommender import load_recommender
+from aibackend.serving import ModelHealth
 
 from .recommending import (
     DEFAULT_K,
@@ -55,12 +55,6 @@ install_problem_handlers(app)
 v1 = APIRouter(prefix="/v1/recommendations")
 
 
-class RecommendationsHealth(BaseModel):
-    status: Literal["ok"] = "ok"
-    model: str
-    version: int
-
-
 def _record(result: UserRecommendations | SessionRecommendations) -> None:
     metrics.add_metric(name="Recommendations", unit=MetricUnit.Count, value=len(result.results))
     if result.strategy == "popularity":
@@ -68,10 +62,10 @@ def _record(result: UserRecommendations | SessionRecommendations) -> None:
 
 
 # Declared before `/{user_id}`: FastAPI matches routes in order.
-@v1.get("/health", response_model=RecommendationsHealth)
-async def health() -> RecommendationsHealth:
+@v1.get("/health", response_model=ModelHealth)
+async def health() -> ModelHealth:
     """Liveness and the model version served (public: no key needed)."""
-    return RecommendationsHealth(model=MODEL.name, version=MODEL.version)
+    return ModelHealth.of(MODEL)
 
 
 UserId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="The user's id")]

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, FastAPI, Request
-from pydantic import BaseModel
 
 from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
 from aibackend.masking import masked_logger
 from aibackend.models.card import ModelCard
 from aibackend.sentiment.model import LABELS, load_text_model
+from aibackend.serving import ModelHealth
 
 from .scoring import MAX_CHARS, MAX_TEXTS, SentimentRequest, SentimentResponse, classify
 
@@ -55,16 +53,10 @@ async def classify_texts(request: Request, body: SentimentRequest) -> SentimentR
     return result
 
 
-class Health(BaseModel):
-    status: Literal["ok"] = "ok"
-    model: str
-    version: int
-
-
-@v1.get("/health", response_model=Health)
-async def health() -> Health:
+@v1.get("/health", response_model=ModelHealth)
+async def health() -> ModelHealth:
     """Liveness and the model version served (public: no key needed)."""
-    return Health(model=MODEL.name, version=MODEL.version)
+    return ModelHealth.of(MODEL)
 
 
 @v1.get("/model", response_model=ModelCard)

@@ -14,7 +14,7 @@ the key monitoring and late labels join on.
 from __future__ import annotations
 
 import uuid
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -53,3 +53,15 @@ def model_ref(model: _Versioned) -> ModelRef:
 def inference_id() -> str:
     """A new inference id (uuid4, 32 hex digits)."""
     return uuid.uuid4().hex
+
+
+class ModelHealth(BaseModel):
+    """A model service's public health answer: alive, and which model version it serves."""
+
+    status: Literal["ok"] = "ok"
+    model: str
+    version: int
+
+    @classmethod
+    def of(cls, model: _Versioned) -> ModelHealth:
+        return cls(model=model.name, version=model.version)
