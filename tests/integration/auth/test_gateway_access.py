@@ -224,3 +224,24 @@ def test_keys_and_token_commands(
     assert (claims.subject, claims.scopes) == ("eve", frozenset({"predict:fraud", "models:admin"}))
     assert main([*base, "token", "--scopes", "Predict Fraud"]) == 2
     access.close()
+
+
+def test_a_running_runtime_writes_todays_usage_within_a_poll(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from tests.support import running_runtime, runtime_client, wait_for
+
+    # GIVEN aib dev's runtime with its watcher, and two requests on the development key
+    root = write_functions(tmp_path / "functions", {"echo": (TOML, ECHO)})
+    with running_runtime(root, tmp_path / "state", sources=False) as rt:
+        rt.watch()
+        client = runtime_client(rt)
+        assert client.get("/v1/echo/info").status_code == 200
+        assert client.get("/v1/echo/info").status_code == 200
+        key = rt.access.keys.lookup(rt.access.ensure_dev_key()[0])
+        assert key is not None
+        # WHEN no more requests come  THEN `aib keys list` (another process) still sees both
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        other = LocalAccess(PlatformSettings(state_dir=tmp_path / "state"), rt.catalog.plans)
+        wait_for(lambda: other.keys.usage(day).get(key.key_id) == 2, timeout=10)
+        other.close()

@@ -380,6 +380,10 @@ class LocalRuntime:
                     self.poll_once()
                 except Exception:
                     log.exception("model pointer check failed")
+                try:  # so that `aib keys list` sees today's usage within a poll
+                    self.access.limiter.flush()
+                except Exception:
+                    log.exception("writing API key usage failed")
 
         self._watcher = threading.Thread(target=loop, name="aib-model-watch", daemon=True)
         self._watcher.start()
