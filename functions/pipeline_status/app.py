@@ -54,8 +54,8 @@ RunId = Annotated[
 
 @v1.get("/runs/{run_id}", response_model=RunStatus)
 async def run_status(run_id: RunId) -> RunStatus:
-    """Counts per stage (received, valid, quarantined, stored, failed), chunks done, progress
-    (0 to 1) and elapsed seconds of one run."""
+    """Counts per stage (received, valid, quarantined, scored, stored, failed, and failed by
+    stage), chunks done, progress (0 to 1) and elapsed seconds of one run."""
     wanted = RUNS.latest() if run_id == "latest" else run_id
     found = status(RUNS, wanted) if wanted else None
     if found is None:

@@ -1,4 +1,4 @@
-"""SQS chunk messages -> quarantine objects + valid rows on the store queue (partial batch)."""
+"""SQS chunk messages -> quarantine objects + valid rows on the score queue (partial batch)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 @cache
 def _out() -> Queue:
-    """The store queue, looked up on first use (it may not exist yet at import under `aib
+    """The score queue, looked up on first use (it may not exist yet at import under `aib
     dev`)."""
-    return queue_service().get("pipeline-store")
+    return queue_service().get("pipeline-score")
 
 
 def _record(record: Any) -> None:

@@ -12,6 +12,8 @@ import pytest
 from aibackend.adapters.local_queue import SqliteQueueService
 from aibackend.local import triggers
 from aibackend.local.runtime import LocalRuntime
+from aibackend.settings import PlatformSettings
+from aibackend.training.local import train_local
 from tests.support import FUNCTIONS, running_runtime
 
 #: Rows per chunk (the declared default): 1,000 generator rows are over SQS's 256 KiB, so
@@ -28,6 +30,18 @@ def _patch(toml: Path, **values: str) -> None:
         text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
         assert n == 1, f"{toml}: no single `{key} = ...` line to patch"
     toml.write_text(text)
+
+
+#: Training rows of the score stage's fraud model: enough for a real model in about 3 s.
+FRAUD_ROWS = 20_000
+
+
+@pytest.fixture(scope="session")
+def fraud_model_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state folder with a production fraud model (the score stage declares it)."""
+    state = tmp_path_factory.mktemp("pipeline-model") / "s"
+    train_local("fraud", PlatformSettings(state_dir=state), rows=FRAUD_ROWS, echo=lambda _: None)
+    return state
 
 
 @pytest.fixture(scope="module")
@@ -48,20 +62,24 @@ def pipeline_functions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def runtime(
-    pipeline_functions: Path, tmp_path_factory: pytest.TempPathFactory
+    pipeline_functions: Path, fraud_model_state: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalRuntime]:
-    with running_runtime(pipeline_functions, tmp_path_factory.mktemp("state") / "s") as rt:
+    state = tmp_path_factory.mktemp("state") / "s"
+    with running_runtime(pipeline_functions, state, seed_state=fraud_model_state) as rt:
         yield rt
 
 
 @pytest.fixture(scope="module")
 def quiet_runtime(
-    pipeline_functions: Path, tmp_path_factory: pytest.TempPathFactory
+    pipeline_functions: Path, fraud_model_state: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalRuntime]:
     """The functions loaded, without event sources (no bucket watcher, no queue pollers), for
     invoking handlers directly; their queues exist, as CDK's would."""
     with running_runtime(
-        pipeline_functions, tmp_path_factory.mktemp("quiet") / "s", sources=False
+        pipeline_functions,
+        tmp_path_factory.mktemp("quiet") / "s",
+        seed_state=fraud_model_state,
+        sources=False,
     ) as rt:
         queues = SqliteQueueService(rt.settings.state_dir / "queues.db")
         for spec in rt.catalog.functions:

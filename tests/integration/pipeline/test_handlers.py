@@ -129,3 +129,27 @@ def test_validate_handler_given_a_bad_batch_reports_only_the_bad_messages(
     assert answer == {
         "batchItemFailures": [{"itemIdentifier": "bad-body"}, {"itemIdentifier": "bad-ref"}]
     }
+
+
+def test_score_handler_given_the_sqs_batch_sends_scored_rows_to_the_store_queue(
+    quiet_runtime: LocalRuntime, event: Event
+) -> None:
+    # GIVEN the sample SQS batch of the score queue: two transactions of one card, 32 min apart
+    aws = event("sqs/pipeline_score_batch")
+    body = json.loads(aws["Records"][0]["body"])
+    store_queue = runtime_queue(quiet_runtime, "pipeline-store")
+    # WHEN the score handler gets it
+    answer = quiet_runtime.hosts["pipeline_score"].invoke(aws)
+    # THEN no message failed and the chunk went on to the store queue, scored
+    assert answer == {"batchItemFailures": []}
+    (msg,) = store_queue.receive(10)
+    scored = json.loads(msg.body)["records"]
+    assert [r["transaction_id"] for r in scored] == ["txn-0000", "txn-0001"]
+    # ... with the card's online features: the second transaction sees the first one
+    assert [(r["txn_count_1h"], r["txn_count_24h"]) for r in scored] == [(0, 0), (1, 1)]
+    assert scored[0]["avg_amount_30d"] is None and scored[1]["avg_amount_30d"] == 48.5
+    assert all(r["band"] in ("low", "medium", "high") and 0 <= r["score"] <= 1 for r in scored)
+    assert all(r["model"]["name"] == "fraud" and len(r["reasons"]) <= 3 for r in scored)
+    # AND the run counts the chunk's rows as scored
+    recorded = run_store(quiet_runtime.settings).chunks(body["run_id"])
+    assert [(c.chunk, c.counts) for c in recorded if c.stage == "score"] == [(0, {"scored": 2})]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +91,11 @@ def settled(rt: LocalRuntime) -> None:
 
     def idle() -> bool:
         bus = rt.bus.stats()
-        queues = [q for q in rt.queues.list() if q.name in ("pipeline-validate", "pipeline-store")]
+        queues = [
+            q
+            for q in rt.queues.list()
+            if q.name in ("pipeline-validate", "pipeline-score", "pipeline-store")
+        ]
         return bus.pending + bus.in_flight == 0 and all(
             q.visible + q.in_flight == 0 for q in queues
         )
@@ -114,6 +120,13 @@ def stored_ids(rt: LocalRuntime, rid: str) -> list[str]:
     ]
 
 
+def feature_rows(rt: LocalRuntime) -> list[tuple[Any, ...]]:
+    """Every row of the online feature table (SQLite under `aib dev`)."""
+    db = rt.settings.state_dir / "tables" / "pipeline-features.db"
+    with closing(sqlite3.connect(db)) as conn:
+        return conn.execute("SELECT * FROM card_txns ORDER BY card, txn").fetchall()
+
+
 def quarantined(rt: LocalRuntime, rid: str) -> list[dict[str, Any]]:
     store = data(rt)
     return [
@@ -128,6 +141,9 @@ def assert_totals_add_up(s: RunStatus, rows: int) -> None:
     assert c["received"] == rows == s.run.rows
     assert c["valid"] + c["quarantined"] == c["received"]
     assert c["stored"] + c["failed"] == c["valid"]
+    assert c["scored"] + s.failed_at["score"] == c["valid"]
+    assert c["stored"] + s.failed_at["store"] == c["scored"]
+    assert sum(s.failed_at.values()) == c["failed"]
     assert s.chunks_done == s.run.chunks and s.progress == 1.0
 
 
@@ -164,6 +180,14 @@ def test_a_dropped_csv_stores_every_valid_row_once_and_quarantines_every_malform
     }
     assert_totals_add_up(s, 2000)
     assert (s.counts["quarantined"], s.counts["stored"], s.counts["failed"]) == (27, 1973, 0)
+    assert s.counts["scored"] == 1973
+    # AND every stored row is scored by the production fraud model, with its band and reasons
+    rows = [
+        json.loads(line) for blob in stored(runtime, rid).values() for line in blob.splitlines()
+    ]
+    assert all(0.0 <= r["score"] <= 1.0 and r["band"] in ("low", "medium", "high") for r in rows)
+    assert {r["model"]["name"] for r in rows} == {"fraud"}
+    assert all(len(r["reasons"]) <= 3 for r in rows)
 
 
 def _chunk_of(q: dict[str, Any], rt: LocalRuntime, rid: str) -> int:
@@ -203,21 +227,25 @@ def test_a_redelivered_chunk_changes_nothing(runtime: LocalRuntime, tmp_path: Pa
     before = finished(runtime, rid)
     objects = stored(runtime, rid)
     q_before = quarantined(runtime, rid)
-    # WHEN chunk 1's message reaches the validation queue a second time (what ingest sent)
-    rows = list(csv.DictReader(io.StringIO(content.decode())))[CHUNK_SIZE : 2 * CHUNK_SIZE]
+    features_before = feature_rows(runtime)
+    # WHEN chunk 0's message (the earliest rows) reaches the validation queue again after
+    # chunk 1 was stored: a redelivery that arrives out of order (what ingest sent)
+    rows = list(csv.DictReader(io.StringIO(content.decode())))[:CHUNK_SIZE]
     records = [{k: (v if v != "" else None) for k, v in r.items()} for r in rows]
-    message = chunk_message(rid, BUCKET, 1, records, data(runtime))
-    last = max(c.at for c in runs(runtime).chunks(rid) if c.stage == "store" and c.chunk == 1)
+    message = chunk_message(rid, BUCKET, 0, records, data(runtime))
+    last = max(c.at for c in runs(runtime).chunks(rid) if c.stage == "store" and c.chunk == 0)
     runtime.queues.get("pipeline-validate").send(message.model_dump_json(exclude_none=True))
     # ... and both stages have handled it again
     wait_for(
         lambda: any(
-            c.at > last for c in runs(runtime).chunks(rid) if c.stage == "store" and c.chunk == 1
+            c.at > last for c in runs(runtime).chunks(rid) if c.stage == "store" and c.chunk == 0
         )
     )
     settled(runtime)
-    # THEN the stored rows, the quarantine and the totals are exactly what they were
+    # THEN the stored rows (features and scores included), the feature table, the quarantine
+    # and the totals are exactly what they were
     assert stored(runtime, rid) == objects
+    assert feature_rows(runtime) == features_before
     assert quarantined(runtime, rid) == q_before
     after = status(runs(runtime), rid)
     assert after is not None and after.counts == before.counts

@@ -29,6 +29,7 @@ def _started(runs: SqliteRunStore, key: str) -> str:
     runs.record(rid, "ingest", 0, {"received": 6})
     runs.record(rid, "ingest", 1, {"received": 4})
     runs.record(rid, "validate", 0, {"valid": 5, "quarantined": 1})
+    runs.record(rid, "score", 0, {"scored": 5})
     runs.record(rid, "store", 0, {"stored": 5})
     return rid
 
@@ -44,7 +45,7 @@ def test_status_shows_the_latest_run_by_default(
     # THEN it shows that run's file, progress and counts
     assert f"run {rid}: s3://pipeline-data/raw/transactions/a.csv" in out
     assert " 50% 1/2 chunks" in out
-    assert "received 10  valid 5  quarantined 1  stored 5  failed 0" in out
+    assert "received 10  valid 5  quarantined 1  scored 5  stored 5  failed 0" in out
     assert "running" in out
 
 
@@ -57,6 +58,7 @@ def test_watch_returns_once_the_run_completes(
     def finish() -> None:
         time.sleep(0.3)
         runs.record(rid, "validate", 1, {"valid": 4, "quarantined": 0})
+        runs.record(rid, "score", 1, {"scored": 4})
         runs.record(rid, "store", 1, {"stored": 4})
 
     threading.Thread(target=finish).start()

@@ -71,31 +71,50 @@ def test_recording_a_chunk_again_does_not_count_it_twice(runs: RunStore) -> None
     runs.record(run.run_id, "ingest", 0, {"received": 4})
     runs.record(run.run_id, "ingest", 1, {"received": 3})
     runs.record(run.run_id, "validate", 0, {"valid": 3, "quarantined": 1})
+    runs.record(run.run_id, "score", 0, {"scored": 3})
     runs.record(run.run_id, "store", 0, {"stored": 3})
-    # WHEN the same chunk is validated and stored again (a redelivery)
+    # WHEN the same chunk is validated, scored and stored again (a redelivery)
     runs.record(run.run_id, "validate", 0, {"valid": 3, "quarantined": 1})
+    runs.record(run.run_id, "score", 0, {"scored": 3})
     runs.record(run.run_id, "store", 0, {"stored": 3})
     s = status(runs, run.run_id, now=T0.timestamp() + 10)
     # THEN the totals are those of one delivery, and the run is half done
     assert s is not None
-    assert s.counts == {"received": 7, "valid": 3, "quarantined": 1, "stored": 3, "failed": 0}
+    assert s.counts == {
+        "received": 7,
+        "valid": 3,
+        "quarantined": 1,
+        "scored": 3,
+        "stored": 3,
+        "failed": 0,
+    }
     assert (s.chunks_done, s.complete, s.progress) == (1, False, 0.5)
 
 
 def test_a_failed_chunk_completes_the_run(runs: RunStore) -> None:
-    # GIVEN a run of two chunks: one stored, the other given up on by the store stage
+    # GIVEN a run of three chunks: one stored, one given up on by the score stage and one by
+    # the store stage
     run = runs.start(_run())
-    runs.finish_ingest(run.run_id, rows=2, chunks=2)
-    for chunk in (0, 1):
+    runs.finish_ingest(run.run_id, rows=3, chunks=3)
+    for chunk in (0, 1, 2):
         runs.record(run.run_id, "ingest", chunk, {"received": 1})
         runs.record(run.run_id, "validate", chunk, {"valid": 1, "quarantined": 0})
+    runs.record(run.run_id, "score", 0, {"scored": 1})
     runs.record(run.run_id, "store", 0, {"stored": 1})
-    runs.record(run.run_id, "store", 1, {"failed": 1})
+    runs.record(run.run_id, "score", 1, {"failed": 1})
+    runs.record(run.run_id, "score", 2, {"scored": 1})
+    runs.record(run.run_id, "store", 2, {"failed": 1})
     # WHEN its status is read
     s = status(runs, run.run_id)
-    # THEN it is complete, with the failed rows counted
+    # THEN it is complete, with the failed rows counted, by the stage that gave up on them
     assert s is not None and s.complete and s.progress == 1.0
-    assert (s.counts["stored"], s.counts["failed"]) == (1, 1)
+    c = s.counts
+    assert (c["scored"], c["stored"], c["failed"]) == (2, 1, 2)
+    assert s.failed_at == {"ingest": 0, "validate": 0, "score": 1, "store": 1}
+    # AND the documented sums hold
+    assert c["scored"] + s.failed_at["score"] == c["valid"]
+    assert c["stored"] + s.failed_at["store"] == c["scored"]
+    assert c["stored"] + c["failed"] == c["valid"]
 
 
 def test_transaction_ids_are_claimed_by_the_first_chunk(runs: RunStore) -> None:

@@ -24,11 +24,14 @@ from aibackend.adapters.local import connect
 from aibackend.settings import PlatformSettings, physical_name, platform_settings
 
 TABLE = "pipeline-runs"
-Stage = Literal["ingest", "validate", "store"]
-STAGES: tuple[Stage, ...] = ("ingest", "validate", "store")
+Stage = Literal["ingest", "validate", "score", "store"]
+STAGES: tuple[Stage, ...] = ("ingest", "validate", "score", "store")
 #: Counts a stage records per chunk: ingest `received`; validate `valid` and `quarantined`;
-#: store `stored`; any stage `failed` (rows of a chunk it gave up on).
-COUNTS = ("received", "valid", "quarantined", "stored", "failed")
+#: score `scored`; store `stored`; any stage `failed` (rows of a chunk it gave up on).
+#:
+#: Totals add up as `valid + quarantined = received` and `stored + failed = valid`; per stage
+#: (`failed_at`), `scored + failed_at["score"] = valid` and `stored + failed_at["store"] = scored`.
+COUNTS = ("received", "valid", "quarantined", "scored", "stored", "failed")
 #: Items in one DynamoDB transaction, at most.
 _TRANSACTION_ITEMS = 100
 #: How long transaction-id claims (duplicate detection across a run's chunks) are kept.
@@ -70,6 +73,8 @@ class RunStatus(BaseModel):
 
     run: RunInfo
     counts: dict[str, int]
+    #: `failed` by the stage that gave up on the rows.
+    failed_at: dict[str, int]
     chunks_done: int
     complete: bool
     progress: float
@@ -79,9 +84,11 @@ class RunStatus(BaseModel):
     def of(cls, run: RunInfo, chunks: Iterable[ChunkCounts], now: float) -> RunStatus:
         recorded = list(chunks)
         totals = dict.fromkeys(COUNTS, 0)
+        failed_at = dict.fromkeys(STAGES, 0)
         for c in recorded:
             for name, n in c.counts.items():
                 totals[name] = totals.get(name, 0) + n
+            failed_at[c.stage] += c.counts.get("failed", 0)
         done = _done_chunks(recorded)
         complete = run.chunks is not None and len(done) >= run.chunks
         total = run.chunks or 0
@@ -90,6 +97,7 @@ class RunStatus(BaseModel):
         return cls(
             run=run,
             counts=totals,
+            failed_at=failed_at,
             chunks_done=len(done),
             complete=complete,
             progress=1.0 if complete else (len(done) / total if total else 0.0),

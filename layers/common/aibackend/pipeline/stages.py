@@ -1,6 +1,6 @@
 """The stages' handlers, free of Lambda: each takes its input and its ports.
 
-Queue stages (validate, store) see one SQS record at a time under Powertools' batch
+Queue stages (validate, score, store) see one SQS record at a time under Powertools' batch
 processor: a record that raises is reported alone in `batchItemFailures` and comes back after
 the visibility timeout. On its last receive (`ApproximateReceiveCount` reaching the queue's
 `max_receive_count`, after which SQS moves it to the DLQ) the stage records the chunk's rows as
@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aibackend.pipeline.ingest import ingest
-from aibackend.pipeline.messages import ChunkMessage, chunk_message, jsonl
+from aibackend.pipeline.messages import ChunkMessage, Record, chunk_message, jsonl
 from aibackend.pipeline.runs import RunInfo, RunStore, Stage, run_id
+from aibackend.pipeline.score import suspected_events
 from aibackend.pipeline.store import store_chunk
 from aibackend.pipeline.validate import validate_chunk
-from aibackend.ports import ObjectStore, Queue
+from aibackend.ports import EventBus, ObjectStore, Queue
 
 StoreFor = Callable[[str], ObjectStore]
 
@@ -78,7 +79,8 @@ class QueueStage:
 #: What a stage's input rows were counted as by the stage before it.
 _INPUT_COUNT: dict[Stage, tuple[Stage, str]] = {
     "validate": ("ingest", "received"),
-    "store": ("validate", "valid"),
+    "score": ("validate", "valid"),
+    "store": ("score", "scored"),
 }
 
 
@@ -121,6 +123,30 @@ def validate_message(
         message.chunk,
         {"valid": len(result.valid), "quarantined": len(result.quarantined)},
     )
+
+
+def score_message(
+    message: ChunkMessage,
+    *,
+    stores: StoreFor,
+    runs: RunStore,
+    scorer: Callable[[list[Record]], list[Record]],
+    out: Queue,
+    bus: EventBus,
+) -> None:
+    """Score the chunk (`score.score_chunk`, bound into `scorer`), send the scored rows on,
+    publish `Fraud Suspected` for its high-risk rows, record `scored`. A redelivery computes
+    the same features (the feature table is keyed by transaction) and the same scores."""
+    store = stores(message.bucket)
+    rows = scorer(message.load_records(store))
+    nxt = chunk_message(message.run_id, message.bucket, message.chunk, rows, store, stage="scored")
+    events = suspected_events(message.run_id, rows)
+    for start in range(0, len(events), 10):  # PutEvents takes at most 10 entries
+        result = bus.put_events(events[start : start + 10])
+        if result.failed_count:
+            raise RuntimeError(f"event bus refused {result.failures}")
+    out.send(nxt.model_dump_json(exclude_none=True))
+    runs.record(message.run_id, "score", message.chunk, {"scored": len(rows)})
 
 
 def store_message(message: ChunkMessage, *, stores: StoreFor, runs: RunStore) -> list[str]:

@@ -1,0 +1,197 @@
+"""The online feature table: every card's transactions by id and event time.
+
+The score stage writes a chunk's transactions first, then reads the histories of the chunk's
+cards and computes each transaction's features with `aibackend.fraud.velocity` (the shared
+definition). Writes are keyed by (card, transaction id), so a redelivered chunk rewrites the
+same entries and a late chunk only adds its own: no value depends on arrival order. Locally a
+SQLite file under the state folder; on AWS the DynamoDB table CDK makes from
+`[resources] tables` (partition key `id`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any, Protocol
+
+import numpy as np
+
+from aibackend.adapters.local import connect
+from aibackend.fraud.velocity import US, CardHistory, Txn, histories
+from aibackend.settings import PlatformSettings, physical_name, platform_settings
+
+TABLE = "pipeline-features"
+#: Keys in one DynamoDB BatchGetItem, at most.
+_BATCH_GET = 100
+#: Transactions set by one UpdateItem: keeps its expression far below DynamoDB's 4 KB limit.
+_SETS_PER_UPDATE = 50
+
+
+class FeatureStore(Protocol):
+    def put(self, txns: Sequence[Txn]) -> None:
+        """Add or replace transactions (by card and transaction id)."""
+        ...
+
+    def histories(
+        self, cards: Iterable[str], since_us: int, until_us: int
+    ) -> dict[str, CardHistory]:
+        """The cards' transactions with `since_us <= at_us < until_us`."""
+        ...
+
+
+def feature_store(settings: PlatformSettings | None = None, table: str = TABLE) -> FeatureStore:
+    s = settings or platform_settings()
+    if s.adapters == "aws":
+        return DynamoFeatureStore(physical_name("table", table))
+    return SqliteFeatureStore(s.state_dir / "tables" / f"{table}.db")
+
+
+# --- local: SQLite ----------------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS card_txns (
+  card TEXT NOT NULL, txn TEXT NOT NULL, at INTEGER NOT NULL, amount_eur REAL NOT NULL,
+  PRIMARY KEY (card, txn)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS card_txns_at ON card_txns (card, at);
+"""
+
+
+class SqliteFeatureStore:
+    def __init__(self, path: Any) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._tx() as c:
+            c.executescript(_SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = connect(self.path)
+        try:
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    def put(self, txns: Sequence[Txn]) -> None:
+        with self._tx() as c:
+            c.execute("BEGIN")  # one transaction for the chunk (the connection autocommits)
+            c.executemany(
+                "INSERT OR REPLACE INTO card_txns VALUES (?, ?, ?, ?)",
+                ((t.card_id, t.transaction_id, t.at_us, t.amount_eur) for t in txns),
+            )
+
+    def histories(
+        self, cards: Iterable[str], since_us: int, until_us: int
+    ) -> dict[str, CardHistory]:
+        wanted = sorted(set(cards))
+        rows: list[tuple[str, int, float]] = []
+        with self._tx() as c:
+            c.row_factory = None  # plain tuples: this reads thousands of rows per chunk
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                marks = ",".join("?" * len(part))
+                rows.extend(
+                    c.execute(
+                        f"SELECT card, at, amount_eur FROM card_txns "
+                        f"WHERE card IN ({marks}) AND at >= ? AND at < ? ORDER BY card, at",
+                        (*part, since_us, until_us),
+                    )
+                )
+        return _grouped(rows)
+
+
+def _grouped(rows: list[tuple[str, int, float]]) -> dict[str, CardHistory]:
+    """Rows sorted by (card, time), unique per transaction (the table's key), as histories."""
+    if not rows:
+        return {}
+    cards, at, amount = zip(*rows, strict=True)
+    at_us = np.array(at, dtype=np.int64)
+    eur = np.array(amount, dtype=np.float64)
+    starts = [0, *(i for i in range(1, len(cards)) if cards[i] != cards[i - 1]), len(cards)]
+    return {cards[lo]: CardHistory(at_us[lo:hi], eur[lo:hi]) for lo, hi in pairwise(starts)}
+
+
+# --- AWS: DynamoDB ------------------------------------------------------------------------------
+
+
+def _day(at_us: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=at_us)).date().isoformat()
+
+
+class DynamoFeatureStore:
+    """One item per card and UTC day, `id` = `card#<card>#<YYYY-MM-DD>`, with one attribute per
+    transaction (`t#<transaction id>` = `[at_us, amount_eur]` as JSON), each set by name (an
+    overwrite). A card's 30-day history is at most 31 items, read with BatchGetItem; an item
+    stays far below DynamoDB's 400 KB for any real card's day."""
+
+    def __init__(self, table: str, client: Any = None) -> None:
+        self.table = table
+        if client is None:
+            import boto3
+
+            client = boto3.client("dynamodb")
+        self._db = client
+
+    def put(self, txns: Sequence[Txn]) -> None:
+        by_item: dict[str, list[Txn]] = defaultdict(list)
+        for t in txns:
+            by_item[f"card#{t.card_id}#{_day(t.at_us)}"].append(t)
+        for key, all_items in by_item.items():
+            for start in range(0, len(all_items), _SETS_PER_UPDATE):
+                self._set(key, all_items[start : start + _SETS_PER_UPDATE])
+
+    def _set(self, key: str, items: list[Txn]) -> None:
+        """One UpdateItem setting each transaction's attribute by name (an overwrite)."""
+        names = {f"#t{i}": f"t#{t.transaction_id}" for i, t in enumerate(items)}
+        values = {f":t{i}": {"S": json.dumps([t.at_us, t.amount_eur])} for i, t in enumerate(items)}
+        sets = ", ".join(f"#t{i} = :t{i}" for i in range(len(items)))
+        self._db.update_item(
+            TableName=self.table,
+            Key={"id": {"S": key}},
+            UpdateExpression=f"SET {sets}",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def histories(
+        self, cards: Iterable[str], since_us: int, until_us: int
+    ) -> dict[str, CardHistory]:
+        days = _days(since_us, until_us)
+        keys = [f"card#{card}#{day}" for card in sorted(set(cards)) for day in days]
+        rows: list[Txn] = []
+        for item in self._get_all(keys):
+            card = item["id"]["S"].removeprefix("card#").rsplit("#", 1)[0]
+            for name, value in item.items():
+                if name.startswith("t#"):
+                    at, amount = json.loads(value["S"])
+                    if since_us <= at < until_us:
+                        rows.append(Txn(card, name[2:], int(at), float(amount)))
+        return histories(rows)
+
+    def _get_all(self, keys: list[str]) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(keys), _BATCH_GET):
+            pending: dict[str, Any] = {
+                self.table: {
+                    "Keys": [{"id": {"S": k}} for k in keys[start : start + _BATCH_GET]],
+                    "ConsistentRead": True,
+                }
+            }
+            while pending:
+                got = self._db.batch_get_item(RequestItems=pending)
+                yield from got.get("Responses", {}).get(self.table, [])
+                pending = got.get("UnprocessedKeys") or {}
+
+
+def _days(since_us: int, until_us: int) -> list[str]:
+    first = datetime.fromisoformat(_day(since_us))
+    last = datetime.fromisoformat(_day(max(since_us, until_us - 1)))
+    return [(first + timedelta(days=i)).date().isoformat() for i in range((last - first).days + 1)]
+
+
+__all__ = ["TABLE", "US", "FeatureStore", "feature_store"]

@@ -1,0 +1,82 @@
+"""The online feature table, one contract for both adapters: SQLite (local) and DynamoDB
+(moto)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from aibackend.fraud.velocity import DAY_US, HOUR_US, Txn, epoch_us
+from aibackend.pipeline.features import DynamoFeatureStore, FeatureStore, SqliteFeatureStore
+
+T = epoch_us("2024-03-10T00:30:00+00:00")
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FeatureStore]:
+    if request.param == "sqlite":
+        yield SqliteFeatureStore(tmp_path / "features.db")
+        return
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        import boto3
+
+        db = boto3.client("dynamodb")
+        db.create_table(  # the layout CDK gives every data table
+            TableName="features",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield DynamoFeatureStore("features", db)
+
+
+def _times(store: FeatureStore, card: str, since: int, until: int) -> list[int]:
+    got = store.histories([card], since, until)
+    return got[card].at_us.tolist() if card in got else []
+
+
+def test_histories_returns_the_cards_transactions_in_the_half_open_range(
+    store: FeatureStore,
+) -> None:
+    # GIVEN transactions of two cards over three UTC days (one exactly at each bound)
+    store.put(
+        [
+            Txn("c#1", "a", T - DAY_US, 1.0),
+            Txn("c#1", "b", T - HOUR_US, 2.0),
+            Txn("c#1", "c", T, 3.0),
+            Txn("c#1", "d", T + DAY_US, 4.0),
+            Txn("c2", "e", T - HOUR_US, 5.0),
+        ]
+    )
+    # WHEN one card's history in [T - 1 day, T + 1 day) is read
+    # THEN it holds that card's transactions from the lower bound, without the upper one
+    assert _times(store, "c#1", T - DAY_US, T + DAY_US) == [T - DAY_US, T - HOUR_US, T]
+    assert _times(store, "c2", T, T + DAY_US) == []
+    assert store.histories(["nobody"], 0, T + DAY_US) == {}
+
+
+def test_put_given_the_same_transactions_again_keeps_one_copy_each(store: FeatureStore) -> None:
+    # GIVEN a chunk written, then written again (a redelivery) in another order
+    chunk = [Txn("c1", f"t{i}", T + i * HOUR_US, float(i)) for i in range(5)]
+    store.put(chunk)
+    store.put(list(reversed(chunk)))
+    # WHEN the card's history is read THEN every transaction is there once, in time order
+    h = store.histories(["c1"], T, T + DAY_US)["c1"]
+    assert h.at_us.tolist() == [t.at_us for t in chunk]
+    np.testing.assert_array_equal(h.amount_eur, [0.0, 1.0, 2.0, 3.0, 4.0])
+
+
+def test_put_given_a_burst_of_one_cards_day_keeps_every_transaction(store: FeatureStore) -> None:
+    # GIVEN 120 transactions of one card on one day in one chunk (more than one DynamoDB
+    # update expression holds)
+    burst = [Txn("c1", f"b{i:03d}", T + i * 10**6, 1.0) for i in range(120)]
+    # WHEN written THEN all 120 are read back
+    store.put(burst)
+    assert len(store.histories(["c1"], T, T + HOUR_US)["c1"].at_us) == 120
