@@ -206,6 +206,22 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+@contextmanager
+def connection(path: Path, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+    """A short-lived connection (for stores that several processes open: the gateway, stage
+    functions, the CLI); `write`: everything inside is one transaction (`write_transaction`),
+    which a connection in autocommit mode would otherwise commit statement by statement."""
+    conn = connect(path)
+    try:
+        if write:
+            with write_transaction(conn, threading.Lock()):
+                yield conn
+        else:
+            yield conn
+    finally:
+        conn.close()
+
+
 class SqliteModelRegistry(RegistryBase):
     """Registry records in SQLite; artifacts in the local `models` bucket."""
 

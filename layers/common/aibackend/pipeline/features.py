@@ -11,17 +11,15 @@ SQLite file under the state folder; on AWS the DynamoDB table CDK makes from
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any, Protocol
 
 import numpy as np
 
-from aibackend.adapters.local import connect
+from aibackend.adapters.local import connection
 from aibackend.fraud.velocity import US, CardHistory, Txn, histories
 from aibackend.settings import PlatformSettings, physical_name, platform_settings
 
@@ -66,21 +64,11 @@ class SqliteFeatureStore:
     def __init__(self, path: Any) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._tx() as c:
+        with connection(path) as c:
             c.executescript(_SCHEMA)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = connect(self.path)
-        try:
-            with conn:
-                yield conn
-        finally:
-            conn.close()
-
     def put(self, txns: Sequence[Txn]) -> None:
-        with self._tx() as c:
-            c.execute("BEGIN")  # one transaction for the chunk (the connection autocommits)
+        with connection(self.path, write=True) as c:
             c.executemany(
                 "INSERT OR REPLACE INTO card_txns VALUES (?, ?, ?, ?)",
                 ((t.card_id, t.transaction_id, t.at_us, t.amount_eur) for t in txns),
@@ -91,7 +79,7 @@ class SqliteFeatureStore:
     ) -> dict[str, CardHistory]:
         wanted = sorted(set(cards))
         rows: list[tuple[str, int, float]] = []
-        with self._tx() as c:
+        with connection(self.path) as c:
             c.row_factory = None  # plain tuples: this reads thousands of rows per chunk
             for start in range(0, len(wanted), 500):
                 part = wanted[start : start + 500]

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from aibackend.adapters.local import connect
+from aibackend.adapters.local import connection
 from aibackend.settings import PlatformSettings, physical_name, platform_settings
 
 TABLE = "pipeline-runs"
@@ -176,20 +174,11 @@ class SqliteRunStore:
     def __init__(self, path: Any) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._tx() as c:
+        with connection(path) as c:
             c.executescript(_SCHEMA)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = connect(self.path)
-        try:
-            with conn:
-                yield conn
-        finally:
-            conn.close()
-
     def start(self, run: RunInfo) -> RunInfo:
-        with self._tx() as c:
+        with connection(self.path, write=True) as c:
             c.execute(
                 "INSERT OR IGNORE INTO runs (run_id, info, started) VALUES (?, ?, ?)",
                 (run.run_id, run.model_dump_json(), run.started.timestamp()),
@@ -203,18 +192,18 @@ class SqliteRunStore:
         if run is None:
             raise KeyError(f"run {run_id} was never started")
         done = run.model_copy(update={"rows": rows, "chunks": chunks})
-        with self._tx() as c:
+        with connection(self.path, write=True) as c:
             c.execute("UPDATE runs SET info = ? WHERE run_id = ?", (done.model_dump_json(), run_id))
 
     def record(self, run_id: str, stage: Stage, chunk: int, counts: Mapping[str, int]) -> None:
-        with self._tx() as c:
+        with connection(self.path, write=True) as c:
             c.execute(
                 "INSERT OR REPLACE INTO chunk_counts VALUES (?, ?, ?, ?, ?)",
                 (run_id, stage, chunk, json.dumps(dict(counts)), time.time()),
             )
 
     def claim_ids(self, run_id: str, chunk: int, ids: list[str]) -> set[str]:
-        with self._tx() as c:
+        with connection(self.path, write=True) as c:
             c.executemany(
                 "INSERT OR IGNORE INTO claims VALUES (?, ?, ?)",
                 ((run_id, i, chunk) for i in ids),
@@ -234,19 +223,19 @@ class SqliteRunStore:
         return taken
 
     def get(self, run_id: str) -> RunInfo | None:
-        with self._tx() as c:
+        with connection(self.path) as c:
             row = c.execute("SELECT info FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else RunInfo.model_validate_json(row[0])
 
     def chunks(self, run_id: str) -> list[ChunkCounts]:
-        with self._tx() as c:
+        with connection(self.path) as c:
             rows = c.execute(
                 "SELECT stage, chunk, counts, at FROM chunk_counts WHERE run_id = ?", (run_id,)
             ).fetchall()
         return [ChunkCounts(stage=r[0], chunk=r[1], counts=json.loads(r[2]), at=r[3]) for r in rows]
 
     def latest(self) -> str | None:
-        with self._tx() as c:
+        with connection(self.path) as c:
             row = c.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
         return None if row is None else str(row[0])
 
