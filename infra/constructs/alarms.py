@@ -11,13 +11,13 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from aibackend.catalog import FunctionSpec
+from infra.constructs.keys import allow_service
 
 PERIOD = cdk.Duration.minutes(5)
 
@@ -25,24 +25,17 @@ PERIOD = cdk.Duration.minutes(5)
 def alarm_topic(scope: Construct, construct_id: str, *, key: kms.Key) -> sns.Topic:
     """The stack's alarm topic; CloudWatch may use `key` to publish to it (its key policy)."""
     stack = cdk.Stack.of(scope)
-    key.add_to_resource_policy(
-        iam.PolicyStatement(
-            sid="CloudWatchAlarmsOfThisAccountPublishToTheAlarmTopic",
-            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-            actions=["kms:GenerateDataKey*", "kms:Decrypt"],
-            resources=["*"],
-            conditions={
-                "StringEquals": {"aws:SourceAccount": stack.account},
-                "ArnLike": {
-                    "aws:SourceArn": stack.format_arn(
-                        service="cloudwatch",
-                        resource="alarm",
-                        resource_name="*",
-                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                },
-            },
-        )
+    allow_service(
+        key,
+        sid="CloudWatchAlarmsOfThisAccountPublishToTheAlarmTopic",
+        service="cloudwatch",
+        actions=["kms:GenerateDataKey*", "kms:Decrypt"],
+        source_arn=stack.format_arn(
+            service="cloudwatch",
+            resource="alarm",
+            resource_name="*",
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        ),
     )
     return sns.Topic(
         scope,

@@ -44,21 +44,30 @@ def allow_eventbridge_dead_letters(key: kms.IKey) -> None:
     to the queues and the queues to this key.
     """
     stack = cdk.Stack.of(key)
+    allow_service(
+        key,
+        sid="EventBridgeRulesOfThisAccountSendToDeadLetterQueues",
+        service="events",
+        actions=["kms:GenerateDataKey", "kms:Decrypt"],
+        source_arn=stack.format_arn(service="events", resource="rule", resource_name="*"),
+    )
+
+
+def allow_service(
+    key: kms.IKey, *, sid: str, service: str, actions: list[str], source_arn: str
+) -> None:
+    """Let AWS service `service` (`events`, `cloudwatch`...) use `key` on behalf of resources
+    of this account matching `source_arn` only: what a service writes into an encrypted
+    queue or topic, no role of ours involved, so only the key policy can allow it."""
     key.add_to_resource_policy(
         iam.PolicyStatement(
-            sid="EventBridgeRulesOfThisAccountSendToDeadLetterQueues",
-            principals=[iam.ServicePrincipal("events.amazonaws.com")],
-            actions=["kms:GenerateDataKey", "kms:Decrypt"],
+            sid=sid,
+            principals=[iam.ServicePrincipal(f"{service}.amazonaws.com")],
+            actions=actions,
             resources=["*"],
             conditions={
-                "StringEquals": {"aws:SourceAccount": stack.account},
-                "ArnLike": {
-                    "aws:SourceArn": stack.format_arn(
-                        service="events",
-                        resource="rule",
-                        resource_name="*",
-                    )
-                },
+                "StringEquals": {"aws:SourceAccount": cdk.Stack.of(key).account},
+                "ArnLike": {"aws:SourceArn": source_arn},
             },
         )
     )
