@@ -267,7 +267,7 @@ def test_a_store_failure_on_one_chunk_leaves_the_others_stored_and_ends_in_the_d
     assert drop(runtime, key, content) == rid
     s = finished(runtime, rid, timeout=40)
     # THEN chunk 2's message is in the store DLQ after its last receive
-    wait_for(lambda: dlq.stats().visible == dead + 1)
+    wait_for(lambda: dlq.stats().visible == dead + 1, timeout=60)  # a busy CI machine
     (msg,) = [m for m in dlq.receive(10) if json.loads(m.body)["run_id"] == rid]
     assert json.loads(msg.body)["chunk"] == 2
     assert int(msg.attributes["ApproximateReceiveCount"]) >= STORE_MAX_RECEIVES
