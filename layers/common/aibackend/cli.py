@@ -546,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aibackend.pipeline.cli import register as register_pipeline
 
     register_pipeline(sub)  # `aib pipeline status [RUN] [--watch]`
+    from aibackend.local.telemetry_cli import register as register_telemetry
+
+    register_telemetry(sub)  # `aib logs FUNCTION [-f]`, `aib metrics`
     return p
 
 

@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 from aibackend.catalog import FunctionSpec
 from aibackend.errors import ConfigError
 from aibackend.local.context import LocalLambdaContext, new_request_id
+from aibackend.local.logs import LogSink, report_line, routed
 from aibackend.models.runtime import pinned_version
 
 log = logging.getLogger("aib.runtime")
@@ -65,8 +67,12 @@ class FunctionHost:
 
     enforces_timeout = False
 
-    def __init__(self, spec: FunctionSpec) -> None:
+    def __init__(self, spec: FunctionSpec, log_sink: LogSink | None = None) -> None:
+        """`log_sink`: where the function's stdout and stderr lines go (`aib logs`), if anywhere."""
         self.spec = spec
+        self.log_sink = log_sink
+        #: INIT's duration, reported on the first invocation after a load (a cold start).
+        self._cold_init_ms: float | None = None
         self._handler: Handler | None = None
         self._lock = threading.Lock()
         self.loaded_at: float | None = None
@@ -86,9 +92,11 @@ class FunctionHost:
             saved = {m: sys.modules.pop(m) for m in stale}
             t0 = time.perf_counter()
             try:
-                module = importlib.import_module(self.spec.handler_module)
-            except BaseException:
+                with routed(self.log_sink):
+                    module = importlib.import_module(self.spec.handler_module)
+            except BaseException as e:
                 sys.modules.update(saved)  # keep serving the previous version
+                self._log_error(e)
                 raise
             handler = getattr(module, self.spec.handler_attr, None)
             if not callable(handler):
@@ -98,6 +106,7 @@ class FunctionHost:
                 )
             self._handler = handler
             self.init_ms = (time.perf_counter() - t0) * 1000
+            self._cold_init_ms = self.init_ms
             self.loaded_at = time.time()
             self.models = {m: pinned_version(m) for m in self.spec.models}
         log.info(
@@ -118,7 +127,28 @@ class FunctionHost:
             aws_request_id=request_id or new_request_id(),
         )
         _ensure_event_loop()
-        return handler(event, ctx)
+        if self.log_sink is None:
+            return handler(event, ctx)
+        init_ms, self._cold_init_ms = self._cold_init_ms, None
+        t0 = time.perf_counter()
+        failed = False
+        try:
+            with routed(self.log_sink):
+                return handler(event, ctx)
+        except BaseException as e:
+            failed = True
+            self._log_error(e)
+            raise
+        finally:
+            ms = (time.perf_counter() - t0) * 1000
+            self.log_sink.write_line(report_line(ctx.aws_request_id, ms, init_ms, failed))
+
+    def _log_error(self, e: BaseException) -> None:
+        """What Lambda's runtime writes to the function's log when the handler raises."""
+        if self.log_sink is not None:
+            self.log_sink.write_line(f"[ERROR] {type(e).__name__}: {e}")
+            for line in "".join(traceback.format_exception(e)).rstrip("\n").split("\n"):
+                self.log_sink.write_line(line)
 
 
 def functions_on_path(root: Path) -> None:

@@ -42,6 +42,8 @@ from aibackend.errors import AibError
 log = logging.getLogger("aib.runtime")
 
 WORKER_MODULE = "aibackend.local.isolation"
+#: Tells a worker which file its function's log lines go to (`aibackend.local.logs`).
+LOG_FILE_ENV = "AIB_FUNCTION_LOG_FILE"
 #: Lambda's INIT phase limit; a function with a longer timeout gets that much instead.
 INIT_TIMEOUT_S = 10.0
 #: Lambda's limit on a synchronous invocation's response.
@@ -158,13 +160,16 @@ def serve(requests: int, replies: int) -> int:
     Returns the exit status: 0 when the parent closes the request pipe, 1 when INIT failed.
     """
     from aibackend.local.host import FunctionHost
+    from aibackend.local.logs import LogSink
 
     # Ctrl-C in `aib dev`'s terminal reaches the whole process group; the parent stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     first = _receive(requests)
     if first is None:
         return 0
-    host = FunctionHost(FunctionSpec.model_validate(first["spec"]))
+    log_file = os.environ.get(LOG_FILE_ENV)
+    sink = LogSink(Path(log_file)) if log_file else None
+    host = FunctionHost(FunctionSpec.model_validate(first["spec"]), sink)
     try:
         host.load()
     except Exception as e:
@@ -309,8 +314,16 @@ class ProcessHost:
     #: and raises `FunctionTimeoutError`; callers need no timeout of their own.
     enforces_timeout = True
 
-    def __init__(self, spec: FunctionSpec, *, init_timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        *,
+        init_timeout_s: float | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        """`log_path`: the function's log file (`aib logs`); its workers append to it."""
         self.spec = spec
+        self.log_path = log_path
         self.max_workers = spec.reserved_concurrency or 2
         self.init_timeout_s = init_timeout_s or max(INIT_TIMEOUT_S, float(spec.timeout_s))
         self.loaded_at: float | None = None
@@ -332,6 +345,8 @@ class ProcessHost:
     def _environment(self) -> dict[str, str]:
         env = {**os.environ, **self.spec.environment}
         env["POWERTOOLS_SERVICE_NAME"] = self.spec.name
+        if self.log_path is not None:
+            env[LOG_FILE_ENV] = str(self.log_path)
         # Logs of a killed worker must not die in its buffers.
         env["PYTHONUNBUFFERED"] = "1"
         # The worker imports this library the way this process found it.

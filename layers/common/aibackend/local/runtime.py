@@ -32,6 +32,7 @@ from aibackend.embeddings.local import LocalEndpoints
 from aibackend.errors import ConfigError, ModelLoadError
 from aibackend.local import triggers
 from aibackend.local.host import FunctionHost, Host, check_environments
+from aibackend.local.logs import LogFolder
 from aibackend.ports import PutEvent, QueueService
 from aibackend.settings import PlatformSettings, model_version_env, platform_settings
 
@@ -56,13 +57,11 @@ class LocalRuntime:
         self.generation = 0
         #: Why a function folder found at run time is not served yet (logged once per reason).
         self._pending: dict[str, str] = {}
-        if isolate:
-            from aibackend.local.isolation import ProcessHost
-
-            self.hosts = {f.name: ProcessHost(f) for f in catalog.functions}
-        else:
+        #: Each function's log file (`aib logs`, `aib metrics`), as CloudWatch Logs on AWS.
+        self.logs = LogFolder(settings.state_dir)
+        if not isolate:
             check_environments(catalog.functions)  # one process: one os.environ for all
-            self.hosts = {f.name: FunctionHost(f) for f in catalog.functions}
+        self.hosts = {f.name: self._host(f) for f in catalog.functions}
         self.started_at = time.time()
         #: Rate schedules count from here, as AWS counts from the rule's creation.
         self.started = datetime.now(UTC)
@@ -74,6 +73,13 @@ class LocalRuntime:
         #: Loopback servers of the endpoints functions call (`endpoints = [...]`), if any.
         self.endpoints = LocalEndpoints(declared, self.registry, settings) if declared else None
         self._export_settings()
+
+    def _host(self, spec: FunctionSpec) -> Host:
+        if self.isolate:
+            from aibackend.local.isolation import ProcessHost
+
+            return ProcessHost(spec, log_path=self.logs.sink(spec.name).path)
+        return FunctionHost(spec, self.logs.sink(spec.name))
 
     def _export_settings(self) -> None:
         # Handlers read the same variables CDK sets on AWS.
@@ -349,13 +355,7 @@ class LocalRuntime:
             check_environments([*self.catalog.functions, spec])
         for model in spec.models:
             self._pin(model)
-        host: Host
-        if self.isolate:
-            from aibackend.local.isolation import ProcessHost
-
-            host = ProcessHost(spec)
-        else:
-            host = FunctionHost(spec)
+        host = self._host(spec)
         host.load()
         # Hosts, then the catalog, then the generation: no reader sees a route without its host.
         self.hosts = {**self.hosts, spec.name: host}
@@ -401,6 +401,7 @@ class LocalRuntime:
         if self.endpoints is not None:
             self.endpoints.stop()
         self.access.close()
+        self.logs.close()
 
     def health(self) -> dict[str, Any]:
         # Endpoints: each server's URL, or why it is not there ("not built (make embeddings)").
