@@ -21,7 +21,7 @@ from infra.model_versions import ResolvedVersion, resolve_model_versions
 from infra.stacks.data import DataStack
 from infra.stacks.models import ModelsStack
 from infra.stacks.services import ServicesStack
-from infra.triggers import data_bucket_names, data_table_names
+from infra.triggers import bucket_expirations, data_bucket_names, data_table_names
 
 #: Deploy order: AibModels and AibData (stateful, independent of each other), then AibServices.
 MODELS_STACK = "AibModels"
@@ -82,6 +82,7 @@ def build_app(
         DATA_STACK,
         bucket_names=data_bucket_names(catalog),
         table_names=data_table_names(catalog),
+        expirations=bucket_expirations(catalog),
         config=config,
         env=env,
         description="aibackend: platform event bus with its archive, data buckets and data tables",

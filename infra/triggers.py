@@ -44,6 +44,23 @@ def data_bucket_names(catalog: Catalog) -> tuple[str, ...]:
     return tuple(sorted(names - {MODEL_BUCKET}))
 
 
+def bucket_expirations(catalog: Catalog) -> dict[str, list[tuple[str, int]]]:
+    """Per bucket, (prefix, days) expirations the declarations ask for: the lifecycle rules
+    `aib dev` applies itself (`aibackend.local.lifecycle`)."""
+    from aibackend.local.lifecycle import expiration_rules
+
+    out: dict[str, list[tuple[str, int]]] = {}
+    for rule in expiration_rules(catalog):
+        out.setdefault(rule.bucket, []).append((rule.prefix, rule.days))
+    return out
+
+
+def topic_names(catalog: Catalog) -> tuple[str, ...]:
+    """SNS topics the declarations name in `resources.topics`: AibServices creates each once,
+    however many functions publish to it."""
+    return tuple(sorted({t for f in catalog.functions for t in f.resources.topics}))
+
+
 def data_table_names(catalog: Catalog) -> tuple[str, ...]:
     """Tables the declarations name in `resources.tables`, except the model registry: AibData
     creates each once, however many functions read or write it."""

@@ -27,7 +27,7 @@ FUNCTIONS = ROOT / "functions"
 T = TypeVar("T")
 
 #: Variables a runtime exports for its functions; cleared around each test runtime.
-RUNTIME_ENV = ("AIB_STATE_DIR", "AIB_ADAPTERS", "AIB_MODEL_BUCKET")
+RUNTIME_ENV = ("AIB_STATE_DIR", "AIB_ADAPTERS", "AIB_MODEL_BUCKET", "AIB_CAPTURE")
 
 
 def wait_for(cond: Callable[[], T], timeout: float = 20.0) -> T:

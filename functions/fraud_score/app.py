@@ -14,6 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Body, FastAPI, Request
 from pydantic import Discriminator, Tag
 
+from aibackend.capture import Capture
 from aibackend.fraud.decision import DecisionSettings
 from aibackend.fraud.schema import Transaction
 from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
@@ -33,6 +34,8 @@ MODEL = load_model("fraud")
 SETTINGS = DecisionSettings.from_env()
 POLICY = RiskPolicy.from_env()
 V1_LIFECYCLE = lifecycle_from_env("v1", successor="/v2/fraud/score")
+#: Off unless functions/monitoring.toml declares `[capture.fraud]`.
+CAPTURE = Capture.from_env("fraud")
 logger.append_keys(model_name=MODEL.name, model_version=MODEL.version)
 
 
@@ -75,6 +78,17 @@ def _record(scored: int, declined: int, reviewed: int | None = None) -> None:
         logger.info("declined transactions", extra={"declined": declined, "scored": scored})
 
 
+def _capture(
+    txns: list[Transaction], outputs: list[tuple[str, dict[str, Any]]], correlation_id: str
+) -> None:
+    if CAPTURE.enabled:
+        items = [
+            (iid, txn.model_dump(mode="json"), out)
+            for txn, (iid, out) in zip(txns, outputs, strict=True)
+        ]
+        CAPTURE.send(MODEL.version, items, correlation_id)
+
+
 @v1.post("/score", response_model=ScoreResponse)
 async def score_transactions(
     request: Request, body: Annotated[ScoreRequest, Body()]
@@ -86,6 +100,11 @@ async def score_transactions(
     txns = body.transactions if isinstance(body, ScoreBatch) else [body]
     result = score(txns, MODEL, SETTINGS, request_id(request))
     _record(len(txns), sum(r.decision == "decline" for r in result.results))
+    _capture(
+        txns,
+        [(r.inference_id, {"score": r.score, "decision": r.decision}) for r in result.results],
+        result.request_id,
+    )
     return result
 
 
@@ -116,6 +135,14 @@ async def score_transactions_v2(
     result = score_v2(txns, MODEL, POLICY, request_id(request))
     actions = [r.decision.action for r in result.results]
     _record(len(txns), actions.count("decline"), actions.count("review"))
+    _capture(
+        txns,
+        [
+            (r.inference_id, {"score": r.risk.score, "decision": r.decision.action})
+            for r in result.results
+        ],
+        result.request_id,
+    )
     return result
 
 

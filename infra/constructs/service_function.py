@@ -26,6 +26,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from aibackend.capture import ENV as CAPTURE_ENV
+from aibackend.capture import CaptureSettings, capture_env
 from aibackend.catalog import DECLARATION, AsyncDelivery, FunctionSpec, Grant
 from aibackend.errors import ConfigError
 from aibackend.secrets import secret_env
@@ -137,7 +139,9 @@ class ServiceFunction(Construct):
         resources: SharedResources,
         model_versions: Mapping[str, int],
         settings: FunctionSettings,
+        capture: Mapping[str, CaptureSettings] | None = None,
     ) -> None:
+        """`capture`: inference capture by model (`functions/monitoring.toml`)."""
         super().__init__(scope, construct_id)
         self.spec = spec
         # Why CDK grants on this role carry kms:GenerateDataKey* and kms:ReEncrypt*: one
@@ -188,6 +192,7 @@ class ServiceFunction(Construct):
             **_resource_environment(spec, resources),
             **endpoint_environment(declaration, spec.endpoints),
             **{secret_env(name): parameter for name, parameter in sorted(spec.secrets.items())},
+            **_capture_environment(spec, capture or {}),
             **spec.environment,
         }
 
@@ -521,6 +526,14 @@ def _check_trigger_targets(spec: FunctionSpec, resources: SharedResources) -> No
                 f"{declaration}: objects[{i}].bucket: unknown bucket {obj.bucket!r}; known "
                 f"buckets: {', '.join(sorted(resources.buckets)) or 'none'}"
             )
+
+
+def _capture_environment(
+    spec: FunctionSpec, capture: Mapping[str, CaptureSettings]
+) -> dict[str, str]:
+    """`AIB_CAPTURE` with the settings of the captured models this function serves, if any."""
+    mine = {m: s for m, s in capture.items() if spec.capture and m in spec.models and s.rate > 0}
+    return {CAPTURE_ENV: capture_env(mine)} if mine else {}
 
 
 def _resource_environment(spec: FunctionSpec, resources: SharedResources) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
@@ -96,12 +96,18 @@ class DataBuckets(Construct):
         names: Sequence[str],
         key: kms.IKey,
         log_retention_days: int,
+        expirations: Mapping[str, Sequence[tuple[str, int]]] | None = None,
     ) -> None:
+        """`expirations`: per bucket, (prefix, days) pairs: objects under the prefix expire
+        that many days after they were written (captured inferences, for example)."""
         super().__init__(scope, construct_id)
         self.access_logs = access_log_bucket(self, log_retention_days) if names else None
-        self.buckets = {name: self._bucket(name, key) for name in names}
+        expire = expirations or {}
+        self.buckets = {name: self._bucket(name, key, expire.get(name, ())) for name in names}
 
-    def _bucket(self, name: str, key: kms.IKey) -> s3.Bucket:
+    def _bucket(
+        self, name: str, key: kms.IKey, expirations: Sequence[tuple[str, int]]
+    ) -> s3.Bucket:
         # S3 needs no permission on the key to publish object events to EventBridge: the
         # event carries the object's metadata, never its content.
         bucket = s3.Bucket(
@@ -120,6 +126,14 @@ class DataBuckets(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     noncurrent_version_expiration=cdk.Duration.days(NONCURRENT_VERSION_DAYS)
+                ),
+                *(
+                    s3.LifecycleRule(
+                        id=f"expire-{prefix.strip('/').replace('/', '-')}",
+                        prefix=prefix,
+                        expiration=cdk.Duration.days(days),
+                    )
+                    for prefix, days in expirations
                 ),
             ],
         )

@@ -6,7 +6,7 @@ Stateful and independent of AibModels; AibServices subscribes to both by named e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aws_cdk as cdk
@@ -32,6 +32,7 @@ class DataStack(cdk.Stack):
         bucket_names: Sequence[str],
         table_names: Sequence[str],
         config: InfraConfig,
+        expirations: Mapping[str, Sequence[tuple[str, int]]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -56,6 +57,7 @@ class DataStack(cdk.Stack):
             names=bucket_names,
             key=self.key,
             log_retention_days=config.log_retention_days,
+            expirations=expirations,
         )
         self.buckets = data.buckets
         self.access_logs = data.access_logs

@@ -141,6 +141,7 @@ class ServicesStack(cdk.Stack):
                 resources=resources,
                 model_versions=model_versions,
                 settings=settings,
+                capture=catalog.capture,
             )
             for spec in catalog.functions
         }

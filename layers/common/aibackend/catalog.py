@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aibackend.auth.plans import DEFAULT_PLANS, Plan, load_plans
+from aibackend.capture import QUEUE as CAPTURE_QUEUE
+from aibackend.capture import CaptureSettings, load_capture
 from aibackend.errors import ConfigError
 
 DECLARATION = "function.toml"
@@ -287,6 +289,10 @@ class FunctionSpec(BaseModel):
         Annotated[str, Field(pattern=r"^/[A-Za-z0-9_.\-/]+$", max_length=1011)],
     ] = Field(default_factory=dict)
     alarms: AlarmSettings = AlarmSettings()
+    #: Whether this function captures the predictions of the models it serves when
+    #: `monitoring.toml` turns capture on for them (false, e.g., for batch scoring whose
+    #: output is stored anyway).
+    capture: bool = True
     #: This function is the REST API's Lambda REQUEST authorizer (AWS only: `aib dev` runs the
     #: same code in its gateway). At most one per project; it has no routes or triggers.
     authorizer: bool = False
@@ -470,6 +476,8 @@ class Catalog(BaseModel):
     functions: tuple[FunctionSpec, ...]
     #: Usage plans by name (`plans.toml` beside the functions, or the defaults).
     plans: dict[str, Plan] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
+    #: Inference capture by model (`monitoring.toml` beside the functions; none: no capture).
+    capture: dict[str, CaptureSettings] = Field(default_factory=dict)
 
     @property
     def authorizer(self) -> FunctionSpec | None:
@@ -529,7 +537,32 @@ def load_catalog(root: Path) -> Catalog:
             f"{root}: functions {', '.join(authorizers)} all declare authorizer = true; the API "
             "has one authorizer"
         )
-    return Catalog(root=root, functions=tuple(specs), plans=load_plans(root))
+    capture = load_capture(root)
+    unknown = sorted(set(capture) - {m for s in specs for m in s.models})
+    if unknown:
+        raise ConfigError(
+            f"{root / 'monitoring.toml'}: capture: no function serves model(s) "
+            f"{', '.join(map(repr, unknown))}; name a model some function.toml lists in `models`"
+        )
+    if any(s.rate > 0 for s in capture.values()) and CAPTURE_QUEUE not in consumers:
+        raise ConfigError(
+            f"{root / 'monitoring.toml'}: capture is on but no function consumes the "
+            f"{CAPTURE_QUEUE!r} queue; keep functions/monitor_capture (or set rate = 0)"
+        )
+    specs = [_with_capture(s, capture) for s in specs]
+    return Catalog(root=root, functions=tuple(specs), plans=load_plans(root), capture=capture)
+
+
+def _with_capture(spec: FunctionSpec, capture: dict[str, CaptureSettings]) -> FunctionSpec:
+    """A function serving a captured model may send to the capture queue: declared once per
+    model, not repeated in every function.toml. (The platform sets `AIB_CAPTURE` for it: CDK
+    in its environment, `aib dev` in the process's.)"""
+    if not spec.capture or not any(capture[m].rate > 0 for m in spec.models if m in capture):
+        return spec
+    queues = {**spec.resources.queues, CAPTURE_QUEUE: Grant.WRITE}
+    return spec.model_copy(
+        update={"resources": spec.resources.model_copy(update={"queues": queues})}
+    )
 
 
 def default_functions_dir() -> Path:

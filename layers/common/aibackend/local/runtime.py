@@ -18,8 +18,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aibackend.adapters import model_registry
+from aibackend.adapters import model_registry, object_store
 from aibackend.auth.local import LocalAccess
+from aibackend.capture import ENV as CAPTURE_ENV
+from aibackend.capture import capture_env
 from aibackend.catalog import (
     DECLARATION,
     DEFAULT_BUS,
@@ -32,6 +34,7 @@ from aibackend.embeddings.local import LocalEndpoints
 from aibackend.errors import ConfigError, ModelLoadError
 from aibackend.local import triggers
 from aibackend.local.host import FunctionHost, Host, check_environments
+from aibackend.local.lifecycle import Sweeper, expiration_rules
 from aibackend.local.logs import LogFolder
 from aibackend.ports import PutEvent, QueueService
 from aibackend.settings import PlatformSettings, model_version_env, platform_settings
@@ -87,6 +90,11 @@ class LocalRuntime:
         os.environ["AIB_STATE_DIR"] = str(self.settings.state_dir.resolve())
         os.environ["AIB_MODEL_BUCKET"] = self.settings.model_bucket
         os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "aibackend")
+        # Every model's capture settings: one value, so functions in one process agree.
+        if self.catalog.capture:
+            os.environ[CAPTURE_ENV] = capture_env(self.catalog.capture)
+        else:
+            os.environ.pop(CAPTURE_ENV, None)
         # Functions read these once per process; a new runtime (tests start several) rereads them.
         platform_settings.cache_clear()
 
@@ -160,6 +168,10 @@ class LocalRuntime:
         for poller in self.pollers:
             poller.start()
         self.bus.start()
+        self.lifecycle: Sweeper | None = None
+        if rules := expiration_rules(self.catalog):
+            self.lifecycle = Sweeper(rules, lambda bucket: object_store(bucket, self.settings))
+            self.lifecycle.start()
         self.scheduler = self._scheduler()
         if self.scheduler is not None:
             self.scheduler.start()
@@ -392,7 +404,7 @@ class LocalRuntime:
         self._stop.set()
         for poller in getattr(self, "pollers", []):
             poller.stop()
-        for part in ("scheduler", "watcher", "bus"):
+        for part in ("scheduler", "watcher", "lifecycle", "bus"):
             obj = getattr(self, part, None)
             if obj is not None:
                 obj.stop()
