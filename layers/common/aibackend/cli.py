@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -286,6 +287,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     settings = _settings(args)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     rt = LocalRuntime(_catalog(args), settings, isolate=args.isolate)
+    # SIGTERM (a supervisor, `docker stop`, `kill`) must stop the runtime as Ctrl-C does:
+    # uvicorn shuts down on it, then raises it again, and Python's default action would end the
+    # process before the `finally` below, leaving `--isolate` workers orphaned.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     if args.no_train:
         missing = rt.missing_models()
         if missing:
@@ -327,6 +332,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     finally:
         rt.stop()
     return 0
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _key_store(args: argparse.Namespace) -> KeyStore:
