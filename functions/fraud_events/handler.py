@@ -1,4 +1,5 @@
-"""EventBridge `Transaction Created` -> score -> `Transaction Scored` / `Fraud Suspected`."""
+"""EventBridge `Transaction Created` -> online features, score -> `Transaction Scored` /
+`Fraud Suspected`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from aibackend.fraud.decision import DecisionSettings
 from aibackend.idempotency import persistence_layer
 from aibackend.masking import masked_logger
 from aibackend.models.runtime import load_model
+from aibackend.pipeline.features import feature_store
 from aibackend.settings import platform_settings
 
 from .scoring import score_event
@@ -24,27 +26,36 @@ metrics = Metrics()
 MODEL = load_model("fraud")
 SETTINGS = DecisionSettings.from_env()
 BUS = event_bus()
+#: The online feature table the pipeline writes too (`[resources] tables`).
+FEATURES = feature_store()
 logger.append_keys(model_name=MODEL.name, model_version=MODEL.version)
 
 # EventBridge delivers at least once, and Lambda retries an invocation whose answer was lost:
 # one record per event id makes a redelivered event return the first result instead of
 # publishing again. The bus is another store, so a crash between publishing and completing
-# the record can still publish twice: consumers dedupe on `caused_by`.
+# the record can still publish twice: consumers dedupe on `caused_by`. The feature table is
+# keyed by transaction id, so a second write changes nothing.
 IDEMPOTENCY = persistence_layer(platform_settings(), "fraud-events-idempotency")
 ONCE_PER_EVENT = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=86_400)
 
+#: The chain's id in every log line: the detail's correlation id, else the event's own id.
+CORRELATION_ID = "detail.correlation_id || id"
 
-@logger.inject_lambda_context(correlation_id_path="id")
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID)
 @metrics.log_metrics
 @idempotent(config=ONCE_PER_EVENT, persistence_store=IDEMPOTENCY)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    out = score_event(event, MODEL, SETTINGS)
+    # A `ContractError` (unknown version, invalid field) propagates: its type and message are
+    # the reason in the on-failure record of the function's failure queue.
+    out = score_event(event, MODEL, SETTINGS, FEATURES)
     result = BUS.put_events(out)
     if result.failed_count:
         # Raising makes Lambda retry the whole event; the bus refused part of our output.
         raise RuntimeError(f"event bus refused {result.failures}")
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=1)
+    scored = out[0].detail
     if len(out) > 1:
         metrics.add_metric(name="FraudSuspected", unit=MetricUnit.Count, value=1)
-        logger.info("fraud suspected", extra={"transaction_id": out[0].detail["transaction_id"]})
-    return {"published": list(result.event_ids), "decision": out[0].detail["decision"]}
+        logger.info("fraud suspected", extra={"transaction_id": scored["transaction_id"]})
+    return {"published": list(result.event_ids), "decision": scored["decision"]}

@@ -23,6 +23,7 @@ from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -46,6 +47,7 @@ from infra.triggers import (
 )
 
 R = TypeVar("R")
+G = TypeVar("G")
 
 #: Platform variables (adapters, model store, model pins) a declaration may not override.
 RESERVED_ENV_PREFIX = "AIB_"
@@ -83,6 +85,7 @@ OBJECT_READ_KEY_ACTIONS = ("kms:Decrypt",)
 OBJECT_WRITE_KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 TABLE_KEY_ACTIONS = ("kms:Decrypt", "kms:DescribeKey")
 QUEUE_SEND_KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
+TOPIC_PUBLISH_KEY_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 
 #: Never shipped in a function's code asset.
 CODE_EXCLUDES = ("**/__pycache__", "**/*.pyc", "**/tests", "**/.pytest_cache")
@@ -105,6 +108,8 @@ class SharedResources:
     queues: Mapping[str, sqs.IQueue] = field(default_factory=dict)
     #: `aib` (the platform bus) and `default` (where AWS services publish).
     buses: Mapping[str, events.IEventBus] = field(default_factory=dict)
+    #: SNS topics by logical name, encrypted with `queue_key`.
+    topics: Mapping[str, sns.ITopic] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,7 @@ class ServiceFunction(Construct):
             hint="a queue exists once a function consumes it with [[queues]] queue = '<name>'",
         )
         buses = _lookup(declaration, "buses", spec.resources.buses, resources.buses)
+        topics = _lookup(declaration, "topics", spec.resources.topics, resources.topics)
         _check_trigger_targets(spec, resources)
         delivery = async_delivery(spec)
         patterns = [
@@ -251,6 +257,12 @@ class ServiceFunction(Construct):
             # Nothing to grant for `read`: a function receives a bus's events through rules.
             if grant is not Grant.READ:
                 bus.grant_put_events_to(self.role)
+        for _, topic, _ in topics:
+            # Publish only; SNS encrypts with the topic's key on the publisher's behalf.
+            self.role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn])
+            )
+            _grant_key(resources.queue_key, self.role, TOPIC_PUBLISH_KEY_ACTIONS)
         if spec.secrets:
             self.role.add_to_principal_policy(
                 secret_grant(cdk.Stack.of(self), spec.secrets.values())
@@ -491,11 +503,11 @@ def secret_grant(stack: cdk.Stack, parameters: Iterable[str]) -> iam.PolicyState
 def _lookup(
     declaration: Path,
     kind: str,
-    wanted: Mapping[str, Grant],
+    wanted: Mapping[str, G],
     known: Mapping[str, R],
     *,
     hint: str = "",
-) -> list[tuple[str, R, Grant]]:
+) -> list[tuple[str, R, G]]:
     unknown = sorted(set(wanted) - set(known))
     if unknown:
         raise ConfigError(
@@ -546,6 +558,8 @@ def _resource_environment(spec: FunctionSpec, resources: SharedResources) -> dic
         env[resource_env("queue", name)] = resources.queues[name].queue_url
     for name in sorted(spec.resources.buses):
         env[resource_env("bus", name)] = resources.buses[name].event_bus_name
+    for name in sorted(spec.resources.topics):
+        env[resource_env("topic", name)] = resources.topics[name].topic_arn
     for name in sorted(set(spec.resources.tables) - {REGISTRY_TABLE}):
         env[resource_env("table", name)] = resources.table_names[name]
     return env

@@ -13,6 +13,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from constructs import Construct, IConstruct
 
 from aibackend.auth.apigateway import ROUTES_ENV
@@ -27,14 +28,16 @@ from infra.constructs.layers import Layers
 from infra.constructs.queues import Queues
 from infra.constructs.service_function import FunctionSettings, ServiceFunction, SharedResources
 from infra.naming import pascal
-from infra.triggers import MODEL_BUCKET, REGISTRY_TABLE
+from infra.triggers import MODEL_BUCKET, REGISTRY_TABLE, topic_names
 
 
 class ServicesStack(cdk.Stack):
     """Attributes: `layers`, `queues` (Queues), `functions` (name -> ServiceFunction), `api`
     (Api, or None when no function declares a route), `identity` (Identity, the token issuer,
     or None when no route has access = 'token'), `queue_key` (the stack's KMS key),
-    `alarm_topic` (sns.Topic), `alarms` (name -> FunctionAlarms)."""
+    `topics` (name -> sns.Topic, from `[resources] topics`), `alarm_topic` (sns.Topic),
+    `alarms` (name -> FunctionAlarms), `queue_alarms` (queue name,
+    or `<function>-failures` for an on-failure queue -> its alarms' construct)."""
 
     def __init__(
         self,
@@ -116,6 +119,17 @@ class ServicesStack(cdk.Stack):
         if any(spec.async_delivery for spec in catalog.functions):
             allow_eventbridge_dead_letters(self.queue_key)
         self.queues = Queues(self, "Queues", catalog=catalog, key=self.queue_key)
+        # `[resources] topics`: one SNS topic per name, under the stack's key, TLS only.
+        self.topics = {
+            name: sns.Topic(
+                self,
+                f"Topic{pascal(name)}",
+                display_name=f"aibackend {name}",
+                master_key=self.queue_key,
+                enforce_ssl=True,
+            )
+            for name in topic_names(catalog)
+        }
         resources = SharedResources(
             model_bucket=model_bucket,
             registry_table=registry_table,
@@ -124,6 +138,7 @@ class ServicesStack(cdk.Stack):
             tables=tables,
             table_names=table_names,
             queues=self.queues.queues,
+            topics=self.topics,
             buses={
                 PLATFORM_BUS: platform_bus,
                 DEFAULT_BUS: events.EventBus.from_event_bus_name(self, "DefaultBus", DEFAULT_BUS),

@@ -17,6 +17,12 @@ CATALOG = load_catalog(ROOT / "functions")
 pytestmark = pytest.mark.slow
 
 
+def _topic(synth: Any) -> str:
+    """Logical id of the stack's alarm topic (the stack may hold other topics)."""
+    services = synth.built.services
+    return str(services.resolve(services.alarm_topic.node.default_child.logical_id))
+
+
 def _alarms(synth: Any) -> dict[str, list[dict[str, Any]]]:
     """Function name -> its alarms' properties (found by the description's `<name>: `)."""
     out: dict[str, list[dict[str, Any]]] = {}
@@ -29,7 +35,7 @@ def _alarms(synth: Any) -> dict[str, list[dict[str, Any]]]:
 
 def test_every_function_has_three_alarms_notifying_the_topic(synth: Any) -> None:
     # GIVEN the synthesized services stack
-    (topic,) = synth.resources("AibServices", "AWS::SNS::Topic")
+    topic = _topic(synth)
     alarms = _alarms(synth)
     for spec in CATALOG.functions:
         # THEN each function has an error-rate, a throttle and a p99 duration alarm
@@ -51,9 +57,14 @@ def test_every_function_has_three_alarms_notifying_the_topic(synth: Any) -> None
 
 
 def test_the_alarm_topic_is_encrypted_and_tls_only(synth: Any) -> None:
-    (topic,) = synth.resources("AibServices", "AWS::SNS::Topic").values()
+    topic_id = _topic(synth)
+    topic = synth.resources("AibServices", "AWS::SNS::Topic")[topic_id]
     assert "KmsMasterKeyId" in topic["Properties"]
-    (policy,) = synth.resources("AibServices", "AWS::SNS::TopicPolicy").values()
+    (policy,) = [
+        p
+        for p in synth.resources("AibServices", "AWS::SNS::TopicPolicy").values()
+        if p["Properties"]["Topics"] == [{"Ref": topic_id}]
+    ]
     denies = [
         s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"
     ]

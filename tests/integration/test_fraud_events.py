@@ -1,15 +1,20 @@
-"""fraud_events: Transaction Created on the bus -> Transaction Scored / Fraud Suspected."""
+"""fraud_events through `aib dev`'s runtime: Transaction Created on the bus -> online features
+-> Transaction Scored / Fraud Suspected, chained by correlation id (contract errors in the
+failure queue: tests/integration/events/test_dead_letters.py)."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from aibackend.contracts import parse
+from aibackend.contracts.fraud import FraudSuspectedV1, TransactionScoredV1
 from aibackend.local.runtime import LocalRuntime
 from aibackend.ports import PutEvent
 from tests.support import FUNCTIONS, running_runtime, wait_for
@@ -18,82 +23,118 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def runtime(fraud_state: Path, tmp_path: Path) -> Iterator[LocalRuntime]:
-    with running_runtime(FUNCTIONS, tmp_path / "state", seed_state=fraud_state) as rt:
+@pytest.fixture(scope="module")
+def runtime(fraud_state: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
+    state = tmp_path_factory.mktemp("fraud-events") / "state"
+    with running_runtime(FUNCTIONS, state, seed_state=fraud_state) as rt:
         yield rt
+
+
+def put(
+    runtime: LocalRuntime, detail: dict[str, Any], detail_type: str = "Transaction Created"
+) -> str:
+    result = runtime.bus.put_events(
+        [PutEvent(source="aib.payments", detail_type=detail_type, detail=detail)]
+    )
+    [event_id] = result.event_ids
+    assert event_id is not None
+    return event_id
+
+
+def caused_by(runtime: LocalRuntime, detail_type: str, event_id: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in runtime.bus.archived(limit=1000, detail_type=detail_type)
+        if e["detail"].get("caused_by") == event_id
+    ]
 
 
 def test_a_created_transaction_is_scored_and_suspected_fraud_is_published(
     runtime: LocalRuntime, event: Callable[[str], dict[str, Any]]
 ) -> None:
     # GIVEN the sample Transaction Created event (the account-takeover transaction)
-    sample = event("eventbridge/custom_event")
-    result = runtime.bus.put_events(
-        [
-            PutEvent(
-                source=sample["source"], detail_type=sample["detail-type"], detail=sample["detail"]
-            )
-        ]
-    )
-    [created_id] = result.event_ids
+    sample = event("eventbridge/transaction_created")
+    created_id = put(runtime, sample["detail"])
     # THEN a Transaction Scored and a Fraud Suspected event follow, naming their cause
-    scored = wait_for(lambda: runtime.bus.archived(detail_type="Transaction Scored"))
-    suspected = wait_for(lambda: runtime.bus.archived(detail_type="Fraud Suspected"))
-    detail = scored[0]["detail"]
-    assert scored[0]["source"] == "aib.fraud"
-    assert detail["caused_by"] == created_id
-    assert detail["transaction_id"] == "txn-0001"
-    assert detail["decision"] == "decline" and detail["score"] >= 0.5
-    assert detail["model"]["name"] == "fraud"
-    assert suspected[0]["detail"] == detail
+    [scored] = wait_for(lambda: caused_by(runtime, "Transaction Scored", created_id))
+    [suspected] = wait_for(lambda: caused_by(runtime, "Fraud Suspected", created_id))
+    assert scored["source"] == suspected["source"] == "aib.fraud"
+    # both fit their contracts and carry the chain's id: the Transaction Created event's own
+    s, f = parse(scored).detail, parse(suspected).detail
+    assert isinstance(s, TransactionScoredV1) and isinstance(f, FraudSuspectedV1)
+    assert s.correlation_id == f.correlation_id == created_id
+    assert s.transaction_id == f.transaction_id == "txn-0001"
+    assert s.decision == f.decision == "decline" and s.score >= s.threshold == 0.5
+    assert f.score == s.score and f.model == s.model and s.model.name == "fraud"
+
+
+def test_a_correlation_id_given_by_the_producer_follows_the_chain(
+    runtime: LocalRuntime, event: Callable[[str], dict[str, Any]]
+) -> None:
+    detail = {**event("eventbridge/transaction_created")["detail"], "transaction_id": "txn-corr"}
+    created_id = put(runtime, {**detail, "correlation_id": "order-77"})
+    [scored] = wait_for(lambda: caused_by(runtime, "Transaction Scored", created_id))
+    assert scored["detail"]["correlation_id"] == "order-77"
 
 
 def test_an_everyday_purchase_is_scored_without_an_alert(runtime: LocalRuntime) -> None:
     batch = json.loads((ROOT / "events" / "payloads" / "transactions_batch.json").read_text())
     grocery = batch["transactions"][1]
-    runtime.bus.put_events(
-        [PutEvent(source="aib.payments", detail_type="Transaction Created", detail=grocery)]
-    )
-    scored = wait_for(lambda: runtime.bus.archived(detail_type="Transaction Scored"))
-    assert scored[0]["detail"]["decision"] == "approve"
+    created_id = put(runtime, grocery)
+    [scored] = wait_for(lambda: caused_by(runtime, "Transaction Scored", created_id))
+    assert scored["detail"]["decision"] == "approve"
     time.sleep(0.5)
-    assert runtime.bus.archived(detail_type="Fraud Suspected") == []
+    assert caused_by(runtime, "Fraud Suspected", created_id) == []
 
 
-def test_an_invalid_transaction_ends_in_the_failure_queue_with_the_reason(
+def test_a_burst_of_purchases_raises_the_card_velocity_in_scored_events(
     runtime: LocalRuntime,
 ) -> None:
-    runtime.bus.put_events(
-        [PutEvent(source="aib.payments", detail_type="Transaction Created", detail={"amount": -1})]
-    )
-    failures = runtime.queues.get("fraud_events-failures")
-    wait_for(lambda: failures.stats().visible == 1, timeout=30)
-    record = json.loads(failures.receive(1)[0].body)
-    assert record["requestContext"]["condition"] == "RetriesExhausted"
-    assert record["requestContext"]["approximateInvokeCount"] == 3
-    assert "card_id" in record["responsePayload"]["errorMessage"]
+    # GIVEN five purchases of one card, two minutes apart, each put after the previous was scored
+    start = datetime.fromisoformat("2026-11-27T14:00:00+00:00")
+    base = json.loads((ROOT / "events" / "payloads" / "transaction.json").read_text())
+    counts = []
+    for i in range(5):
+        detail = {
+            **base,
+            "transaction_id": f"burst-{i}",
+            "card_id": "card-burst",
+            "timestamp": (start + timedelta(minutes=2 * i)).isoformat(),
+            "txn_count_1h": 0,  # what the producer claims is ignored
+        }
+        created_id = put(runtime, detail)
+        [scored] = wait_for(lambda cid=created_id: caused_by(runtime, "Transaction Scored", cid))
+        counts.append(scored["detail"]["features"]["txn_count_1h"])
+    # THEN each one counts the card's purchases in the hour before it (model-independent)
+    assert counts == [0, 1, 2, 3, 4]
 
 
-def test_a_redelivered_event_is_not_published_twice(runtime: LocalRuntime) -> None:
+def test_a_redelivered_event_is_not_published_twice(
+    runtime: LocalRuntime, event: Callable[[str], dict[str, Any]]
+) -> None:
     # GIVEN one Transaction Created event delivered twice (EventBridge is at-least-once)
-    txn = json.loads((ROOT / "events" / "payloads" / "transaction.json").read_text())
-    event = {
-        "version": "0",
-        "id": "5d1e0f7a-0000-4000-8000-000000000001",
-        "detail-type": "Transaction Created",
-        "source": "aib.payments",
-        "account": "000000000000",
-        "time": "2026-11-27T12:00:00Z",
-        "region": "local",
-        "resources": [],
-        "detail": txn,
-    }
+    sample = event("eventbridge/transaction_created")
+    sample["id"] = "5d1e0f7a-0000-4000-8000-000000000001"
+    sample["detail"]["transaction_id"] = "txn-redelivered"
     host = runtime.hosts["fraud_events"]
-    first = host.invoke(event)
-    second = host.invoke(event)
+    first = host.invoke(sample)
+    second = host.invoke(sample)
     # THEN the second delivery returns the first result and publishes nothing new
     assert second == first
-    scored = wait_for(lambda: runtime.bus.archived(detail_type="Transaction Scored"))
+    scored = wait_for(lambda: caused_by(runtime, "Transaction Scored", sample["id"]))
     time.sleep(0.3)
-    assert len(runtime.bus.archived(detail_type="Transaction Scored")) == len(scored) == 1
+    assert len(caused_by(runtime, "Transaction Scored", sample["id"])) == len(scored) == 1
+
+
+def test_the_lambda_handler_answers_the_sample_aws_events(
+    runtime: LocalRuntime, event: Callable[[str], dict[str, Any]]
+) -> None:
+    # GIVEN the AWS-shaped samples: the versioned one and an unversioned one (read as v1)
+    for name in ("eventbridge/transaction_created", "eventbridge/custom_event"):
+        sample = event(name)
+        sample["id"] = f"lambda-{name}"
+        # WHEN the handler is invoked with it as Lambda would
+        answer = runtime.hosts["fraud_events"].invoke(sample)
+        # THEN it publishes Transaction Scored and Fraud Suspected and says so
+        assert answer["decision"] == "decline"
+        assert len(answer["published"]) == 2

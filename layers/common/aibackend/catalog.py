@@ -113,6 +113,7 @@ class Resources(BaseModel):
     """What a function may touch, by logical name; CDK turns each entry into one IAM grant.
 
     `read` on a queue means consume, `write` means send; `write` on a bus means put events.
+    A topic (SNS) is created by CDK for the functions that name it; `publish` is its one grant.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -121,6 +122,7 @@ class Resources(BaseModel):
     tables: dict[ResourceName, Grant] = Field(default_factory=dict)
     queues: dict[ResourceName, Grant] = Field(default_factory=dict)
     buses: dict[ResourceName, Grant] = Field(default_factory=dict)
+    topics: dict[ResourceName, Literal["publish"]] = Field(default_factory=dict)
 
 
 class QueueTrigger(BaseModel):

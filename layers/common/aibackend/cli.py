@@ -269,6 +269,25 @@ def cmd_events_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events_schemas(args: argparse.Namespace) -> int:
+    from aibackend.contracts.schemas import drift, write
+
+    root = Path(args.out)
+    if args.check:
+        found = drift(root)
+        for line in found:
+            print(line, file=sys.stderr)
+        if found:
+            print(
+                "event contracts and their schema files differ: run `aib events schemas`",
+                file=sys.stderr,
+            )
+        return 1 if found else 0
+    for path in write(root):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from datetime import datetime
 
@@ -509,6 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--detail-type")
     ls.add_argument("--bus")
     ls.set_defaults(func=cmd_events_list)
+    sc = ev_sub.add_parser("schemas", help="write the event contracts' JSON Schema files")
+    sc.add_argument("--out", default="events/schemas", help="folder (default: events/schemas)")
+    sc.add_argument("--check", action="store_true", help="only say whether the files differ")
+    sc.set_defaults(func=cmd_events_schemas)
 
     k = sub.add_parser("keys", help="API keys: create, list, revoke; `dev` prints the local one")
     k_sub = k.add_subparsers(dest="keys_command", required=True)
