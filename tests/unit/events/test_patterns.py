@@ -7,7 +7,6 @@ GIVEN a pattern, WHEN an event arrives, THEN it matches or not.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -502,8 +501,9 @@ def test_catalog_object_trigger_wildcard_escapes_are_valid() -> None:
     assert not compiled.matches(event({"object": {"key": "in/aXb/x.csv"}}))
 
 
-def test_matching_one_event_against_100_rules_is_well_under_a_millisecond() -> None:
-    # GIVEN 100 rules using most operators, all matching the event (the slowest case)
+def test_one_event_matches_each_of_100_rules_using_most_operators() -> None:
+    # GIVEN 100 rules using most operators, all matching the event (the slowest case to match:
+    # its cost is measured by tests/bench/bench_bus.py, `match_one_event_against_100_rules`)
     rules = [
         compile_pattern(
             {
@@ -519,14 +519,9 @@ def test_matching_one_event_against_100_rules_is_well_under_a_millisecond() -> N
         for i in range(100)
     ]
     evt = event({"amount": 120.5, "card": {"country": "FR"}, "tags": ["a", "b"]})
-    # WHEN the event is matched against all of them, many times
-    runs = 200
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(runs):
-            hits = sum(r.matches(evt) for r in rules)
-        best = min(best, (time.perf_counter() - t0) / runs)
-    # THEN every rule matches and one event costs well under 1 ms (generous for shared CI)
-    assert hits == 100
-    assert best < 1e-3, f"{best * 1e3:.3f} ms per event"
+    # WHEN the event is matched against all of them
+    hits = [r.matches(evt) for r in rules]
+    # THEN every rule matches, and an amount at a rule's lower bound does not
+    assert all(hits)
+    edge = event({"amount": 42, "card": {"country": "FR"}, "tags": ["b"]})
+    assert [r.matches(edge) for r in rules] == [i < 42 for i in range(100)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -144,11 +143,8 @@ def test_feature_matrix_of_generated_columns_has_no_missing_values(
 
 
 @pytest.mark.slow
-def test_a_million_rows_are_vectorized() -> None:
-    # GIVEN a million rows requested
-    t0 = time.perf_counter()
+def test_a_million_rows_come_back_complete() -> None:
+    # GIVEN a million rows requested (the pipeline benchmark's size)
     c = generate_transactions(1_000_000, seed=9)
-    elapsed = time.perf_counter() - t0
-    # THEN they come back complete, well within a budget (a few seconds on two cores)
-    assert len(c["amount"]) == 1_000_000
-    assert elapsed < 30
+    # THEN every column has them all
+    assert {len(v) for v in c.values()} == {1_000_000}
