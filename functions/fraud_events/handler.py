@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.adapters import event_bus
+from aibackend.capture import Capture
 from aibackend.fraud.decision import DecisionSettings
 from aibackend.idempotency import persistence_layer
 from aibackend.masking import masked_logger
@@ -28,6 +29,8 @@ SETTINGS = DecisionSettings.from_env()
 BUS = event_bus()
 #: The online feature table the pipeline writes too (`[resources] tables`).
 FEATURES = feature_store()
+#: Off unless functions/monitoring.toml declares `[capture.fraud]`.
+CAPTURE = Capture.from_env("fraud")
 logger.append_keys(model_name=MODEL.name, model_version=MODEL.version)
 
 # EventBridge delivers at least once, and Lambda retries an invocation whose answer was lost:
@@ -48,14 +51,21 @@ CORRELATION_ID = "detail.correlation_id || id"
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # A `ContractError` (unknown version, invalid field) propagates: its type and message are
     # the reason in the on-failure record of the function's failure queue.
-    out = score_event(event, MODEL, SETTINGS, FEATURES)
+    scored = score_event(event, MODEL, SETTINGS, FEATURES)
+    out = scored.events
     result = BUS.put_events(out)
     if result.failed_count:
         # Raising makes Lambda retry the whole event; the bus refused part of our output.
         raise RuntimeError(f"event bus refused {result.failures}")
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=1)
-    scored = out[0].detail
+    verdict = out[0].detail
+    if CAPTURE.enabled:
+        # The event path's inference id is the id of the event it scored (`caused_by` of
+        # `Transaction Scored`), so a label for it can be joined later.
+        output = {"score": verdict["score"], "decision": verdict["decision"]}
+        inputs = scored.transaction.model_dump(mode="json")
+        CAPTURE.send(MODEL.version, [(event["id"], inputs, output)], scored.correlation_id)
     if len(out) > 1:
         metrics.add_metric(name="FraudSuspected", unit=MetricUnit.Count, value=1)
-        logger.info("fraud suspected", extra={"transaction_id": scored["transaction_id"]})
-    return {"published": list(result.event_ids), "decision": scored["decision"]}
+        logger.info("fraud suspected", extra={"transaction_id": verdict["transaction_id"]})
+    return {"published": list(result.event_ids), "decision": verdict["decision"]}

@@ -8,6 +8,7 @@ The velocity fields the event may carry are ignored.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aibackend.contracts import Parsed, emit, expect, parse
@@ -63,9 +64,19 @@ def online_transaction(
     return online[0]
 
 
+@dataclass(frozen=True)
+class Scored:
+    """What scoring one event produced: the events to publish and the transaction as scored
+    (with the features computed from the online table), for inference capture."""
+
+    events: list[PutEvent]
+    transaction: Transaction
+    correlation_id: str
+
+
 def score_event(
     event: dict[str, Any], model: LoadedModel, settings: DecisionSettings, features: FeatureStore
-) -> list[PutEvent]:
+) -> Scored:
     """`Transaction Scored` for every transaction, plus `Fraud Suspected` at the threshold, each
     with the chain's correlation id and `caused_by` = the `Transaction Created` event's id."""
     cause = created(event)
@@ -87,4 +98,4 @@ def score_event(
     out = [emit(cause, SOURCE, TransactionScoredV1, decision=decision, features=history, **common)]
     if decision == "decline":
         out.append(emit(cause, SOURCE, FraudSuspectedV1, decision=decision, **common))
-    return out
+    return Scored(out, txn, cause.correlation_id)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from aibackend.adapters.local import LocalObjectStore
 from aibackend.contracts import parse
 from aibackend.contracts.fraud import FraudSuspectedV1, TransactionScoredV1
 from aibackend.local.runtime import LocalRuntime
@@ -138,3 +139,32 @@ def test_the_lambda_handler_answers_the_sample_aws_events(
         # THEN it publishes Transaction Scored and Fraud Suspected and says so
         assert answer["decision"] == "decline"
         assert len(answer["published"]) == 2
+
+
+def test_a_scored_event_is_captured_under_the_id_of_the_event_it_scored(
+    runtime: LocalRuntime, event: Callable[[str], dict[str, Any]]
+) -> None:
+    # GIVEN capture of fraud on (functions/monitoring.toml) and a Transaction Created event
+    detail = {**event("eventbridge/transaction_created")["detail"], "transaction_id": "txn-cap"}
+    created_id = put(runtime, detail)
+    [scored] = wait_for(lambda: caused_by(runtime, "Transaction Scored", created_id))
+    # WHEN the capture consumer has written it
+    store = LocalObjectStore(
+        runtime.settings.state_dir / "buckets" / "monitoring", bucket="monitoring"
+    )
+
+    def captured() -> list[dict[str, Any]]:
+        records = (
+            json.loads(line)
+            for o in store.list("capture/fraud/")
+            for line in store.get(o.key).splitlines()
+        )
+        return [r for r in records if r["inference_id"] == created_id]
+
+    [record] = wait_for(captured)
+    # THEN it holds the score, the features computed from the online table and the chain's id,
+    # with the card id erased
+    assert record["output"] == {"score": scored["detail"]["score"], "decision": "decline"}
+    assert record["correlation_id"] == created_id
+    assert record["inputs"]["card_id"] == "*****"
+    assert record["inputs"]["txn_count_1h"] == scored["detail"]["features"]["txn_count_1h"]
