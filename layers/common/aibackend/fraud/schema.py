@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
 from aibackend.fraud.features import CURRENCY_TO_EUR
 
@@ -23,13 +23,18 @@ def _aware(ts: datetime) -> datetime:
 
 
 class Transaction(BaseModel):
-    """One card transaction with the velocity context the caller (or the pipeline) knows."""
+    """One card transaction with the velocity context the caller (or the pipeline) knows.
+
+    Numbers and booleans are strict: `"amount": "5"`, `"card_present": "yes"` or
+    `"card_age_days": 3.0` are refused (422) instead of being coerced; an integer is still a
+    valid amount. Timestamps are ISO 8601 strings (without an offset: UTC).
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     transaction_id: Annotated[str | None, Field(min_length=1, max_length=64)] = None
     card_id: Annotated[str, Field(min_length=1, max_length=64)]
-    amount: Annotated[float, Field(gt=0, le=1_000_000, description="In `currency`")]
+    amount: Annotated[float, Strict(), Field(gt=0, le=1_000_000, description="In `currency`")]
     currency: Annotated[
         str,
         Field(
@@ -41,15 +46,17 @@ class Transaction(BaseModel):
     ]
     merchant_category: Annotated[str, Field(min_length=1, max_length=40)]
     timestamp: Annotated[datetime, AfterValidator(_aware)]
-    card_age_days: Annotated[int, Field(ge=0, le=36_500)]
-    card_present: bool
+    card_age_days: Annotated[int, Strict(), Field(ge=0, le=36_500)]
+    card_present: Annotated[bool, Strict()]
     country_mismatch: Annotated[
-        bool, Field(description="Card's issuing country differs from the merchant's")
+        bool, Strict(), Field(description="Card's issuing country differs from the merchant's")
     ]
-    txn_count_1h: Annotated[int, Field(ge=0, le=100_000)] = 0
-    txn_count_24h: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    txn_count_1h: Annotated[int, Strict(), Field(ge=0, le=100_000)] = 0
+    txn_count_24h: Annotated[int, Strict(), Field(ge=0, le=1_000_000)] = 0
     avg_amount_30d: Annotated[
-        float | None, Field(ge=0, description="Card's average amount over 30 days, in `currency`")
+        float | None,
+        Strict(),
+        Field(ge=0, description="Card's average amount over 30 days, in `currency`"),
     ] = None
     # Attributes kept for bias monitoring; deliberately not model features.
     customer_age_band: Annotated[str | None, Field(max_length=16)] = None
