@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aibackend.capture import ENV, QUEUE
+from aibackend.capture import ENV
 from aibackend.catalog import load_catalog, load_function
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -149,12 +149,31 @@ def test_function_role_reads_only_its_models_registry_items(synth: Any) -> None:
             and "AibModels-RegistryTableName" in json.dumps(s["Resource"])
         ]
         # THEN only a function serving models reads the registry, and only their items
+        # (a function that declares the registry table itself, like models_api, is below)
+        if "registry" in spec.resources.tables:
+            continue
         assert len(registry) == (1 if spec.models else 0), spec.name
         for ddb in registry:
             assert sorted(ddb["Action"]) == ["dynamodb:GetItem", "dynamodb:Query"]
             assert ddb["Condition"] == {
                 "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(spec.models)}
             }
+
+
+def test_the_registry_api_reads_the_registry_table_and_writes_nothing(synth: Any) -> None:
+    # GIVEN models_api, which declares `tables = { registry = "read" }` and serves no model
+    found = function_statements(synth)["models_api.handler.handler"]
+    on_registry = [s for s in found if "AibModels-RegistryTableName" in json.dumps(s["Resource"])]
+    # THEN its registry statements read (scan included: it lists models) and never write
+    actions = {
+        a
+        for s in on_registry
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"} <= actions
+    assert not {
+        a for a in actions if a.split(":")[1].startswith(("Put", "Update", "Delete", "BatchWrite"))
+    }
 
 
 def test_declared_data_tables_exist_and_reach_their_functions_by_name(synth: Any) -> None:

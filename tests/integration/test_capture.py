@@ -13,7 +13,7 @@ import pytest
 
 from aibackend.adapters.local import LocalObjectStore
 from aibackend.local.runtime import LocalRuntime
-from tests.support import FUNCTIONS, runtime_client, running_runtime, wait_for
+from tests.support import FUNCTIONS, running_runtime, runtime_client, wait_for
 
 PAYLOADS = Path(__file__).resolve().parents[2] / "events" / "payloads"
 

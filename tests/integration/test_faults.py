@@ -496,7 +496,9 @@ def test_a_registration_on_a_full_disk_leaves_no_half_registered_version(
         _page_limit(conn, None)
     # THEN the registry knows v1 only, still in production, and refuses v2
     assert [v.version for v in registry.list_versions("tiny")] == [1]
-    assert registry.production("tiny") == v1
+    prod = registry.production("tiny")
+    assert prod is not None
+    assert (prod.version, prod.sha256, prod.stage) == (1, v1.sha256, "production")
     with pytest.raises(ModelNotFoundError):
         registry.get("tiny", 2)
     assert _temp_files(state) == []

@@ -47,13 +47,18 @@ def test_promote_moves_the_pointer_and_refuses_unknown_versions(
     reg = model_registry(PlatformSettings(state_dir=tmp_path))
     reg.register(tiny_model_factory(tmp_path / "a", name="tiny"))
     reg.register(tiny_model_factory(tmp_path / "b", name="tiny"))
-    assert main(["--state-dir", str(tmp_path), "models", "promote", "tiny", "2"]) == 0
+    promote = ["--state-dir", str(tmp_path), "models", "promote", "tiny"]
+    # A promotion without a reason is refused: the audit trail records why
+    assert main([*promote, "2"]) == 2
+    assert "needs --reason" in capsys.readouterr().err
+    assert reg.production("tiny") is None
+    assert main([*promote, "2", "--reason", "better"]) == 0
     assert reg.production("tiny").version == 2  # type: ignore[union-attr]
     assert main(["--state-dir", str(tmp_path), "models", "list"]) == 0
     out = capsys.readouterr().out
-    assert "* tiny v2" in out
-    assert "  tiny v1" in out
-    assert main(["--state-dir", str(tmp_path), "models", "promote", "tiny", "9"]) == 1
+    assert "* tiny v2  production pending" in out
+    assert "  tiny v1  candidate  pending" in out
+    assert main([*promote, "9", "--reason", "x"]) == 1
     assert "has no version 9" in capsys.readouterr().err
 
 

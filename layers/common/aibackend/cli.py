@@ -64,7 +64,7 @@ def _metrics(m: dict[str, float]) -> str:
     )
 
 
-def _train(name: str, settings: PlatformSettings, args: argparse.Namespace | None = None) -> None:
+def _train(name: str, settings: PlatformSettings, args: argparse.Namespace | None = None) -> bool:
     from aibackend.training.local import train_local
 
     kwargs: dict[str, object] = {}
@@ -77,14 +77,14 @@ def _train(name: str, settings: PlatformSettings, args: argparse.Namespace | Non
         kwargs["promote"] = not args.no_promote
     mv = train_local(name, settings, **kwargs)  # type: ignore[arg-type]
     print(
-        f"registered {name} v{mv.version}: {_metrics(mv.card.metrics)}"
-        + (" (production)" if kwargs.get("promote", True) else "")
+        f"registered {name} v{mv.version}: {_metrics(mv.card.metrics)} "
+        f"({mv.stage}, {mv.approval.status})"
     )
+    return mv.approval.status != "rejected"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    _train(args.model, _settings(args), args)
-    return 0
+    return 0 if _train(args.model, _settings(args), args) else 1
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -94,34 +94,103 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action != "list" and not args.name:
         print(f"aib models {args.action} needs a model NAME", file=sys.stderr)
         return 2
+    version = args.version_opt or args.version
     if args.action == "list":
-        names = [args.name] if args.name else reg.list_models()
-        if not names:
-            print("no models registered; train one with `aib train fraud`")
-        for name in names:
-            prod = reg.production(name)
-            for v in reg.list_versions(name):
-                mark = "*" if prod and prod.version == v.version else " "
-                when = f"{v.registered_at:%Y-%m-%d %H:%M}"
-                print(f"{mark} {name} v{v.version}  {when}  {_metrics(v.card.metrics)}")
-        return 0
+        return _models_list(reg, args.name)
     if args.action == "show":
-        version = args.version or (p.version if (p := reg.production(args.name)) else None)
-        if version is None:
-            print(f"model {args.name!r} has no production version", file=sys.stderr)
-            return 1
-        print(reg.get(args.name, version).card.model_dump_json(indent=2))
-        return 0
+        return _models_show(reg, args.name, version)
     if args.action == "push":
         return _push(reg, args)
+    actor = args.actor or _actor()
     if args.action == "promote":
-        if args.version is None:
-            print("promote needs a VERSION", file=sys.stderr)
+        if version is None:
+            print(
+                "promote needs a VERSION: aib models promote NAME VERSION --reason ...",
+                file=sys.stderr,
+            )
             return 2
-        reg.set_production(args.name, args.version)
-        print(f"{args.name}: production -> v{args.version}")
+        if not args.reason:
+            print("promote needs --reason (it goes into the audit trail)", file=sys.stderr)
+            return 2
+        mv = reg.promote(args.name, version, actor=actor, reason=args.reason, force=args.force)
+        print(f"{args.name}: production -> v{mv.version}" + (" (forced)" if args.force else ""))
+        return 0
+    if args.action == "rollback":
+        if not args.reason:
+            print("rollback needs --reason (it goes into the audit trail)", file=sys.stderr)
+            return 2
+        before = reg.production(args.name)
+        mv = reg.rollback(args.name, actor=actor, reason=args.reason)
+        was = f"v{before.version}" if before else "none"
+        print(f"{args.name}: rolled back {was} -> v{mv.version}")
         return 0
     return 2
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in a bare container
+        return "cli"
+
+
+def _key_metric(card_metrics: dict[str, float], name: str) -> str:
+    from aibackend.training.gate import load_config
+
+    key = load_config(name, default_functions_dir()).key_metric
+    if key not in card_metrics:
+        key = next(iter(sorted(card_metrics)), "")
+    return f"{key}={card_metrics[key]:.4f}" if key else "-"
+
+
+def _models_list(reg: ModelRegistry, name: str | None) -> int:
+    names = [name] if name else reg.list_models()
+    if not names:
+        print("no models registered; train one with `aib train fraud`")
+    for model in names:
+        for v in reg.list_versions(model):
+            mark = "*" if v.stage == "production" else " "
+            when = f"{v.registered_at:%Y-%m-%d %H:%M}"
+            print(
+                f"{mark} {model} v{v.version}  {v.stage:10} {v.approval.status:8}  {when}  "
+                f"{_key_metric(v.card.metrics, model)}"
+            )
+    return 0
+
+
+def _models_show(reg: ModelRegistry, name: str, version: int | None) -> int:
+    from aibackend.training.gate import describe
+
+    version = version or (p.version if (p := reg.production(name)) else None)
+    if version is None:
+        versions = reg.list_versions(name)
+        if not versions:
+            print(f"model {name!r} is not registered", file=sys.stderr)
+            return 1
+        version = versions[-1].version
+    mv = reg.get(name, version)
+    print(f"{name} v{mv.version}: {mv.stage}, approval {mv.approval.status}", end="")
+    print(f" by {mv.approval.by}: {mv.approval.reason}" if mv.approval.by else "")
+    print("card:")
+    print(mv.card.model_dump_json(indent=2))
+    print("lineage:")
+    lineage = mv.lineage.model_dump(mode="json")
+    for key, value in lineage.items():
+        print(f"  {key}: {json.dumps(value) if isinstance(value, dict) else value}")
+    print("gate:" + ("" if mv.gate else " not run"))
+    for line in describe(mv.gate) if mv.gate else ():
+        print(f"  {line}")
+    print("audit trail:")
+    for e in reg.history(name):
+        stages = f" {e.from_stage} -> {e.to_stage}" if e.from_stage else ""
+        stages = stages or (f" as {e.to_stage}" if e.to_stage else "")
+        print(
+            f"  {e.at:%Y-%m-%d %H:%M:%S}  v{e.version}  {e.action}{stages}  "
+            f"by {e.actor}: {e.reason}"
+        )
+    return 0
 
 
 def _push(local: ModelRegistry, args: argparse.Namespace) -> int:
@@ -480,9 +549,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     m = sub.add_parser("models", help="model registry")
-    m.add_argument("action", choices=["list", "show", "promote", "push"])
+    m.add_argument("action", choices=["list", "show", "promote", "rollback", "push"])
     m.add_argument("name", nargs="?")
     m.add_argument("version", nargs="?", type=int)
+    m.add_argument("--version", dest="version_opt", type=int, help="show: this version")
+    m.add_argument("--reason", help="promote, rollback: why (recorded in the audit trail)")
+    m.add_argument(
+        "--force", action="store_true", help="promote: a version the gate rejected (with --reason)"
+    )
+    m.add_argument("--actor", help="promote, rollback: who (default: your user name)")
     m.add_argument("--bucket", help="push: the model bucket on AWS")
     m.add_argument("--table", default="aib-model-registry", help="push: registry table")
     m.add_argument("--promote", action="store_true", help="push: also set AWS production")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -53,8 +53,77 @@ class ObjectStore(Protocol):
     def download_file(self, key: str, dest: Path) -> Path: ...
 
 
+#: Where a version is in its life: trained (`candidate`), approved by the gate (`staging`),
+#: serving (`production`, at most one per model), or retired (`archived`).
+Stage = Literal["candidate", "staging", "production", "archived"]
+STAGES: tuple[Stage, ...] = ("candidate", "staging", "production", "archived")
+ApprovalStatus = Literal["pending", "approved", "rejected"]
+RegistryAction = Literal["registered", "gate", "stage", "promoted", "archived", "rolled_back"]
+
+
+class Approval(BaseModel):
+    """Whether a version may serve: set by the validation gate (or a person who overrides it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: ApprovalStatus = "pending"
+    by: str | None = None
+    reason: str = ""
+    at: datetime | None = None
+
+
+class Lineage(BaseModel):
+    """Where a version came from: enough to reproduce it and to compare it with its parent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: sha256 of the training data as the job read it.
+    data_fingerprint: str = ""
+    #: Git commit of the training code ("unknown" outside a git checkout).
+    code_version: str = "unknown"
+    hyperparameters: dict[str, str | int | float | bool] = {}
+    metrics: dict[str, float] = {}
+    #: The production version when this one was trained (None: the model had none).
+    parent_version: int | None = None
+    #: Artifact location, `s3://<bucket>/<prefix>`.
+    artifact: str = ""
+
+
+class GateCheck(BaseModel):
+    """One check of the validation gate; `passed` None: not applicable (see `detail`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    passed: bool | None
+    value: float | None = None
+    threshold: float | None = None
+    detail: str = ""
+
+
+class GateVerdict(BaseModel):
+    """The validation gate's decision on a candidate and the evidence behind it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    approved: bool
+    checks: tuple[GateCheck, ...]
+    evaluated_at: datetime
+    #: Production version the candidate was compared with (None: there was none).
+    compared_with: int | None = None
+    holdout_rows: int | None = None
+
+    @property
+    def failed(self) -> tuple[GateCheck, ...]:
+        return tuple(c for c in self.checks if c.passed is False)
+
+
 class ModelVersion(BaseModel):
-    """One registered version of a model."""
+    """One registered version of a model.
+
+    Records written before stages existed read with defaults: `candidate` (or `production`
+    when the production pointer names them), approval pending, lineage from the card.
+    """
 
     model_config = ConfigDict(frozen=True, protected_namespaces=())
 
@@ -65,13 +134,38 @@ class ModelVersion(BaseModel):
     prefix: str
     registered_at: datetime
     card: ModelCard
+    stage: Stage = "candidate"
+    approval: Approval = Approval()
+    lineage: Lineage = Lineage()
+    gate: GateVerdict | None = None
+
+
+class RegistryEvent(BaseModel):
+    """One entry of a model's append-only audit trail."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: int
+    at: datetime
+    actor: str
+    action: RegistryAction
+    reason: str = ""
+    from_stage: Stage | None = None
+    to_stage: Stage | None = None
 
 
 class ModelRegistry(Protocol):
-    """Versions of every model, plus a production pointer per model."""
+    """Versions of every model with their stage, approval, lineage and audit trail, plus a
+    production pointer per model (at most one production version)."""
 
-    def register(self, source_dir: Path) -> ModelVersion:
-        """Upload the artifact folder and record it as the model's next version."""
+    def register(
+        self, source_dir: Path, *, parent_version: int | None = None, actor: str = "aib"
+    ) -> ModelVersion:
+        """Upload the artifact folder and record it as the model's next version (`candidate`).
+
+        `parent_version`: the production version when the job started (default: the current
+        production version)."""
         ...
 
     def get(self, name: str, version: int) -> ModelVersion: ...
@@ -80,9 +174,37 @@ class ModelRegistry(Protocol):
 
     def list_versions(self, name: str) -> list[ModelVersion]: ...
 
-    def set_production(self, name: str, version: int) -> None: ...
+    def set_production(self, name: str, version: int) -> None:
+        """Promote `version` (the previous production version is archived)."""
+        ...
 
     def production(self, name: str) -> ModelVersion | None: ...
+
+    def record_gate(self, name: str, version: int, verdict: GateVerdict) -> ModelVersion:
+        """Store the gate's verdict and evidence; approval follows the verdict."""
+        ...
+
+    def set_stage(
+        self, name: str, version: int, stage: Stage, *, actor: str, reason: str
+    ) -> ModelVersion:
+        """Move a version between candidate, staging and archived (not into or out of
+        production: that is `promote` and `rollback`)."""
+        ...
+
+    def promote(
+        self, name: str, version: int, *, actor: str, reason: str, force: bool = False
+    ) -> ModelVersion:
+        """Make `version` production and archive the previous one, atomically; a rejected
+        version only with `force`."""
+        ...
+
+    def rollback(self, name: str, *, actor: str, reason: str) -> ModelVersion:
+        """Make the previous production version production again; returns it."""
+        ...
+
+    def history(self, name: str, version: int | None = None) -> list[RegistryEvent]:
+        """The audit trail of a model (or one version), oldest first."""
+        ...
 
     def download(self, name: str, version: int, dest: Path) -> Path:
         """Copy the version's artifact folder to `dest` (a no-op when already there)."""

@@ -134,7 +134,7 @@ def test_bad_monitoring_settings_are_refused_with_where_and_why(
     tmp_path: Path, monitoring: str, consumer: bool, message: str
 ) -> None:
     functions = write_catalog(tmp_path, monitoring, consumer)
-    with pytest.raises(ConfigError, match="monitoring.toml") as e:
+    with pytest.raises(ConfigError, match=r"monitoring\.toml") as e:
         load_catalog(functions)
     assert message in str(e.value)
 

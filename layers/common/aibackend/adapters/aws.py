@@ -9,16 +9,26 @@ contract as the local SQLite registry and runs under moto in the contract tests.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from aibackend.adapters.base import RegistryBase
+from aibackend.adapters.base import (
+    Pointer,
+    PointerChange,
+    RegistryBase,
+    RegistryConflictError,
+    Transition,
+    VersionState,
+    lineage_of,
+)
 from aibackend.adapters.local import validate_key
 from aibackend.errors import ObjectNotFoundError
-from aibackend.ports import ModelVersion, ObjectInfo, ObjectStore
+from aibackend.models.card import ModelCard
+from aibackend.ports import ModelVersion, ObjectInfo, ObjectStore, RegistryEvent
 
 
 @cache
@@ -113,10 +123,21 @@ class S3ObjectStore:
 
 _POINTER = "POINTER"
 _COUNTER = "COUNTER"
+_EVENT = "E#"
+
+
+def _code(err: Exception) -> str:
+    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
 
 
 class DynamoModelRegistry(RegistryBase):
-    """Items: (pk=name, sk=`V#000042`) per version, `POINTER` and `COUNTER` per model."""
+    """Items per model (pk=name): `V#000042` per version, `E#<time>#...` per audit event,
+    `POINTER` (production and the versions it replaced) and `COUNTER`.
+
+    Changes are one `TransactWriteItems` each; the pointer's put is conditional on the
+    production version the change was computed from, so of two concurrent promotions one
+    wins and the other gets `RegistryConflictError` with nothing written.
+    """
 
     def __init__(self, table: str, store: ObjectStore, client: Any = None) -> None:
         super().__init__(store)
@@ -137,33 +158,67 @@ class DynamoModelRegistry(RegistryBase):
     def _sk(version: int) -> str:
         return f"V#{version:06d}"
 
-    def _put_record(self, mv: ModelVersion) -> None:
-        self._ddb.put_item(
-            TableName=self.table,
-            Item={
-                "pk": {"S": mv.name},
-                "sk": {"S": self._sk(mv.version)},
-                "version": {"N": str(mv.version)},
-                "sha256": {"S": mv.sha256},
-                "prefix": {"S": mv.prefix},
-                "registered_at": {"S": mv.registered_at.isoformat()},
-                "card": {"S": mv.card.model_dump_json()},
-            },
-            ConditionExpression="attribute_not_exists(pk)",
+    def _event_put(self, event: RegistryEvent) -> dict[str, Any]:
+        sk = f"{_EVENT}{event.at.isoformat()}#{event.version:06d}#{uuid.uuid4().hex[:8]}"
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": {
+                    "pk": {"S": event.name},
+                    "sk": {"S": sk},
+                    "version": {"N": str(event.version)},
+                    "event": {"S": event.model_dump_json()},
+                },
+            }
+        }
+
+    def _put_record(self, mv: ModelVersion, event: RegistryEvent) -> None:
+        item = {
+            "pk": {"S": mv.name},
+            "sk": {"S": self._sk(mv.version)},
+            "version": {"N": str(mv.version)},
+            "sha256": {"S": mv.sha256},
+            "prefix": {"S": mv.prefix},
+            "registered_at": {"S": mv.registered_at.isoformat()},
+            "card": {"S": mv.card.model_dump_json()},
+            "stage": {"S": mv.stage},
+            "approval": {"S": mv.approval.model_dump_json()},
+            "lineage": {"S": mv.lineage.model_dump_json()},
+        }
+        self._ddb.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                self._event_put(event),
+            ]
         )
 
-    @staticmethod
-    def _item(name: str, item: dict[str, Any]) -> ModelVersion:
-        return ModelVersion.model_validate(
-            {
-                "name": name,
-                "version": int(item["version"]["N"]),
-                "sha256": item["sha256"]["S"],
-                "prefix": item["prefix"]["S"],
-                "registered_at": item["registered_at"]["S"],
-                "card": json.loads(item["card"]["S"]),
-            }
-        )
+    def _item(self, name: str, item: dict[str, Any], pointer: Pointer | None) -> ModelVersion:
+        version = int(item["version"]["N"])
+        card = json.loads(item["card"]["S"])
+        data: dict[str, Any] = {
+            "name": name,
+            "version": version,
+            "sha256": item["sha256"]["S"],
+            "prefix": item["prefix"]["S"],
+            "registered_at": item["registered_at"]["S"],
+            "card": card,
+        }
+        # Items from before stages existed: production if the pointer names them.
+        legacy = "production" if pointer and pointer.production == version else "candidate"
+        data["stage"] = item["stage"]["S"] if "stage" in item else legacy
+        for key in ("approval", "gate", "lineage"):
+            if key in item:
+                data[key] = json.loads(item[key]["S"])
+        if "lineage" not in item:
+            artifact = f"s3://{self.store.bucket}/{data['prefix']}"
+            data["lineage"] = lineage_of(ModelCard.model_validate(card), None, artifact)
+        return ModelVersion.model_validate(data)
 
     def _get_record(self, name: str, version: int) -> ModelVersion | None:
         r = self._ddb.get_item(
@@ -171,7 +226,10 @@ class DynamoModelRegistry(RegistryBase):
             Key={"pk": {"S": name}, "sk": {"S": self._sk(version)}},
             ConsistentRead=True,
         )
-        return self._item(name, r["Item"]) if "Item" in r else None
+        if "Item" not in r:
+            return None
+        pointer = None if "stage" in r["Item"] else self._get_pointer(name)
+        return self._item(name, r["Item"], pointer)
 
     def list_models(self) -> list[str]:
         names: set[str] = set()
@@ -183,30 +241,90 @@ class DynamoModelRegistry(RegistryBase):
             names.update(i["pk"]["S"] for i in page["Items"] if i["sk"]["S"].startswith("V#"))
         return sorted(names)
 
-    def list_versions(self, name: str) -> list[ModelVersion]:
+    def _query(self, name: str, prefix: str) -> list[dict[str, Any]]:
         pages = self._ddb.get_paginator("query").paginate(
             TableName=self.table,
-            KeyConditionExpression="pk = :n AND begins_with(sk, :v)",
-            ExpressionAttributeValues={":n": {"S": name}, ":v": {"S": "V#"}},
+            KeyConditionExpression="pk = :n AND begins_with(sk, :p)",
+            ExpressionAttributeValues={":n": {"S": name}, ":p": {"S": prefix}},
             ConsistentRead=True,
         )
-        return [self._item(name, i) for page in pages for i in page["Items"]]
+        return [i for page in pages for i in page["Items"]]
 
-    def _set_pointer(self, name: str, version: int) -> None:
-        self._ddb.put_item(
-            TableName=self.table,
-            Item={
-                "pk": {"S": name},
-                "sk": {"S": _POINTER},
-                "production": {"N": str(version)},
-                "updated_at": {"S": datetime.now(UTC).isoformat()},
-            },
-        )
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        pointer = self._get_pointer(name)
+        return [self._item(name, i, pointer) for i in self._query(name, "V#")]
 
-    def _get_pointer(self, name: str) -> int | None:
+    def _get_pointer(self, name: str) -> Pointer | None:
         r = self._ddb.get_item(
             TableName=self.table,
             Key={"pk": {"S": name}, "sk": {"S": _POINTER}},
             ConsistentRead=True,
         )
-        return int(r["Item"]["production"]["N"]) if "Item" in r else None
+        if "Item" not in r:
+            return None
+        item = r["Item"]
+        previous = json.loads(item["previous"]["S"]) if "previous" in item else []
+        return Pointer(production=int(item["production"]["N"]), previous=tuple(previous))
+
+    def _pointer_put(self, name: str, change: PointerChange) -> dict[str, Any]:
+        put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": {
+                "pk": {"S": name},
+                "sk": {"S": _POINTER},
+                "production": {"N": str(change.new.production)},
+                "previous": {"S": json.dumps(list(change.new.previous))},
+                "updated_at": {"S": datetime.now(UTC).isoformat()},
+            },
+        }
+        if change.expected is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "production = :expected"
+            put["ExpressionAttributeValues"] = {":expected": {"N": str(change.expected)}}
+        return {"Put": put}
+
+    def _state_update(self, name: str, version: int, state: VersionState) -> dict[str, Any]:
+        values = {
+            ":s": {"S": state.stage},
+            ":a": {"S": state.approval.model_dump_json()},
+        }
+        expression = "SET stage = :s, approval = :a"
+        if state.gate is None:
+            expression += " REMOVE gate"
+        else:
+            expression += ", gate = :g"
+            values[":g"] = {"S": state.gate.model_dump_json()}
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": {"pk": {"S": name}, "sk": {"S": self._sk(version)}},
+                "UpdateExpression": expression,
+                "ExpressionAttributeValues": values,
+                "ConditionExpression": "attribute_exists(pk)",
+            }
+        }
+
+    def _apply(self, t: Transition) -> None:
+        items: list[dict[str, Any]] = []
+        if t.pointer is not None:
+            items.append(self._pointer_put(t.name, t.pointer))
+        items += [self._state_update(t.name, v, s) for v, s in t.states.items()]
+        items += [self._event_put(e) for e in t.events]
+        try:
+            self._ddb.transact_write_items(TransactItems=items)
+        except Exception as e:
+            if _code(e) != "TransactionCanceledException" or t.pointer is None:
+                raise
+            reasons = getattr(e, "response", {}).get("CancellationReasons", [])
+            if reasons and reasons[0].get("Code") != "ConditionalCheckFailed":
+                raise
+            raise RegistryConflictError(
+                f"{t.name}: production moved away from v{t.pointer.expected} while this "
+                "change was made; nothing changed, look and retry"
+            ) from e
+
+    def _events(self, name: str) -> list[RegistryEvent]:
+        return [
+            RegistryEvent.model_validate_json(i["event"]["S"]) for i in self._query(name, _EVENT)
+        ]

@@ -14,9 +14,16 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aibackend.adapters.base import RegistryBase
+from aibackend.adapters.base import (
+    Pointer,
+    RegistryBase,
+    RegistryConflictError,
+    Transition,
+    lineage_of,
+)
 from aibackend.errors import InvalidKeyError, ObjectNotFoundError
-from aibackend.ports import ModelVersion, ObjectInfo, ObjectStore
+from aibackend.models.card import ModelCard
+from aibackend.ports import ModelVersion, ObjectInfo, ObjectStore, RegistryEvent
 
 _META_DIR = ".aib-meta"
 _MAX_KEY = 1024
@@ -174,7 +181,27 @@ CREATE TABLE IF NOT EXISTS model_pointers (
   production INTEGER NOT NULL,
   updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS model_events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  event TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS model_events_name ON model_events (name, seq);
 """
+#: Columns added after the first release; a registry.db from before gets them (NULL: defaults).
+_ADDED_COLUMNS = {
+    "model_versions": ("stage TEXT", "approval TEXT", "gate TEXT", "lineage TEXT"),
+    "model_pointers": ("previous TEXT",),
+}
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for column in columns:
+            if column.split()[0] not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
 
 @contextmanager
@@ -232,6 +259,8 @@ class SqliteModelRegistry(RegistryBase):
         # Serializes registrations in this process; the primary key refuses a clash with another.
         self._register_lock = threading.Lock()
         self._conn.executescript(_SCHEMA)
+        with self._tx() as c:  # under the write lock: two processes never both add a column
+            _migrate(c)
 
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
         return write_transaction(self._conn, self._lock)
@@ -243,14 +272,17 @@ class SqliteModelRegistry(RegistryBase):
             ).fetchone()
         return int(row[0]) + 1
 
-    def register(self, source_dir: Path) -> ModelVersion:
+    def register(
+        self, source_dir: Path, *, parent_version: int | None = None, actor: str = "aib"
+    ) -> ModelVersion:
         with self._register_lock:
-            return super().register(source_dir)
+            return super().register(source_dir, parent_version=parent_version, actor=actor)
 
-    def _put_record(self, mv: ModelVersion) -> None:
+    def _put_record(self, mv: ModelVersion, event: RegistryEvent) -> None:
         with self._tx() as c:
             c.execute(
-                "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO model_versions (name, version, sha256, prefix, registered_at, card,"
+                " stage, approval, gate, lineage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
                 (
                     mv.name,
                     mv.version,
@@ -258,26 +290,45 @@ class SqliteModelRegistry(RegistryBase):
                     mv.prefix,
                     mv.registered_at.isoformat(),
                     mv.card.model_dump_json(),
+                    mv.stage,
+                    mv.approval.model_dump_json(),
+                    mv.lineage.model_dump_json(),
                 ),
             )
+            _insert_event(c, event)
 
-    @staticmethod
-    def _row(row: sqlite3.Row) -> ModelVersion:
-        return ModelVersion.model_validate(
-            {
-                "name": row["name"],
-                "version": row["version"],
-                "sha256": row["sha256"],
-                "prefix": row["prefix"],
-                "registered_at": row["registered_at"],
-                "card": json.loads(row["card"]),
-            }
-        )
+    #: A version with the production pointer's view of it: records from before stages existed
+    #: (stage NULL) read as `production` when the pointer names them, else `candidate`.
+    _SELECT = (
+        "SELECT v.*, p.production AS pointer FROM model_versions v "
+        "LEFT JOIN model_pointers p ON p.name = v.name"
+    )
+
+    def _row(self, row: sqlite3.Row) -> ModelVersion:
+        card = json.loads(row["card"])
+        stage = row["stage"] or ("production" if row["pointer"] == row["version"] else "candidate")
+        data: dict[str, object] = {
+            "name": row["name"],
+            "version": row["version"],
+            "sha256": row["sha256"],
+            "prefix": row["prefix"],
+            "registered_at": row["registered_at"],
+            "card": card,
+            "stage": stage,
+        }
+        for column in ("approval", "gate", "lineage"):
+            if row[column] is not None:
+                data[column] = json.loads(row[column])
+        if row["lineage"] is None:
+            data["lineage"] = lineage_of(
+                ModelCard.model_validate(card), None, f"s3://{self.store.bucket}/{row['prefix']}"
+            ).model_dump()
+        return ModelVersion.model_validate(data)
 
     def _get_record(self, name: str, version: int) -> ModelVersion | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT * FROM model_versions WHERE name = ? AND version = ?", (name, version)
+                f"{self._SELECT} WHERE v.name = ? AND v.version = ?", (name, version)
             ).fetchone()
         return None if row is None else self._row(row)
 
@@ -291,24 +342,71 @@ class SqliteModelRegistry(RegistryBase):
     def list_versions(self, name: str) -> list[ModelVersion]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT * FROM model_versions WHERE name = ? ORDER BY version", (name,)
+                f"{self._SELECT} WHERE v.name = ? ORDER BY v.version", (name,)
             ).fetchall()
         return [self._row(r) for r in rows]
 
-    def _set_pointer(self, name: str, version: int) -> None:
-        with self._tx() as c:
-            c.execute(
-                "INSERT INTO model_pointers VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
-                "SET production = excluded.production, updated_at = excluded.updated_at",
-                (name, version, datetime.now(UTC).isoformat()),
-            )
-
-    def _get_pointer(self, name: str) -> int | None:
+    def _get_pointer(self, name: str) -> Pointer | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT production FROM model_pointers WHERE name = ?", (name,)
+                "SELECT production, previous FROM model_pointers WHERE name = ?", (name,)
             ).fetchone()
-        return None if row is None else int(row[0])
+        if row is None:
+            return None
+        return Pointer(production=int(row[0]), previous=tuple(json.loads(row[1] or "[]")))
+
+    def _apply(self, t: Transition) -> None:
+        with self._tx() as c:
+            if t.pointer is not None:
+                row = c.execute(
+                    "SELECT production FROM model_pointers WHERE name = ?", (t.name,)
+                ).fetchone()
+                current = None if row is None else int(row[0])
+                if current != t.pointer.expected:
+                    raise RegistryConflictError(
+                        f"{t.name}: production moved to v{current} while this change was "
+                        f"made from v{t.pointer.expected}; nothing changed, look and retry"
+                    )
+                c.execute(
+                    "INSERT INTO model_pointers (name, production, updated_at, previous) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                    "production = excluded.production, updated_at = excluded.updated_at, "
+                    "previous = excluded.previous",
+                    (
+                        t.name,
+                        t.pointer.new.production,
+                        datetime.now(UTC).isoformat(),
+                        json.dumps(list(t.pointer.new.previous)),
+                    ),
+                )
+            for version, state in t.states.items():
+                c.execute(
+                    "UPDATE model_versions SET stage = ?, approval = ?, gate = ? "
+                    "WHERE name = ? AND version = ?",
+                    (
+                        state.stage,
+                        state.approval.model_dump_json(),
+                        None if state.gate is None else state.gate.model_dump_json(),
+                        t.name,
+                        version,
+                    ),
+                )
+            for event in t.events:
+                _insert_event(c, event)
+
+    def _events(self, name: str) -> list[RegistryEvent]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT event FROM model_events WHERE name = ? ORDER BY seq", (name,)
+            ).fetchall()
+        return [RegistryEvent.model_validate_json(r[0]) for r in rows]
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _insert_event(c: sqlite3.Connection, event: RegistryEvent) -> None:
+    c.execute(
+        "INSERT INTO model_events (name, version, event) VALUES (?, ?, ?)",
+        (event.name, event.version, event.model_dump_json()),
+    )

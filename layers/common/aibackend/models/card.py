@@ -19,6 +19,10 @@ MODEL_FILE = "model.onnx"
 CARD_FILE = "model.json"
 BASELINE_FILE = "baseline.json"
 ARTIFACT_FILES = (MODEL_FILE, CARD_FILE, BASELINE_FILE)
+#: The training baseline as a mergeable profile (`aibackend.monitoring.profiles`), for drift
+#: monitoring. Optional: versions trained before it existed lack it (retrain to add it).
+PROFILE_FILE = "profile.bin"
+OPTIONAL_ARTIFACT_FILES = (PROFILE_FILE,)
 
 
 class Feature(BaseModel):

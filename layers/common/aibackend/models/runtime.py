@@ -137,7 +137,8 @@ def resolve_version(name: str, settings: PlatformSettings) -> int:
     if settings.adapters == "aws":
         raise ModelLoadError(
             f"{model_version_env(name)} is not set; on AWS the version is pinned at deploy time "
-            f"(set a production version with `aib models promote {name} VERSION`, then cdk deploy)"
+            f"(set a production version with `aib models promote {name} VERSION --reason ...`, "
+            "then cdk deploy)"
         )
     from aibackend.adapters import model_registry
 

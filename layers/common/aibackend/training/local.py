@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aibackend.errors import ConfigError
-from aibackend.ports import ModelVersion
+from aibackend.ports import ModelRegistry, ModelVersion
 from aibackend.settings import PlatformSettings
 from aibackend.training.common import DATA_SUFFIXES, HyperValue, TrainingError
+from aibackend.training.gate import GateConfig, describe, load_config, run_gate
 
 
 @dataclass(frozen=True)
@@ -162,8 +163,16 @@ def train_local(
     promote: bool = True,
     echo: Callable[[str], None] = print,
     data: Path | None = None,
+    gate: GateConfig | None = None,
+    actor: str = "aib train",
 ) -> ModelVersion:
-    """Prepare data, train `model` in a subprocess, register it and (if `promote`) serve it.
+    """Prepare data, train `model` in a subprocess, register it, run the validation gate and
+    (if `promote`) act on its verdict.
+
+    Approved: the version goes to `staging`, or straight to `production` when the model has
+    no production version yet (a first start has something to serve). Rejected: it stays a
+    `candidate`, the failed checks echoed. `promote=False` records the verdict only.
+    `gate`: the gate configuration (default: `[gate.<model>]` of `functions/training.toml`).
 
     `data`: a CSV file of your own (`.csv` or `.csv.gz`), copied into the training channel
     instead of generated data; the entry point checks its columns. Otherwise `rows` rows
@@ -180,7 +189,12 @@ def train_local(
     if data is not None:
         _check_data_file(data, rows)
     from aibackend.adapters import model_registry
+    from aibackend.catalog import default_functions_dir
 
+    config = gate or load_config(model, default_functions_dir())
+    registry = model_registry(settings)
+    # Lineage: the version this run would replace, read before the data is.
+    parent = registry.production(model)
     run_dir = _run_dir((settings.state_dir / "training").resolve(), model)
     channel = run_dir / "input" / "data" / "train"
     channel.mkdir(parents=True)
@@ -193,12 +207,49 @@ def train_local(
     model_dir = run_entry_point(
         spec.module, run_dir=run_dir, hyperparameters=hyperparameters, echo=echo
     )
-    registry = model_registry(settings)
-    mv = registry.register(model_dir)
-    echo(f"registered {mv.name} version {mv.version} (sha256 {mv.sha256[:12]})")
-    if promote:
-        registry.set_production(mv.name, mv.version)
-        echo(f"{mv.name} version {mv.version} is now production")
+    mv = registry.register(
+        model_dir, parent_version=parent.version if parent else None, actor=actor
+    )
+    echo(f"registered {mv.name} version {mv.version} (sha256 {mv.sha256[:12]}) as a candidate")
+    echo(f"validation gate for {mv.name} v{mv.version}:")
+    verdict = run_gate(registry, model_dir, config, channel=channel)
+    for line in describe(verdict):
+        echo(f"  {line}")
+    mv = registry.record_gate(mv.name, mv.version, verdict)
+    return _act_on_verdict(registry, mv, promote=promote, actor=actor, echo=echo)
+
+
+def _act_on_verdict(
+    registry: ModelRegistry,
+    mv: ModelVersion,
+    *,
+    promote: bool,
+    actor: str,
+    echo: Callable[[str], None],
+) -> ModelVersion:
+    if mv.gate is not None and not mv.gate.approved:
+        failed = ", ".join(c.name for c in mv.gate.failed)
+        echo(f"{mv.name} v{mv.version} REJECTED by the gate ({failed}): it stays a candidate")
+        return mv
+    if not promote:
+        echo(f"{mv.name} v{mv.version} approved; left a candidate (--no-promote)")
+        return mv
+    if registry.production(mv.name) is None:
+        mv = registry.promote(
+            mv.name,
+            mv.version,
+            actor=actor,
+            reason="approved by the gate; the model had no production version",
+        )
+        echo(f"{mv.name} v{mv.version} approved and, as the first version, now production")
+        return mv
+    mv = registry.set_stage(
+        mv.name, mv.version, "staging", actor=actor, reason="approved by the gate"
+    )
+    echo(
+        f"{mv.name} v{mv.version} approved: staging; serve it with "
+        f"`aib models promote {mv.name} {mv.version} --reason ...`"
+    )
     return mv
 
 
