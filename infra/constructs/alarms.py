@@ -1,12 +1,16 @@
 """Per-function CloudWatch alarms, from each declaration's `[alarms]` (or the defaults).
 
 Three per function, on its `live` alias (what the triggers invoke): the error rate, throttles
-(reserved concurrency or the account's limit reached) and p99 duration. Every alarm and its
-recovery notify one SNS topic per stack, encrypted under the stack's key and TLS only;
-subscribe e-mail, chat or paging to it.
+(reserved concurrency or the account's limit reached) and p99 duration. Two per consumed queue:
+any message in its dead-letter queue, and the age of its oldest message; one per function
+invoked asynchronously: any event in its on-failure queue. Every alarm and its recovery notify
+one SNS topic per stack, encrypted under the stack's key and TLS only; subscribe e-mail, chat or
+paging to it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -14,10 +18,12 @@ from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from aibackend.catalog import FunctionSpec
+from aibackend.catalog import Catalog, FunctionSpec, QueueTrigger
 from infra.constructs.keys import allow_service
+from infra.naming import pascal
 
 PERIOD = cdk.Duration.minutes(5)
 
@@ -106,7 +112,119 @@ class FunctionAlarms(Construct):
             evaluation_periods=2,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        action = actions.SnsAction(topic)
-        for alarm in (self.errors, self.throttles, self.duration):
-            alarm.add_alarm_action(action)
-            alarm.add_ok_action(action)
+        notify(topic, self.errors, self.throttles, self.duration)
+
+
+#: SQS sends its metrics once a minute: a dead letter raises the alarm within a minute or two.
+QUEUE_PERIOD = cdk.Duration.minutes(1)
+
+
+class QueueAlarms(Construct):
+    """A consumed queue's alarms, notifying `topic`. Attributes: `dead_letters` (any message in
+    its DLQ: a message its consumer gave up on) and `oldest` (the oldest message has waited
+    longer than `[[queues]] oldest_message_alarm_s`: the consumer is stuck or falling behind)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        trigger: QueueTrigger,
+        consumer: str,
+        queue: sqs.IQueue,
+        dead_letters: sqs.IQueue,
+        topic: sns.ITopic,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        name = trigger.queue
+        self.dead_letters = dead_letter_alarm(
+            self,
+            "DeadLetters",
+            queue=dead_letters,
+            description=(
+                f"queue {name}: messages in its dead-letter queue ({consumer} gave up on them "
+                f"after {trigger.max_receive_count} receives); read them, fix the cause, redrive"
+            ),
+        )
+        age = trigger.oldest_message_alarm_s
+        self.oldest = queue.metric_approximate_age_of_oldest_message(
+            period=QUEUE_PERIOD, statistic="Maximum"
+        ).create_alarm(
+            self,
+            "OldestMessage",
+            alarm_description=(
+                f"queue {name}: the oldest message has waited over {age} s for {consumer} "
+                "(function.toml [[queues]] oldest_message_alarm_s)"
+            ),
+            threshold=age,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        notify(topic, self.dead_letters, self.oldest)
+
+
+def dead_letter_alarm(
+    scope: Construct, construct_id: str, *, queue: sqs.IQueue, description: str
+) -> cloudwatch.Alarm:
+    """Fires while `queue` holds any visible message."""
+    return queue.metric_approximate_number_of_messages_visible(
+        period=QUEUE_PERIOD, statistic="Maximum"
+    ).create_alarm(
+        scope,
+        construct_id,
+        alarm_description=description,
+        threshold=0,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluation_periods=1,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+
+
+def notify(topic: sns.ITopic, *alarms: cloudwatch.Alarm) -> None:
+    """Each alarm notifies `topic` when it fires and when it recovers."""
+    action = actions.SnsAction(topic)
+    for alarm in alarms:
+        alarm.add_alarm_action(action)
+        alarm.add_ok_action(action)
+
+
+def watch_queues(
+    scope: Construct,
+    *,
+    catalog: Catalog,
+    queues: Mapping[str, sqs.IQueue],
+    dead_letter_queues: Mapping[str, sqs.IQueue],
+    failure_queues: Mapping[str, sqs.IQueue | None],
+    topic: sns.ITopic,
+) -> dict[str, Construct]:
+    """Alarms on every consumed queue (`QueueAlarms`) and on every function's on-failure queue
+    (what asynchronous invocation gave up on), by queue name."""
+    out: dict[str, Construct] = {}
+    for spec in catalog.functions:
+        for trigger in spec.queues:
+            out[trigger.queue] = QueueAlarms(
+                scope,
+                f"{pascal(trigger.queue)}QueueAlarms",
+                trigger=trigger,
+                consumer=spec.name,
+                queue=queues[trigger.queue],
+                dead_letters=dead_letter_queues[trigger.queue],
+                topic=topic,
+            )
+        failures = failure_queues.get(spec.name)
+        if failures is not None:
+            group = Construct(scope, f"{pascal(spec.name)}FailureAlarms")
+            alarm = dead_letter_alarm(
+                group,
+                "Failures",
+                queue=failures,
+                description=(
+                    f"function {spec.name}: events its asynchronous invocation gave up on (after "
+                    "retries or past their maximum age) are in its on-failure queue; read them, "
+                    "fix the cause, send them again"
+                ),
+            )
+            notify(topic, alarm)
+            out[f"{spec.name}-failures"] = group
+    return out

@@ -20,7 +20,7 @@ from aibackend.auth.apigateway import ROUTES_ENV
 from aibackend.catalog import DEFAULT_BUS, PLATFORM_BUS, Access, Catalog
 from aibackend.errors import ConfigError
 from infra.config import InfraConfig
-from infra.constructs.alarms import FunctionAlarms, alarm_topic
+from infra.constructs.alarms import FunctionAlarms, alarm_topic, watch_queues
 from infra.constructs.api import Api, routes_environment
 from infra.constructs.identity import Identity
 from infra.constructs.keys import allow_eventbridge_dead_letters, platform_key
@@ -164,6 +164,14 @@ class ServicesStack(cdk.Stack):
             name: FunctionAlarms(fn, "Alarms", spec=fn.spec, alias=fn.alias, topic=self.alarm_topic)
             for name, fn in self.functions.items()
         }
+        self.queue_alarms = watch_queues(
+            self.queues,
+            catalog=catalog,
+            queues=self.queues.queues,
+            dead_letter_queues=self.queues.dead_letter_queues,
+            failure_queues={name: fn.failures for name, fn in self.functions.items()},
+            topic=self.alarm_topic,
+        )
         cdk.CfnOutput(
             self,
             "AlarmTopicArn",

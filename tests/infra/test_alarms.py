@@ -83,3 +83,80 @@ def test_a_p99_alarm_at_or_past_the_timeout_is_refused(tmp_path: Path) -> None:
     (d / "function.toml").write_text("timeout_s = 2\n[alarms]\np99_ms = 2000\n")
     with pytest.raises(ConfigError, match=r"alarms.p99_ms \(2000\) must be below timeout_s"):
         load_function(d)
+
+
+def _queue_alarm(alarms: list[dict[str, Any]], metric: str, queue_id: str) -> list[dict[str, Any]]:
+    """The alarms on `metric` of the queue with logical id `queue_id`."""
+    return [
+        a
+        for a in alarms
+        if a.get("MetricName") == metric
+        and a.get("Dimensions")
+        == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]
+    ]
+
+
+def test_every_consumed_queue_alarms_on_dead_letters_and_on_its_oldest_message(
+    synth: Any,
+) -> None:
+    # GIVEN the synthesized services stack: its queues (those with a redrive policy are the
+    # consumed queues, each naming its DLQ) and its alarms
+    topic = _topic(synth)
+    queues = synth.resources("AibServices", "AWS::SQS::Queue")
+    alarms = [
+        a["Properties"] for a in synth.resources("AibServices", "AWS::CloudWatch::Alarm").values()
+    ]
+    sources = {
+        qid: q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for qid, q in queues.items()
+        if "RedrivePolicy" in q["Properties"]
+    }
+    triggers = {t.queue: t for spec in CATALOG.functions for t in spec.queues}
+    # THEN every declared queue is there, the pipeline's among them
+    assert len(sources) == len(triggers)
+    assert {"pipeline-validate", "pipeline-score", "pipeline-store"} <= set(triggers)
+    seen = set()
+    for source, dlq in sources.items():
+        # AND its DLQ alarms on any visible message, its source on the age of its oldest one
+        (dead,) = _queue_alarm(alarms, "ApproximateNumberOfMessagesVisible", dlq)
+        (oldest,) = _queue_alarm(alarms, "ApproximateAgeOfOldestMessage", source)
+        name = oldest["AlarmDescription"].removeprefix("queue ").split(":", 1)[0]
+        assert dead["AlarmDescription"].startswith(f"queue {name}: ")
+        seen.add(name)
+        assert (dead["Threshold"], dead["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+        # AND the age threshold is the declaration's (default 5 minutes)
+        assert oldest["Threshold"] == triggers[name].oldest_message_alarm_s == 300
+        for props in (dead, oldest):
+            # AND both notify the alarm topic when they fire and when they recover
+            assert props["AlarmActions"] == [{"Ref": topic}]
+            assert props["OKActions"] == [{"Ref": topic}]
+            assert props["Statistic"] == "Maximum" and props["Period"] == 60
+    assert seen == set(triggers)
+
+
+def test_the_ingest_functions_on_failure_queue_alarms_on_any_event(synth: Any) -> None:
+    # GIVEN the pipeline's ingest function: an object trigger, invoked asynchronously
+    fn = synth.built.services.functions["pipeline_ingest"]
+    assert fn.failures is not None
+    topic = _topic(synth)
+    failures_id = synth.built.services.resolve(fn.failures.node.default_child.logical_id)
+    alarms = [
+        a["Properties"] for a in synth.resources("AibServices", "AWS::CloudWatch::Alarm").values()
+    ]
+    # THEN an event it gave up on (retries spent, or too old) raises an alarm on the topic
+    (alarm,) = _queue_alarm(alarms, "ApproximateNumberOfMessagesVisible", failures_id)
+    assert alarm["AlarmDescription"].startswith("function pipeline_ingest: ")
+    assert alarm["AlarmActions"] == [{"Ref": topic}]
+
+
+def test_the_oldest_message_alarm_is_declared_per_queue(tmp_path: Path) -> None:
+    # GIVEN a queue declaring its own threshold, and one declaring a threshold under a minute
+    d = tmp_path / "svc"
+    d.mkdir()
+    (d / "handler.py").write_text("def handler(event, context):\n    return {}\n")
+    (d / "function.toml").write_text('[[queues]]\nqueue = "work"\noldest_message_alarm_s = 900\n')
+    # WHEN they are loaded THEN the first keeps its threshold, the second is refused
+    assert load_function(d).queues[0].oldest_message_alarm_s == 900
+    (d / "function.toml").write_text('[[queues]]\nqueue = "work"\noldest_message_alarm_s = 5\n')
+    with pytest.raises(ConfigError, match="oldest_message_alarm_s"):
+        load_function(d)

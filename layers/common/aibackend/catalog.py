@@ -139,6 +139,9 @@ class QueueTrigger(BaseModel):
     visibility_timeout_s: Annotated[int, Field(ge=0, le=43_200)] | None = None
     max_receive_count: Annotated[int, Field(ge=1, le=1000)] = 5
     retention_s: Annotated[int, Field(ge=60, le=1_209_600)] = 345_600
+    #: On AWS, an alarm fires when the oldest message has waited longer than this (the consumer
+    #: is stuck or falling behind); another fires on any message in the DLQ.
+    oldest_message_alarm_s: Annotated[int, Field(ge=60, le=1_209_600)] = 300
 
     @model_validator(mode="after")
     def _window_for_big_batches(self) -> QueueTrigger:
