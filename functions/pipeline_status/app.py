@@ -30,7 +30,10 @@ class PipelineHealth(BaseModel):
     status: str = "ok"
 
 
-DESCRIPTION = "Where each transactions file stands in the pipeline (ingest, validate, store)."
+DESCRIPTION = (
+    "Where each transactions file stands in the pipeline (ingest, validate, score, store), "
+    "and how it completed."
+)
 app = FastAPI(
     title="Pipeline status",
     version="1",
@@ -55,7 +58,9 @@ RunId = Annotated[
 @v1.get("/runs/{run_id}", response_model=RunStatus)
 async def run_status(run_id: RunId) -> RunStatus:
     """Counts per stage (received, valid, quarantined, scored, stored, failed, and failed by
-    stage), chunks done, progress (0 to 1) and elapsed seconds of one run."""
+    stage), chunks done, progress (0 to 1) and elapsed seconds of one run; once it completed,
+    its state (`succeeded`, or `failed` with `run.failure.reason` when ingest could not read
+    the file), `completed_at` and `report_key`, its quarantine report in the run's bucket."""
     wanted = RUNS.latest() if run_id == "latest" else run_id
     found = status(RUNS, wanted) if wanted else None
     if found is None:

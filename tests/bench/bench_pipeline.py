@@ -8,7 +8,7 @@ this process; the score stage's fraud model is trained first, outside the timing
 same run: reading the same file with the csv module alone, the floor of any streaming ingest.
 Writes `bench/results/pipeline.json`.
 
-    .venv/bin/python tests/bench/bench_pipeline.py [--rows 1000000]
+    .venv/bin/python tests/bench/bench_pipeline.py [--rows 1000000] [--chunk-size 1000]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import csv
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -90,8 +91,19 @@ def stage_rates(s: RunStatus, chunks: list[Any]) -> dict[str, float]:
     return out
 
 
-def run(rows: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
+def set_chunk_size(functions: Path, size: int) -> None:
+    """`PIPELINE_CHUNK_SIZE` of the copied ingest function (its `[environment]`)."""
+    toml = functions / "pipeline_ingest" / "function.toml"
+    text, n = re.subn(
+        r"(?m)^PIPELINE_CHUNK_SIZE = .*$", f'PIPELINE_CHUNK_SIZE = "{size}"', toml.read_text()
+    )
+    assert n == 1, f"{toml}: no single PIPELINE_CHUNK_SIZE line"
+    toml.write_text(text)
+
+
+def run(rows: int, chunk_size: int | None) -> dict[str, Any]:
+    # ignore_cleanup_errors: stopped functions may still be finishing a write as it is removed
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         folder = Path(tmp)
         raw = folder / "raw.csv"
         raw_csv(rows, raw)
@@ -101,6 +113,8 @@ def run(rows: int) -> dict[str, Any]:
         functions = folder / "functions"  # the pipeline's functions only, as declared
         for src in sorted((ROOT / "functions").glob("pipeline_*")):
             shutil.copytree(src, functions / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+        if chunk_size is not None:
+            set_chunk_size(functions, chunk_size)
         settings = PlatformSettings(state_dir=state)
         # The score stage's model, trained (in a child process) before the clock starts.
         train_local("fraud", settings, rows=MODEL_ROWS, echo=lambda _line: None)
@@ -132,6 +146,7 @@ def run(rows: int) -> dict[str, Any]:
         "stage_rows_per_s": stage_rates(s, chunks),
         "counts": s.counts,
         "chunks": s.run.chunks,
+        "chunk_size": -(-rows // (s.run.chunks or 1)),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "baseline_csv_module_rows_per_s": round(floor, 1),
     }
@@ -140,12 +155,13 @@ def run(rows: int) -> dict[str, Any]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--chunk-size", type=int, help="PIPELINE_CHUNK_SIZE (default: as declared)")
     args = p.parse_args()
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
-        **run(args.rows),
+        **run(args.rows, args.chunk_size),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")

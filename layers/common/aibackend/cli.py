@@ -652,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_byom(sub)  # `aib model train|import`: bring your own model
     from aibackend.pipeline.cli import register as register_pipeline
 
-    register_pipeline(sub)  # `aib pipeline status [RUN] [--watch]`
+    register_pipeline(sub)  # `aib pipeline status [RUN] [--watch]`, `aib pipeline report`
     from aibackend.local.telemetry_cli import register as register_telemetry
 
     register_telemetry(sub)  # `aib logs FUNCTION [-f]`, `aib metrics`

@@ -16,6 +16,7 @@ import pytest
 from aibackend.adapters.local import LocalObjectStore
 from aibackend.adapters.local_queue import SqliteQueueService
 from aibackend.local.runtime import LocalRuntime
+from aibackend.pipeline.messages import to_records
 from aibackend.pipeline.runs import RunInfo, run_id, run_store, status
 from aibackend.ports import Queue
 
@@ -39,11 +40,11 @@ def test_ingest_handler_given_the_s3_notification_ingests_the_object(
     # GIVEN the sample S3 notification and the object it names: its two rows as CSV
     aws = event("s3/pipeline_object_created")
     obj = aws["Records"][0]["s3"]["object"]
-    payload = json.loads(event("sqs/pipeline_validate_batch")["Records"][0]["body"])["records"]
+    payload = json.loads(event("sqs/pipeline_validate_batch")["Records"][0]["body"])["columns"]
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(payload[0]), lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=list(payload), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(payload)
+    writer.writerows(to_records(payload))
     _data(quiet_runtime).put(obj["key"], out.getvalue().encode())
     # WHEN the ingest handler gets the notification
     answer = quiet_runtime.hosts["pipeline_ingest"].invoke(aws)
@@ -54,7 +55,7 @@ def test_ingest_handler_given_the_s3_notification_ingests_the_object(
     assert s is not None and s.counts["received"] == 2 and s.run.key == obj["key"]
     # AND the chunk waits on the validation queue, inline
     (msg,) = runtime_queue(quiet_runtime, "pipeline-validate").receive(10)
-    assert json.loads(msg.body) == {"run_id": rid, "bucket": BUCKET, "chunk": 0, "records": payload}
+    assert json.loads(msg.body) == {"run_id": rid, "bucket": BUCKET, "chunk": 0, "columns": payload}
 
 
 def test_validate_handler_given_the_sqs_batch_reports_no_failure(
@@ -82,7 +83,8 @@ def test_store_handler_given_the_sqs_batch_stores_the_rows(
     # THEN the row is in its date's partition, keyed by run and chunk
     assert answer == {"batchItemFailures": []}
     key = f"curated/transactions/date=2026-11-27/{body['run_id']}-0.jsonl"
-    assert [json.loads(x) for x in _data(quiet_runtime).get(key).splitlines()] == body["records"]
+    stored = [json.loads(x) for x in _data(quiet_runtime).get(key).splitlines()]
+    assert stored == to_records(body["columns"])
 
 
 def test_status_handler_given_the_api_gateway_event_answers_the_latest_run(
@@ -121,7 +123,7 @@ def test_validate_handler_given_a_bad_batch_reports_only_the_bad_messages(
     missing = copy.deepcopy(good) | {"messageId": "bad-ref"}
     body = json.loads(good["body"])
     missing["body"] = json.dumps(
-        {"run_id": body["run_id"], "bucket": BUCKET, "chunk": 9, "ref": "chunks/none/9.jsonl"}
+        {"run_id": body["run_id"], "bucket": BUCKET, "chunk": 9, "ref": "chunks/none/9.json"}
     )
     # WHEN the validate handler gets them
     answer = quiet_runtime.hosts["pipeline_validate"].invoke({"Records": [good, garbled, missing]})
@@ -143,7 +145,7 @@ def test_score_handler_given_the_sqs_batch_sends_scored_rows_to_the_store_queue(
     # THEN no message failed and the chunk went on to the store queue, scored
     assert answer == {"batchItemFailures": []}
     (msg,) = store_queue.receive(10)
-    scored = json.loads(msg.body)["records"]
+    scored = to_records(json.loads(msg.body)["columns"])
     assert [r["transaction_id"] for r in scored] == ["txn-0000", "txn-0001"]
     # ... with the card's online features: the second transaction sees the first one
     assert [(r["txn_count_1h"], r["txn_count_24h"]) for r in scored] == [(0, 0), (1, 1)]

@@ -15,6 +15,8 @@ from aibackend.fraud.generator import generate_transactions, to_records
 from aibackend.models.card import Baseline
 from aibackend.models.runtime import LoadedModel, load_model_dir
 from aibackend.pipeline.features import SqliteFeatureStore
+from aibackend.pipeline.messages import Columns, from_records
+from aibackend.pipeline.messages import to_records as rows_of
 from aibackend.pipeline.score import (
     TOP_REASONS,
     Bands,
@@ -37,8 +39,8 @@ def ref(model: LoadedModel) -> np.ndarray:
     return reference_row(Baseline.read(model.path))
 
 
-def _records(n: int, seed: int) -> list[dict[str, object]]:
-    return to_records(generate_transactions(n, seed=seed, fraud_rate=0.2, n_cards=20))
+def _records(n: int, seed: int) -> Columns:
+    return from_records(to_records(generate_transactions(n, seed=seed, fraud_rate=0.2, n_cards=20)))
 
 
 def test_scores_equal_a_raw_onnxruntime_session_on_the_same_matrix(
@@ -93,19 +95,21 @@ def test_score_chunk_rows_carry_online_features_score_band_reasons_and_model(
     model: LoadedModel, ref: np.ndarray, tmp_path: Path
 ) -> None:
     # GIVEN a chunk whose rows carry the client's own (wrong) history features
-    records = [{**r, "txn_count_1h": 77, "txn_count_24h": 77} for r in _records(200, seed=3)]
+    records = _records(200, seed=3) | {"txn_count_1h": [77] * 200, "txn_count_24h": [77] * 200}
     bands = Bands(medium_at=0.2, high_at=0.5)
     # WHEN the stage scores it
-    rows = score_chunk(
+    scored = score_chunk(
         records, model=model, features=SqliteFeatureStore(tmp_path / "f"), bands=bands, ref=ref
     )
+    rows = rows_of(scored)
     # THEN each row has the online features, its score's band, reasons and the model version
-    assert [r["transaction_id"] for r in rows] == [r["transaction_id"] for r in records]
+    assert [r["transaction_id"] for r in rows] == records["transaction_id"]
+    assert list(rows[0])[: len(records)] == list(records)  # the row's fields, then the scores
     assert all(r["txn_count_1h"] != 77 and r["txn_count_24h"] >= r["txn_count_1h"] for r in rows)
     assert all(r["band"] == bands.band(r["score"]) for r in rows)
     assert all(r["model"] == {"name": "fraud", "version": model.version} for r in rows)
     # AND exactly the high-risk rows become `Fraud Suspected` events keyed by transaction id
-    events = suspected_events("run-1", rows)
+    events = suspected_events("run-1", scored)
     high = [r["transaction_id"] for r in rows if r["band"] == "high"]
     assert high, "the chunk should hold some high-risk rows"
     assert [e.detail["idempotency_key"] for e in events] == high
@@ -119,3 +123,8 @@ def test_bands_given_unordered_cut_offs_name_the_variables_to_fix() -> None:
     assert Bands.from_env({}) == Bands(0.2, 0.5)
     assert Bands().band(0.5) == "high" and Bands().band(0.2) == "medium"
     assert Bands().band(0.19) == "low"
+    # AND a whole column gets the bands its scores get one by one, float32 scores included
+    column = np.array([0.0, 0.19, 0.2, 0.35, 0.4999999, 0.5, 0.7, 1.0], dtype=np.float32)
+    odd = Bands(medium_at=0.35, high_at=0.7)  # cut-offs float32 rounds down
+    for bands in (Bands(), odd):
+        assert bands.bands(column) == [bands.band(float(x)) for x in column]

@@ -4,8 +4,6 @@ path (`Transaction` objects -> `velocity.with_history` -> `transactions_matrix`)
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 from pathlib import Path
 from typing import Any
@@ -16,9 +14,20 @@ import pytest
 from aibackend.fraud.features import matrix, transactions_matrix
 from aibackend.fraud.generator import generate_transactions, to_records, write_csv
 from aibackend.fraud.schema import Transaction
-from aibackend.fraud.velocity import Txn, amount_eur, epoch_us, generated_with_history, histories
+from aibackend.fraud.velocity import (
+    CardHistory,
+    Txn,
+    amount_eur,
+    card_features,
+    epoch_us,
+    generated_with_history,
+    histories,
+    history_columns,
+)
 from aibackend.fraud.velocity import with_history as realtime_with_history
 from aibackend.pipeline.features import SqliteFeatureStore
+from aibackend.pipeline.ingest import read_chunks
+from aibackend.pipeline.messages import Columns
 from aibackend.pipeline.score import model_columns, online_columns
 from aibackend.pipeline.validate import validate_chunk
 
@@ -36,20 +45,20 @@ def _training(cols: dict[str, Any]) -> np.ndarray:
     return matrix(generated_with_history(cols))
 
 
-def _pipeline_rows(cols: dict[str, Any], tmp: Path) -> list[list[dict[str, Any]]]:
+def _pipeline_rows(cols: dict[str, Any], tmp: Path) -> list[Columns]:
     """The generator's CSV, read and validated in chunks as the pipeline does."""
     path = tmp / "day.csv"
     write_csv(cols, path)
-    rows = list(csv.DictReader(io.StringIO(path.read_text())))
     chunks = []
-    for start in range(0, len(rows), CHUNK):
-        result = validate_chunk(rows[start : start + CHUNK], now=2e9, claim=lambda _ids: set())
-        assert not result.quarantined
-        chunks.append(result.valid)
+    with path.open("rb") as raw:
+        for columns in read_chunks(raw, path.name, CHUNK):
+            result = validate_chunk(columns, now=2e9, claim=lambda _ids: set())
+            assert not result.quarantined
+            chunks.append(result.valid)
     return chunks
 
 
-def _pipeline(chunks: list[list[dict[str, Any]]], store: SqliteFeatureStore) -> np.ndarray:
+def _pipeline(chunks: list[Columns], store: SqliteFeatureStore) -> np.ndarray:
     return np.vstack([matrix(model_columns(c, online_columns(c, store))) for c in chunks])
 
 
@@ -110,3 +119,33 @@ def test_a_chunk_is_unaffected_by_later_chunks_written_before_it(
     # THEN the first chunk (whose history is all in itself) gets the training path's values:
     # transactions after a row never count towards it
     np.testing.assert_array_equal(reversed_run[0], _training(generated)[:CHUNK])
+
+
+def test_one_search_over_many_cards_equals_each_card_on_its_own(generated: dict[str, Any]) -> None:
+    # GIVEN the generated transactions as the cards' histories, and queries for every
+    # transaction plus a card without history
+    cards = [str(c) for c in generated["card_id"]]
+    txns = [
+        Txn(card, str(txn), at, 10.0 + i % 7)
+        for i, (card, txn, at) in enumerate(
+            zip(cards, generated["transaction_id"], _utc_us(generated), strict=True)
+        )
+    ]
+    table = histories(txns)
+    queries = [*cards, "card-without-history"]
+    at = [t.at_us for t in txns] + [txns[0].at_us]
+    currencies = ["EUR", "USD", "GBP", "JPY"] * (len(queries) // 4) + ["EUR"] * (len(queries) % 4)
+    # WHEN all windows are found at once, over the whole table
+    together = history_columns(queries, at, currencies, table)
+    # THEN each transaction has what its card's own history alone gives it
+    alone = [
+        card_features(table[c] if c in table else CardHistory.of([]), t, cur)
+        for c, t, cur in zip(queries, at, currencies, strict=True)
+    ]
+    assert list(zip(*together.values(), strict=True)) == alone
+    assert alone[-1] == (0, 0, None) and max(a[1] for a in alone) >= 5
+
+
+def _utc_us(cols: dict[str, Any]) -> list[int]:
+    local = np.asarray(cols["timestamp"], dtype="datetime64[s]").astype(np.int64)
+    return ((local - np.asarray(cols["utc_offset_min"], dtype=np.int64) * 60) * 10**6).tolist()

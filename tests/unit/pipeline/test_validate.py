@@ -9,6 +9,8 @@ import pytest
 
 from aibackend.fraud.generator import generate_transactions, to_records
 from aibackend.fraud.schema import Transaction
+from aibackend.pipeline.messages import from_records
+from aibackend.pipeline.messages import to_records as rows_of
 from aibackend.pipeline.validate import RULES, validate_chunk
 
 NOW = time.time()
@@ -46,11 +48,11 @@ def test_valid_rows_come_out_typed_and_accepted_by_the_contract() -> None:
     # GIVEN generator rows in CSV's string form
     rows = _rows()
     # WHEN the chunk is validated
-    result = validate_chunk(rows, now=NOW, claim=_no_claims)
+    result = validate_chunk(from_records(rows), now=NOW, claim=_no_claims)
     # THEN every row is valid, typed, and the real-time contract accepts it as it is
     assert result.quarantined == []
-    assert len(result.valid) == len(rows)
-    for v in result.valid:
+    assert result.valid_rows == len(rows)
+    for v in rows_of(result.valid):
         assert Transaction.model_validate(v).model_dump(mode="json")["amount"] == v["amount"]
         assert isinstance(v["card_present"], bool) and isinstance(v["card_age_days"], int)
 
@@ -79,11 +81,12 @@ def test_a_broken_value_quarantines_its_row_with_the_reason(
     rows = _rows()
     rows[3][field] = value
     # WHEN validated
-    result = validate_chunk(rows, now=NOW, claim=_no_claims)
+    result = validate_chunk(from_records(rows), now=NOW, claim=_no_claims)
     # THEN only row 3 is quarantined, as received, with that reason
     assert [(q["index"], q["reason"]) for q in result.quarantined] == [(3, reason)]
-    assert result.quarantined[0]["row"] is rows[3]
-    assert len(result.valid) == len(rows) - 1
+    assert result.quarantined[0]["row"] == rows[3]
+    assert result.valid_rows == len(rows) - 1
+    assert rows[3]["transaction_id"] not in result.valid["transaction_id"]
 
 
 def test_optional_fields_may_be_empty() -> None:
@@ -92,7 +95,7 @@ def test_optional_fields_may_be_empty() -> None:
     for f in ("txn_count_1h", "txn_count_24h", "avg_amount_30d", "region", "customer_age_band"):
         rows[0][f] = None
     # WHEN validated THEN it is valid, with the contract's defaults
-    (first, *_) = validate_chunk(rows, now=NOW, claim=_no_claims).valid
+    (first, *_) = rows_of(validate_chunk(from_records(rows), now=NOW, claim=_no_claims).valid)
     assert (first["txn_count_1h"], first["avg_amount_30d"], first["region"]) == (0, None, None)
 
 
@@ -108,7 +111,7 @@ def test_duplicates_within_the_chunk_and_the_run_are_quarantined() -> None:
         return {held}
 
     # WHEN validated
-    result = validate_chunk(rows, now=NOW, claim=claim)
+    result = validate_chunk(from_records(rows), now=NOW, claim=claim)
     # THEN the first occurrence stays valid, the repeat and the other chunk's id do not
     assert [(q["index"], q["reason"]) for q in result.quarantined] == [
         (5, "transaction_id: duplicate within the chunk"),
@@ -121,8 +124,9 @@ def test_duplicates_within_the_chunk_and_the_run_are_quarantined() -> None:
 def test_a_line_that_was_no_json_object_is_quarantined() -> None:
     # GIVEN a JSON Lines chunk with a line that did not parse
     rows: list[dict[str, Any]] = [*_rows(2), {"_raw": "{not json"}]
-    # WHEN validated THEN that row is quarantined for it
-    result = validate_chunk(rows, now=NOW, claim=_no_claims)
-    assert [(q["index"], q["reason"]) for q in result.quarantined] == [
-        (2, "row: not a JSON object")
+    # WHEN validated THEN that row is quarantined for it, as it was received
+    result = validate_chunk(from_records(rows), now=NOW, claim=_no_claims)
+    assert [(q["index"], q["reason"], q["row"]) for q in result.quarantined] == [
+        (2, "row: not a JSON object", {"_raw": "{not json"})
     ]
+    assert result.valid_rows == 2

@@ -1,14 +1,19 @@
-"""`aib pipeline status [RUN] [--watch]`: where a pipeline run stands."""
+"""`aib pipeline status [RUN] [--watch]`: where a pipeline run stands; `aib pipeline report
+[--date YYYY-MM-DD]`: the daily report of a UTC day, on demand."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
-from typing import Any, TextIO
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
 
 from aibackend.pipeline.runs import COUNTS, RunStatus, run_store, status
 from aibackend.settings import PlatformSettings
+
+if TYPE_CHECKING:  # the report pulls in the scoring stack: imported when asked for
+    from aibackend.pipeline.report import DailyReport, Totals
 
 BAR = 30
 
@@ -19,8 +24,13 @@ def render(s: RunStatus) -> str:
     bar = "#" * filled + "-" * (BAR - filled)
     chunks = f"{s.chunks_done}/{s.run.chunks if s.run.chunks is not None else '?'} chunks"
     counts = "  ".join(f"{name} {s.counts.get(name, 0):,}" for name in COUNTS)
-    state = "complete" if s.complete else "running"
-    return f"[{bar}] {s.progress:4.0%} {chunks}  {counts}  {s.elapsed_s:.1f} s  {state}"
+    return f"[{bar}] {s.progress:4.0%} {chunks}  {counts}  {s.elapsed_s:.1f} s  {_state(s)}"
+
+
+def _state(s: RunStatus) -> str:
+    if s.completed_at is None:
+        return "complete" if s.complete else "running"
+    return f"{s.state}, report {s.report_key}; complete"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -44,13 +54,76 @@ def _watch(runs: Any, wanted: str, watch: bool, out: TextIO, interval: float = 0
         time.sleep(interval)
         current = status(runs, wanted) or current
     print(("\r" if watch else "") + render(current), file=out)
+    if current.run.failure is not None:
+        print(f"ingest failed: {current.run.failure.reason}", file=out)
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from aibackend.adapters import event_bus, object_store
+    from aibackend.pipeline.report import parse_day, previous_day, publish_daily
+
+    settings = PlatformSettings.from_env()
+    try:
+        day = parse_day(args.date) if args.date else previous_day(datetime.now(UTC))
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    store = object_store(BUCKET, settings)
+    done = publish_daily(store, event_bus(settings), day)
+    print(f"{done.key} in {BUCKET} ({len(done.report.run_ids)} run(s))")
+    print(report_table(done.report))
+    return 0
+
+
+BUCKET = "pipeline-data"
+_COLUMNS = (
+    ("volume", 9),
+    ("amount EUR", 15),
+    ("high risk", 9),
+    ("fraud rate", 10),
+    ("mean score", 10),
+    ("quarantined", 11),
+    ("q. rate", 8),
+)
+
+
+def report_table(report: DailyReport) -> str:
+    """The day's totals and each merchant category's, one line each."""
+    width = max([len("total"), *map(len, report.by_merchant_category)])
+    head = f"{'category':<{width}}  " + "  ".join(f"{n:>{w}}" for n, w in _COLUMNS)
+    lines = [head]
+    for name, t in [*report.by_merchant_category.items(), ("total", report.totals)]:
+        lines.append(f"{name:<{width}}  " + "  ".join(_cells(t)))
+    if report.undated_quarantined:
+        lines.append(f"({report.undated_quarantined:,} quarantined rows had no readable date)")
+    return "\n".join(lines)
+
+
+def _cells(t: Totals) -> list[str]:
+    score = "-" if t.mean_score is None else f"{t.mean_score:.4f}"
+    values = (
+        f"{t.volume:,}",
+        f"{t.amount_eur:,.2f}",
+        f"{t.high_risk:,}",
+        f"{t.fraud_rate:.2%}",
+        score,
+        f"{t.quarantined:,}",
+        f"{t.quarantine_rate:.2%}",
+    )
+    return [f"{v:>{w}}" for v, (_, w) in zip(values, _COLUMNS, strict=True)]
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("pipeline", help="the transactions pipeline: run status")
+    p = sub.add_parser("pipeline", help="the transactions pipeline: run status, daily report")
     p_sub = p.add_subparsers(dest="pipeline_command", required=True)
     st = p_sub.add_parser("status", help="counts per stage of a run (the latest by default)")
     st.add_argument("run", nargs="?", help="run id (default: the most recently started run)")
     st.add_argument("--watch", action="store_true", help="show a progress bar until complete")
     st.set_defaults(func=cmd_status)
+    rp = p_sub.add_parser(
+        "report",
+        help="aggregate a UTC day into reports/daily/<day>.json and publish Pipeline Run Completed",
+    )
+    rp.add_argument("--date", help="the UTC day, YYYY-MM-DD (default: yesterday, UTC)")
+    rp.set_defaults(func=cmd_report)

@@ -5,18 +5,25 @@ run. Every stage records what it did to a chunk as a whole (`record(run, stage, 
 an overwrite), and the status sums those: a redelivered chunk writes the same counts again and
 nothing is counted twice. Locally the table is a SQLite file under the state folder; on AWS
 the DynamoDB table CDK makes from `[resources] tables` (partition key `id`).
+
+Completion: `record` and `finish_ingest` answer the run's `Progress` (chunks with an outcome,
+out of how many), read in the same write, so whichever call accounts for the last chunk sees
+the run complete; `complete(run, completion)` is a conditional write (an insert that keeps an
+existing row, a DynamoDB condition) that exactly one caller wins (`pipeline.completion`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from aibackend.adapters.local import connection
 from aibackend.settings import PlatformSettings, physical_name, platform_settings
@@ -42,6 +49,19 @@ def run_id(bucket: str, key: str, etag: str) -> str:
     return digest[:24]
 
 
+class RunFailure(BaseModel):
+    """Why a run's file could not be read through: what a person fixes before uploading again."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: Stage = "ingest"
+    reason: str
+    #: False: the file itself is wrong (format, header, a broken line, corrupt gzip), recorded
+    #: on the first try; True: the object store failed, recorded on the last of `attempts`.
+    retryable: bool
+    attempts: int = Field(ge=1)
+
+
 class RunInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -53,6 +73,30 @@ class RunInfo(BaseModel):
     #: Set once ingest has read the whole file.
     rows: int | None = None
     chunks: int | None = None
+    #: Set when ingest gave up: `rows` and `chunks` then count what it sent before.
+    failure: RunFailure | None = None
+
+
+class Completion(BaseModel):
+    """When a run became complete (every chunk accounted for), how, and its quarantine report."""
+
+    model_config = ConfigDict(frozen=True)
+
+    completed_at: datetime
+    state: Literal["succeeded", "failed"]
+    report_key: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Chunks with an outcome, out of `chunks` (None until ingest has read the whole file)."""
+
+    chunks_done: int
+    chunks: int | None
+
+    @property
+    def complete(self) -> bool:
+        return self.chunks is not None and self.chunks_done >= self.chunks
 
 
 class ChunkCounts(BaseModel):
@@ -77,9 +121,20 @@ class RunStatus(BaseModel):
     complete: bool
     progress: float
     elapsed_s: float
+    #: `running` until completed; `failed` when ingest gave up on the file (`run.failure`).
+    state: Literal["running", "succeeded", "failed"] = "running"
+    completed_at: datetime | None = None
+    #: `quarantine/<run>/report.json` in the run's bucket, once completed.
+    report_key: str | None = None
 
     @classmethod
-    def of(cls, run: RunInfo, chunks: Iterable[ChunkCounts], now: float) -> RunStatus:
+    def of(
+        cls,
+        run: RunInfo,
+        chunks: Iterable[ChunkCounts],
+        now: float,
+        completion: Completion | None = None,
+    ) -> RunStatus:
         recorded = list(chunks)
         totals = dict.fromkeys(COUNTS, 0)
         failed_at = dict.fromkeys(STAGES, 0)
@@ -100,18 +155,22 @@ class RunStatus(BaseModel):
             complete=complete,
             progress=1.0 if complete else (len(done) / total if total else 0.0),
             elapsed_s=round(max(0.0, end - run.started.timestamp()), 3),
+            state="running" if completion is None else completion.state,
+            completed_at=None if completion is None else completion.completed_at,
+            report_key=None if completion is None else completion.report_key,
         )
 
 
+def chunk_done(stage: Stage, counts: Mapping[str, int]) -> bool:
+    """Whether this record gives its chunk an outcome: stored, failed at some stage, or
+    validated with nothing valid."""
+    failed = counts.get("failed", 0) > 0
+    nothing_valid = stage == "validate" and counts.get("valid", 0) == 0
+    return stage == "store" or failed or nothing_valid
+
+
 def _done_chunks(recorded: list[ChunkCounts]) -> set[int]:
-    """Chunks with an outcome: stored, failed at some stage, or validated with nothing valid."""
-    done: set[int] = set()
-    for c in recorded:
-        failed = c.counts.get("failed", 0) > 0
-        nothing_valid = c.stage == "validate" and c.counts.get("valid", 0) == 0
-        if c.stage == "store" or failed or nothing_valid:
-            done.add(c.chunk)
-    return done
+    return {c.chunk for c in recorded if chunk_done(c.stage, c.counts)}
 
 
 class RunStore(Protocol):
@@ -119,10 +178,28 @@ class RunStore(Protocol):
         """Record a run (kept as it is when it exists); returns the stored run."""
         ...
 
-    def finish_ingest(self, run_id: str, *, rows: int, chunks: int) -> None: ...
+    def finish_ingest(
+        self, run_id: str, *, rows: int, chunks: int, failure: RunFailure | None = None
+    ) -> Progress:
+        """Record how many rows and chunks ingest sent (and why it stopped, when it failed)."""
+        ...
 
-    def record(self, run_id: str, stage: Stage, chunk: int, counts: Mapping[str, int]) -> None:
-        """Set (not add) what `stage` did to `chunk`."""
+    def record(
+        self, run_id: str, stage: Stage, chunk: int, counts: Mapping[str, int]
+    ) -> Progress | None:
+        """Set (not add) what `stage` did to `chunk`; the run's progress when this gives the
+        chunk an outcome (`chunk_done`), else None (such a write cannot complete the run)."""
+        ...
+
+    def complete(self, run_id: str, completion: Completion) -> bool:
+        """Mark the run completed unless it already is; True for the one caller that did."""
+        ...
+
+    def completion(self, run_id: str) -> Completion | None: ...
+
+    def count_attempt(self, run_id: str) -> int:
+        """Count one more ingest attempt of the run; returns the attempts so far, this one
+        included (asynchronous invocation says nothing of its retries)."""
         ...
 
     def claim_ids(self, run_id: str, chunk: int, ids: list[str]) -> set[str]:
@@ -142,7 +219,8 @@ def status(store: RunStore, run_id: str, now: float | None = None) -> RunStatus 
     run = store.get(run_id)
     if run is None:
         return None
-    return RunStatus.of(run, store.chunks(run_id), time.time() if now is None else now)
+    at = time.time() if now is None else now
+    return RunStatus.of(run, store.chunks(run_id), at, store.completion(run_id))
 
 
 def run_store(settings: PlatformSettings | None = None, table: str = TABLE) -> RunStore:
@@ -167,6 +245,15 @@ CREATE TABLE IF NOT EXISTS claims (
   run_id TEXT NOT NULL, txn TEXT NOT NULL, chunk INTEGER NOT NULL,
   PRIMARY KEY (run_id, txn)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS done_chunks (
+  run_id TEXT NOT NULL, chunk INTEGER NOT NULL, PRIMARY KEY (run_id, chunk)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS completions (
+  run_id TEXT PRIMARY KEY, completion TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingest_attempts (
+  run_id TEXT PRIMARY KEY, n INTEGER NOT NULL
+);
 """
 
 
@@ -187,20 +274,64 @@ class SqliteRunStore:
         assert stored is not None
         return stored
 
-    def finish_ingest(self, run_id: str, *, rows: int, chunks: int) -> None:
+    def finish_ingest(
+        self, run_id: str, *, rows: int, chunks: int, failure: RunFailure | None = None
+    ) -> Progress:
         run = self.get(run_id)
         if run is None:
             raise KeyError(f"run {run_id} was never started")
-        done = run.model_copy(update={"rows": rows, "chunks": chunks})
+        done = run.model_copy(update={"rows": rows, "chunks": chunks, "failure": failure})
         with connection(self.path, write=True) as c:
             c.execute("UPDATE runs SET info = ? WHERE run_id = ?", (done.model_dump_json(), run_id))
+            return self._progress(c, run_id)
 
-    def record(self, run_id: str, stage: Stage, chunk: int, counts: Mapping[str, int]) -> None:
+    def record(
+        self, run_id: str, stage: Stage, chunk: int, counts: Mapping[str, int]
+    ) -> Progress | None:
         with connection(self.path, write=True) as c:
             c.execute(
                 "INSERT OR REPLACE INTO chunk_counts VALUES (?, ?, ?, ?, ?)",
                 (run_id, stage, chunk, json.dumps(dict(counts)), time.time()),
             )
+            if not chunk_done(stage, counts):
+                return None
+            c.execute("INSERT OR IGNORE INTO done_chunks VALUES (?, ?)", (run_id, chunk))
+            return self._progress(c, run_id)
+
+    @staticmethod
+    def _progress(c: sqlite3.Connection, run_id: str) -> Progress:
+        """Read inside the writing transaction: of two writers the later sees both writes."""
+        (done,) = c.execute(
+            "SELECT COUNT(*) FROM done_chunks WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        row = c.execute(
+            "SELECT json_extract(info, '$.chunks') FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return Progress(chunks_done=done, chunks=None if row is None else row[0])
+
+    def complete(self, run_id: str, completion: Completion) -> bool:
+        with connection(self.path, write=True) as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO completions VALUES (?, ?)",
+                (run_id, completion.model_dump_json()),
+            )
+            return cur.rowcount == 1
+
+    def completion(self, run_id: str) -> Completion | None:
+        with connection(self.path) as c:
+            row = c.execute(
+                "SELECT completion FROM completions WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return None if row is None else Completion.model_validate_json(row[0])
+
+    def count_attempt(self, run_id: str) -> int:
+        with connection(self.path, write=True) as c:
+            (n,) = c.execute(
+                "INSERT INTO ingest_attempts VALUES (?, 1) "
+                "ON CONFLICT (run_id) DO UPDATE SET n = n + 1 RETURNING n",
+                (run_id,),
+            ).fetchone()
+        return int(n)
 
     def claim_ids(self, run_id: str, chunk: int, ids: list[str]) -> set[str]:
         with connection(self.path, write=True) as c:
@@ -245,7 +376,10 @@ class SqliteRunStore:
 
 class DynamoRunStore:
     """Items keyed by `id`: `run#<run>` (the run, plus one `c#<stage>#<chunk>` attribute per
-    recorded chunk, each an overwrite), `latest` (the last started run) and `txn#<run>#<id>`
+    recorded chunk, each an overwrite; `done`, a number set of the chunks with an outcome plus,
+    once ingest has finished, the marker `-1 - chunks`, so that the one attribute an update
+    returns carries both halves of the run's progress; `completed`, set once by a conditional
+    write; `ingest_attempts`), `latest` (the last started run) and `txn#<run>#<id>`
     (transaction-id claims, expiring after `CLAIM_TTL_S`)."""
 
     def __init__(self, table: str, client: Any = None) -> None:
@@ -273,27 +407,79 @@ class DynamoRunStore:
         assert stored is not None
         return stored
 
-    def finish_ingest(self, run_id: str, *, rows: int, chunks: int) -> None:
+    def finish_ingest(
+        self, run_id: str, *, rows: int, chunks: int, failure: RunFailure | None = None
+    ) -> Progress:
         run = self.get(run_id)
         if run is None:
             raise KeyError(f"run {run_id} was never started")
-        done = run.model_copy(update={"rows": rows, "chunks": chunks})
-        self._db.update_item(
+        done = run.model_copy(update={"rows": rows, "chunks": chunks, "failure": failure})
+        got = self._db.update_item(
             TableName=self.table,
             Key={"id": {"S": f"run#{run_id}"}},
-            UpdateExpression="SET info = :i",
-            ExpressionAttributeValues={":i": {"S": done.model_dump_json()}},
+            UpdateExpression="SET info = :i ADD done :n",
+            ExpressionAttributeValues={
+                ":i": {"S": done.model_dump_json()},
+                ":n": {"NS": [str(-1 - chunks)]},
+            },
+            ReturnValues="UPDATED_NEW",
         )
+        return _progress(got["Attributes"])
 
-    def record(self, run_id: str, stage: Stage, chunk: int, counts: Mapping[str, int]) -> None:
-        value = json.dumps({"counts": dict(counts), "at": time.time()})
-        self._db.update_item(
+    def record(
+        self, run_id: str, stage: Stage, chunk: int, counts: Mapping[str, int]
+    ) -> Progress | None:
+        """One update: the chunk's counts and, when this gives the chunk an outcome, the chunk
+        into `done`, returning the two attributes progress needs (`UPDATED_NEW`, not the item)."""
+        key = {"id": {"S": f"run#{run_id}"}}
+        names = {"#c": f"c#{stage}#{chunk}"}
+        value = {"S": json.dumps({"counts": dict(counts), "at": time.time()})}
+        if not chunk_done(stage, counts):
+            self._db.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="SET #c = :v",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":v": value},
+            )
+            return None
+        got = self._db.update_item(
+            TableName=self.table,
+            Key=key,
+            UpdateExpression="SET #c = :v ADD done :n",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={":v": value, ":n": {"NS": [str(chunk)]}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return _progress(got["Attributes"])
+
+    def complete(self, run_id: str, completion: Completion) -> bool:
+        try:
+            self._db.update_item(
+                TableName=self.table,
+                Key={"id": {"S": f"run#{run_id}"}},
+                UpdateExpression="SET completed = :c",
+                ConditionExpression="attribute_not_exists(completed)",
+                ExpressionAttributeValues={":c": {"S": completion.model_dump_json()}},
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def completion(self, run_id: str) -> Completion | None:
+        item = self._item(f"run#{run_id}") or {}
+        done = item.get("completed")
+        return None if done is None else Completion.model_validate_json(done["S"])
+
+    def count_attempt(self, run_id: str) -> int:
+        got = self._db.update_item(
             TableName=self.table,
             Key={"id": {"S": f"run#{run_id}"}},
-            UpdateExpression="SET #c = :v",
-            ExpressionAttributeNames={"#c": f"c#{stage}#{chunk}"},
-            ExpressionAttributeValues={":v": {"S": value}},
+            UpdateExpression="ADD ingest_attempts :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
         )
+        return int(got["Attributes"]["ingest_attempts"]["N"])
 
     def claim_ids(self, run_id: str, chunk: int, ids: list[str]) -> set[str]:
         """Conditional puts, 100 to a transaction (DynamoDB's limit). A transaction that one
@@ -363,6 +549,14 @@ class DynamoRunStore:
     def latest(self) -> str | None:
         item = self._item("latest")
         return None if item is None else str(item["run_id"]["S"])
+
+
+def _progress(item: Mapping[str, Any]) -> Progress:
+    """From the `done` number set: chunks (>= 0) and the marker `-1 - chunks` (< 0)."""
+    members = [int(v) for v in item.get("done", {}).get("NS", [])]
+    markers = [-1 - v for v in members if v < 0]
+    chunks = max(markers) if markers else None
+    return Progress(chunks_done=sum(v >= 0 for v in members), chunks=chunks)
 
 
 def utcnow() -> datetime:

@@ -19,19 +19,18 @@ import numpy as np
 import numpy.typing as npt
 
 from aibackend.errors import ConfigError
-from aibackend.fraud.features import FEATURES, matrix
+from aibackend.fraud.features import CURRENCY_TO_EUR, FEATURES, matrix
 from aibackend.fraud.velocity import (
     HISTORY_COLUMNS,
     LOOKBACK_US,
     Txn,
-    amount_eur,
     epoch_us,
     history_columns,
 )
 from aibackend.models.card import Baseline, CategoricalStats
 from aibackend.models.runtime import LoadedModel
 from aibackend.pipeline.features import FeatureStore
-from aibackend.pipeline.messages import Record
+from aibackend.pipeline.messages import Columns, row_count
 from aibackend.ports import PutEvent
 
 SOURCE = "aib.pipeline"
@@ -64,6 +63,12 @@ class Bands:
 
     def band(self, score: float) -> str:
         return "high" if score >= self.high_at else "medium" if score >= self.medium_at else "low"
+
+    def bands(self, scores: npt.NDArray[np.floating[Any]]) -> list[str]:
+        """`band` of each score, for a whole column at once (compared as Python floats are)."""
+        s = np.asarray(scores, dtype=np.float64)
+        out = np.where(s >= self.high_at, "high", np.where(s >= self.medium_at, "medium", "low"))
+        return [str(b) for b in out.tolist()]
 
 
 def reference_row(baseline: Baseline) -> npt.NDArray[np.float32]:
@@ -107,74 +112,86 @@ def score_matrix(
     score = probs[0]
     contribution = score[np.newaxis, :] - probs[1:]  # (k, n)
     order = np.argsort(-contribution, axis=0, kind="stable")[:TOP_REASONS]  # (top, n)
+    positive = np.take_along_axis(contribution, order, axis=0) > 0
     names = [f.name for f in FEATURES]
-    reasons = [[names[j] for j in order[:, i].tolist() if contribution[j, i] > 0] for i in range(n)]
+    reasons = [
+        [names[j] for j, p in zip(js, ps, strict=True) if p]
+        for js, ps in zip(order.T.tolist(), positive.T.tolist(), strict=True)
+    ]
     return Scores(score=score, reasons=reasons)
 
 
-def feature_txns(records: Sequence[Record]) -> list[Txn]:
-    return [
-        Txn(
-            r["card_id"],
-            r["transaction_id"],
-            epoch_us(r["timestamp"]),
-            amount_eur(r["amount"], r["currency"]),
-        )
-        for r in records
-    ]
+@dataclass(frozen=True)
+class ChunkTimes:
+    """A chunk's timestamps, parsed once: UTC microseconds (the feature windows) and the hour
+    in the timestamp's own offset (the model's `hour`, as the real-time path has it)."""
+
+    at_us: list[int]
+    hour: list[int]
+
+    @classmethod
+    def of(cls, timestamps: Sequence[str]) -> ChunkTimes:
+        parsed = [datetime.fromisoformat(t) for t in timestamps]
+        return cls(at_us=[epoch_us(t) for t in parsed], hour=[t.hour for t in parsed])
 
 
-def online_columns(records: Sequence[Record], features: FeatureStore) -> dict[str, list[Any]]:
+def feature_txns(columns: Columns, times: ChunkTimes) -> list[Txn]:
+    eur = np.asarray(columns["amount"], dtype=np.float64) * np.array(
+        [CURRENCY_TO_EUR[c] for c in columns["currency"]], dtype=np.float64
+    )
+    return list(map(Txn, columns["card_id"], columns["transaction_id"], times.at_us, eur.tolist()))
+
+
+def online_columns(
+    columns: Columns, features: FeatureStore, times: ChunkTimes | None = None
+) -> dict[str, list[Any]]:
     """Write the chunk's transactions, then compute their `HISTORY_COLUMNS` from the table."""
-    txns = feature_txns(records)
-    features.put(txns)
-    at = [t.at_us for t in txns]
-    cards = [t.card_id for t in txns]
-    history = features.histories(cards, min(at) - LOOKBACK_US, max(at))
-    return history_columns(cards, at, [r["currency"] for r in records], history)
+    times = times or ChunkTimes.of(columns["timestamp"])
+    features.put(feature_txns(columns, times))
+    at = times.at_us
+    history = features.histories(columns["card_id"], min(at) - LOOKBACK_US, max(at))
+    return history_columns(columns["card_id"], at, columns["currency"], history)
 
 
-def model_columns(records: Sequence[Record], online: Mapping[str, list[Any]]) -> dict[str, Any]:
+def model_columns(
+    columns: Columns, online: Mapping[str, list[Any]], times: ChunkTimes | None = None
+) -> dict[str, Any]:
     """The raw columns `features.matrix` reads: the rows' own fields, the online history
     features, and the hour of the timestamp in its own offset (as the real-time path)."""
-    cols: dict[str, Any] = {
-        name: [r[name] for r in records]
-        for name in ("amount", "currency", "card_age_days", "card_present", "country_mismatch")
-    }
-    cols["merchant_category"] = [r["merchant_category"] for r in records]
-    cols["hour"] = [datetime.fromisoformat(r["timestamp"]).hour for r in records]
+    names = ("amount", "currency", "card_age_days", "card_present", "country_mismatch")
+    cols: dict[str, Any] = {name: columns[name] for name in names}
+    cols["merchant_category"] = columns["merchant_category"]
+    cols["hour"] = (times or ChunkTimes.of(columns["timestamp"])).hour
     cols.update(online)
     return cols
 
 
 def score_chunk(
-    records: Sequence[Record],
+    columns: Columns,
     *,
     model: LoadedModel,
     features: FeatureStore,
     bands: Bands,
     ref: npt.NDArray[np.float32],
-) -> list[Record]:
-    """The chunk's scored rows, in order."""
-    if not records:
-        return []
-    online = online_columns(records, features)
-    scores = score_matrix(model, matrix(model_columns(records, online)), ref)
-    out = []
-    for i, r in enumerate(records):
-        s = float(scores.score[i])
-        row = {**r, **{name: online[name][i] for name in HISTORY_COLUMNS}}
-        row.update(
-            score=s,
-            band=bands.band(s),
-            reasons=scores.reasons[i],
-            model={"name": model.name, "version": model.version},
-        )
-        out.append(row)
+) -> Columns:
+    """The chunk's scored rows, in order, as columns: the valid row's fields with the history
+    features replaced by the online values, then `score`, `band`, `reasons` and `model`."""
+    n = row_count(columns)
+    if not n:
+        return {}
+    times = ChunkTimes.of(columns["timestamp"])
+    online = online_columns(columns, features, times)
+    scores = score_matrix(model, matrix(model_columns(columns, online, times)), ref)
+    out = dict(columns)
+    out.update({name: online[name] for name in HISTORY_COLUMNS})
+    out["score"] = scores.score.tolist()
+    out["band"] = bands.bands(scores.score)
+    out["reasons"] = scores.reasons
+    out["model"] = [{"name": model.name, "version": model.version}] * n
     return out
 
 
-def suspected_events(run_id: str, rows: Sequence[Record]) -> list[PutEvent]:
+def suspected_events(run_id: str, rows: Columns) -> list[PutEvent]:
     """`Fraud Suspected` for each high-risk row; `idempotency_key` is the transaction id, so a
     redelivered chunk's second publication is recognisable downstream."""
     return [
@@ -182,16 +199,16 @@ def suspected_events(run_id: str, rows: Sequence[Record]) -> list[PutEvent]:
             source=SOURCE,
             detail_type="Fraud Suspected",
             detail={
-                "idempotency_key": r["transaction_id"],
-                "transaction_id": r["transaction_id"],
-                "card_id": r["card_id"],
-                "score": r["score"],
-                "band": r["band"],
-                "reasons": r["reasons"],
-                "model": r["model"],
+                "idempotency_key": rows["transaction_id"][i],
+                "transaction_id": rows["transaction_id"][i],
+                "card_id": rows["card_id"][i],
+                "score": rows["score"][i],
+                "band": rows["band"][i],
+                "reasons": rows["reasons"][i],
+                "model": rows["model"][i],
                 "run_id": run_id,
             },
         )
-        for r in rows
-        if r["band"] == "high"
+        for i, band in enumerate(rows.get("band", []))
+        if band == "high"
     ]

@@ -15,8 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aibackend.pipeline.completion import settle
 from aibackend.pipeline.ingest import ingest
-from aibackend.pipeline.messages import ChunkMessage, Record, chunk_message, jsonl
+from aibackend.pipeline.messages import (
+    ChunkMessage,
+    Columns,
+    chunk_message,
+    jsonl,
+    parse_message,
+    row_count,
+)
 from aibackend.pipeline.runs import RunInfo, RunStore, Stage, run_id
 from aibackend.pipeline.score import suspected_events
 from aibackend.pipeline.store import store_chunk
@@ -48,11 +56,11 @@ def ingest_object(
         return run
 
     def send(message: ChunkMessage, rows: int) -> None:
-        out.send(message.model_dump_json(exclude_none=True))
+        out.send(message.body())
         runs.record(rid, "ingest", message.chunk, {"received": rows})
 
     rows, chunks = ingest(stores(bucket), key, rid, chunk_size, send)
-    runs.finish_ingest(rid, rows=rows, chunks=chunks)
+    settle(runs, rid, runs.finish_ingest(rid, rows=rows, chunks=chunks), stores)
     return run.model_copy(update={"rows": rows, "chunks": chunks})
 
 
@@ -63,16 +71,20 @@ class QueueStage:
     stage: Stage
     runs: RunStore
     max_receives: int
+    #: Where the run's quarantine report goes when this failure completes it (default: the
+    #: platform's object store of the run's bucket).
+    stores: StoreFor | None = None
 
     def __call__(self, record: dict[str, Any], work: Callable[[ChunkMessage], None]) -> None:
-        message = ChunkMessage.model_validate_json(record["body"])
+        message = parse_message(record["body"])
         try:
             work(message)
         except Exception:
             receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
             if receives >= self.max_receives:
                 rows = _rows_of(message, self.runs, self.stage)
-                self.runs.record(message.run_id, self.stage, message.chunk, {"failed": rows})
+                done = self.runs.record(message.run_id, self.stage, message.chunk, {"failed": rows})
+                settle(self.runs, message.run_id, done, self.stores)
             raise
 
 
@@ -87,8 +99,8 @@ _INPUT_COUNT: dict[Stage, tuple[Stage, str]] = {
 def _rows_of(message: ChunkMessage, runs: RunStore, stage: Stage) -> int:
     """Rows the message carries, without reading a claim-checked chunk (it may be what fails):
     the previous stage recorded how many it sent."""
-    if message.records is not None:
-        return len(message.records)
+    if message.rows is not None:
+        return message.rows
     before, count = _INPUT_COUNT[stage]
     recorded = (c for c in runs.chunks(message.run_id) if c.stage == before)
     return next((c.counts[count] for c in recorded if c.chunk == message.chunk), 0)
@@ -100,29 +112,25 @@ def validate_message(
     """Quarantine the chunk's invalid rows (with reasons), send the valid ones on, record both
     counts. Everything it writes is keyed by run and chunk: a redelivery rewrites the same."""
     store = stores(message.bucket)
-    records = message.load_records(store)
     result = validate_chunk(
-        records,
+        message.load(store),
         now=time.time() if now is None else now,
         claim=lambda ids: runs.claim_ids(message.run_id, message.chunk, ids),
     )
     if result.quarantined:
         store.put(
             quarantine_key(message.run_id, message.chunk),
-            jsonl(result.quarantined),
+            jsonl(result.quarantined, raw=True),
             content_type="application/x-ndjson",
         )
-    if result.valid:
+    if result.valid_rows:
         nxt = chunk_message(
             message.run_id, message.bucket, message.chunk, result.valid, store, stage="valid"
         )
-        out.send(nxt.model_dump_json(exclude_none=True))
-    runs.record(
-        message.run_id,
-        "validate",
-        message.chunk,
-        {"valid": len(result.valid), "quarantined": len(result.quarantined)},
-    )
+        out.send(nxt.body())
+    counts = {"valid": result.valid_rows, "quarantined": len(result.quarantined)}
+    done = runs.record(message.run_id, "validate", message.chunk, counts)
+    settle(runs, message.run_id, done, stores)
 
 
 def score_message(
@@ -130,7 +138,7 @@ def score_message(
     *,
     stores: StoreFor,
     runs: RunStore,
-    scorer: Callable[[list[Record]], list[Record]],
+    scorer: Callable[[Columns], Columns],
     out: Queue,
     bus: EventBus,
 ) -> None:
@@ -138,23 +146,24 @@ def score_message(
     publish `Fraud Suspected` for its high-risk rows, record `scored`. A redelivery computes
     the same features (the feature table is keyed by transaction) and the same scores."""
     store = stores(message.bucket)
-    rows = scorer(message.load_records(store))
+    rows = scorer(message.load(store))
     nxt = chunk_message(message.run_id, message.bucket, message.chunk, rows, store, stage="scored")
     events = suspected_events(message.run_id, rows)
     for start in range(0, len(events), 10):  # PutEvents takes at most 10 entries
         result = bus.put_events(events[start : start + 10])
         if result.failed_count:
             raise RuntimeError(f"event bus refused {result.failures}")
-    out.send(nxt.model_dump_json(exclude_none=True))
-    runs.record(message.run_id, "score", message.chunk, {"scored": len(rows)})
+    out.send(nxt.body())
+    runs.record(message.run_id, "score", message.chunk, {"scored": row_count(rows)})
 
 
 def store_message(message: ChunkMessage, *, stores: StoreFor, runs: RunStore) -> list[str]:
     """Write the chunk's curated objects and record how many rows they hold."""
     store = stores(message.bucket)
-    records = message.load_records(store)
-    keys = store_chunk(store, message.run_id, message.chunk, records)
-    runs.record(message.run_id, "store", message.chunk, {"stored": len(records)})
+    columns = message.load(store)
+    keys = store_chunk(store, message.run_id, message.chunk, columns)
+    done = runs.record(message.run_id, "store", message.chunk, {"stored": row_count(columns)})
+    settle(runs, message.run_id, done, stores)
     return keys
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime
 
-from aibackend.pipeline.messages import Record, jsonl
+from aibackend.pipeline.messages import Columns, jsonl, row_count, to_records
 from aibackend.ports import ObjectStore
 
 CURATED = "curated/transactions"
@@ -26,19 +26,23 @@ def utc_date(timestamp: str) -> str:
     return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC).date().isoformat()
 
 
-def partition(records: list[Record]) -> dict[str, list[Record]]:
-    """Records by UTC date, each date's records in chunk order."""
-    by_date: dict[str, list[Record]] = defaultdict(list)
-    for r in records:
-        by_date[utc_date(r["timestamp"])].append(r)
+def partition(columns: Columns) -> dict[str, list[int]]:
+    """Row indices by UTC date, each date's rows in chunk order."""
+    by_date: dict[str, list[int]] = defaultdict(list)
+    for i, timestamp in enumerate(columns["timestamp"]):
+        by_date[utc_date(timestamp)].append(i)
     return dict(sorted(by_date.items()))
 
 
-def store_chunk(store: ObjectStore, run_id: str, chunk: int, records: list[Record]) -> list[str]:
-    """Write the chunk's curated objects; returns their keys."""
+def store_chunk(store: ObjectStore, run_id: str, chunk: int, columns: Columns) -> list[str]:
+    """Write the chunk's curated objects (one JSON object per row, fields in column order);
+    returns their keys."""
+    if not row_count(columns):
+        return []
+    rows = to_records(columns)
     keys = []
-    for date, rows in partition(records).items():
+    for date, indices in partition(columns).items():
         key = curated_key(date, run_id, chunk)
-        store.put(key, jsonl(rows), content_type="application/x-ndjson")
+        store.put(key, jsonl([rows[i] for i in indices]), content_type="application/x-ndjson")
         keys.append(key)
     return keys

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from aibackend.fraud.features import CURRENCY_TO_EUR
 from aibackend.fraud.schema import Transaction
-from aibackend.pipeline.messages import Record
+from aibackend.pipeline.messages import Columns, Record, row_count
 
 Kind = Literal["str", "float", "int", "bool", "timestamp"]
 _TRUE = frozenset({"1", "true", "True", "TRUE"})
@@ -80,9 +80,14 @@ FIELDS = tuple(r.name for r in RULES)
 
 @dataclass
 class ChunkResult:
-    valid: list[Record]
+    #: The valid rows as columns: the contract's fields (`FIELDS`), typed.
+    valid: Columns
     #: Each: `{"index": <row in chunk>, "reason": ..., "row": <the record as received>}`.
     quarantined: list[Record]
+
+    @property
+    def valid_rows(self) -> int:
+        return row_count(self.valid)
 
 
 class _Reasons:
@@ -133,45 +138,55 @@ def _bounds(rule: Rule, x: npt.NDArray[np.float64], why: _Reasons, present: Any)
 
 
 def _column(rule: Rule, raw: Sequence[Any], why: _Reasons, now: float) -> list[Any]:
-    """Check one column; returns its typed values (None where missing and optional)."""
-    col = np.array([None if v == "" else v for v in raw], dtype=object)
-    present = np.asarray(col != None, dtype=bool)  # noqa: E711 (element-wise)
+    """Check one column; returns its typed values (None where missing and optional). Values of
+    rows that fail are placeholders: only valid rows' values go on."""
+    given = [v is not None and v != "" for v in raw]
+    present = np.array(given, dtype=bool)
     if rule.required:
         why.fail(~present, f"{rule.name}: missing")
     if rule.kind == "str":
-        text = np.array([str(v).strip() if v is not None else "" for v in col], dtype=str)
-        lengths = np.char.str_len(text) if text.size else np.zeros(0, dtype=int)
-        if rule.min_len is not None:
-            why.fail(present & (lengths < rule.min_len), f"{rule.name}: empty")
-        if rule.max_len is not None:
-            why.fail(
-                present & (lengths > rule.max_len),
-                f"{rule.name}: longer than {rule.max_len} characters",
-            )
-        if rule.name == "currency":
-            known = np.isin(text, np.array(sorted(CURRENCY_TO_EUR)))
-            why.fail(present & ~known, "currency: unsupported currency code")
-        return [t if p else rule.default for t, p in zip(text.tolist(), present, strict=True)]
+        return _text(
+            rule, [str(v).strip() if p else "" for v, p in zip(raw, given, strict=True)], given, why
+        )
     parse = {"timestamp": _epoch, "bool": _bool}.get(rule.kind, _number)
-    x = np.array([parse(v) if v is not None else math.nan for v in col], dtype=np.float64)
-    why.fail(present & ~np.isfinite(x), f"{rule.name}: not a valid {rule.kind}")
+    x = np.array(
+        [parse(v) if p else math.nan for v, p in zip(raw, given, strict=True)], dtype=np.float64
+    )
+    finite = np.isfinite(x)
+    why.fail(present & ~finite, f"{rule.name}: not a valid {rule.kind}")
     if rule.kind == "timestamp":
         why.fail(present & (x > now), f"{rule.name}: in the future")
-        return [str(v).strip() if p else None for v, p in zip(col, present, strict=True)]
+        return [str(v).strip() if p else None for v, p in zip(raw, given, strict=True)]
     if rule.kind == "int":
-        why.fail(present & np.isfinite(x) & (x != np.round(x)), f"{rule.name}: not a whole number")
-    _bounds(rule, x, why, present & np.isfinite(x))
-    out: list[Any] = []
-    for v, p in zip(x.tolist(), present.tolist(), strict=True):
-        if not p or math.isnan(v):
-            out.append(rule.default)
-        elif rule.kind == "int":
-            out.append(int(v))
-        elif rule.kind == "bool":
-            out.append(bool(v))
-        else:
-            out.append(v)
-    return out
+        why.fail(present & finite & (x != np.round(x)), f"{rule.name}: not a whole number")
+    _bounds(rule, x, why, present & finite)
+    values: list[Any] = x.tolist()
+    if rule.kind == "int":
+        values = [int(v) if ok else 0 for v, ok in zip(values, finite.tolist(), strict=True)]
+    elif rule.kind == "bool":
+        values = [v == 1.0 for v in values]
+    if not finite.all():  # absent (or failing) values: the contract's default
+        values = [v if ok else rule.default for v, ok in zip(values, finite.tolist(), strict=True)]
+    return values
+
+
+def _text(rule: Rule, text: list[str], given: list[bool], why: _Reasons) -> list[Any]:
+    """A string column's checks (length, currency code) over its stripped values."""
+    present = np.array(given, dtype=bool)
+    lengths = np.fromiter(map(len, text), dtype=np.int64, count=len(text))
+    if rule.min_len is not None:
+        why.fail(present & (lengths < rule.min_len), f"{rule.name}: empty")
+    if rule.max_len is not None:
+        why.fail(
+            present & (lengths > rule.max_len),
+            f"{rule.name}: longer than {rule.max_len} characters",
+        )
+    if rule.name == "currency":
+        known = np.array([t in CURRENCY_TO_EUR for t in text], dtype=bool)
+        why.fail(present & ~known, "currency: unsupported currency code")
+    if all(given):
+        return text
+    return [t if p else rule.default for t, p in zip(text, given, strict=True)]
 
 
 def _duplicates_within(ids: list[Any], why: _Reasons) -> None:
@@ -186,32 +201,49 @@ def _duplicates_within(ids: list[Any], why: _Reasons) -> None:
 
 
 def validate_chunk(
-    records: Sequence[Record],
+    columns: Columns,
     *,
     now: float,
     claim: Callable[[list[str]], set[str]],
 ) -> ChunkResult:
-    """Split a chunk into valid rows (typed, contract fields only) and quarantined rows (each
-    with the first rule it breaks). `claim(ids)` claims the chunk's valid transaction ids for
-    the run and returns those another chunk already holds (duplicates within the run)."""
-    n = len(records)
+    """Split a chunk (columns as received) into valid rows (typed, contract fields only) and
+    quarantined rows (each with the first rule it breaks). `claim(ids)` claims the chunk's
+    valid transaction ids for the run and returns those another chunk already holds
+    (duplicates within the run)."""
+    n = row_count(columns)
     why = _Reasons(n)
-    why.fail(np.array(["_raw" in r for r in records], dtype=bool), "row: not a JSON object")
-    typed = {
-        rule.name: _column(rule, [r.get(rule.name) for r in records], why, now) for rule in RULES
-    }
+    absent = [None] * n
+    raw = columns.get("_raw")
+    if raw is not None:
+        why.fail(np.array([v is not None for v in raw], dtype=bool), "row: not a JSON object")
+    typed = {rule.name: _column(rule, columns.get(rule.name, absent), why, now) for rule in RULES}
     ids = typed["transaction_id"]
     if n:
         _duplicates_within(ids, why)
-        ok = np.flatnonzero(why.ok)
-        taken = claim([ids[i] for i in ok])
-        why.fail(
-            np.array([i in taken for i in ids], dtype=bool),
-            "transaction_id: duplicate of a row in another chunk of this run",
-        )
-    valid = [{f: typed[f][i] for f in FIELDS} for i in np.flatnonzero(why.ok).tolist()]
-    quarantined = [
-        {"index": i, "reason": why.r[i], "row": records[i]}
-        for i in np.flatnonzero(~why.ok).tolist()
-    ]
-    return ChunkResult(valid=valid, quarantined=quarantined)
+        taken = claim([ids[i] for i in np.flatnonzero(why.ok).tolist()])
+        if taken:
+            why.fail(
+                np.array([i in taken for i in ids], dtype=bool),
+                "transaction_id: duplicate of a row in another chunk of this run",
+            )
+    ok = why.ok
+    if ok.all():
+        valid = typed
+    else:
+        keep = np.flatnonzero(ok).tolist()
+        valid = {name: [col[i] for i in keep] for name, col in typed.items()}
+    return ChunkResult(valid=valid, quarantined=_quarantined(columns, why))
+
+
+def _quarantined(columns: Columns, why: _Reasons) -> list[Record]:
+    """The invalid rows as received: a line that was no JSON object as `{"_raw": line}`, any
+    other row with the fields the chunk has."""
+    out = []
+    raw = columns.get("_raw")
+    for i in np.flatnonzero(~why.ok).tolist():
+        if raw is not None and raw[i] is not None:
+            row: Record = {"_raw": raw[i]}
+        else:
+            row = {name: col[i] for name, col in columns.items() if name != "_raw"}
+        out.append({"index": i, "reason": why.r[i], "row": row})
+    return out
