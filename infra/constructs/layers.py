@@ -3,7 +3,7 @@
 - `common`: the `aibackend` package (pure Python, so one layer fits every runtime and
   architecture), without `training/`: training code never ships to Lambda.
 - `api`: pydantic, FastAPI, Mangum, Powertools (`layers/api/requirements.txt`).
-- `ml`: onnxruntime and numpy (`layers/ml/requirements.txt`).
+- `ml`: onnxruntime, numpy and datasketches (`layers/ml/requirements.txt`).
 
 `api` and `ml` hold compiled wheels (`cp312-...-aarch64.so`), which load only on the runtime
 and architecture they were built for, so they are built per `Platform`, on first use.
@@ -60,7 +60,7 @@ class Layers(Construct):
         return self._requirements_layer("api", "FastAPI, Mangum, pydantic, Powertools", platform)
 
     def ml(self, platform: Platform) -> lambda_.LayerVersion:
-        return self._requirements_layer("ml", "onnxruntime, numpy", platform)
+        return self._requirements_layer("ml", "onnxruntime, numpy, datasketches", platform)
 
     def _requirements_layer(
         self, name: str, contents: str, platform: Platform

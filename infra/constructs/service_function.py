@@ -27,10 +27,13 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from aibackend.capture import BUCKET as CAPTURE_BUCKET
 from aibackend.capture import ENV as CAPTURE_ENV
 from aibackend.capture import CaptureSettings, capture_env
 from aibackend.catalog import DECLARATION, AsyncDelivery, FunctionSpec, Grant
 from aibackend.errors import ConfigError
+from aibackend.monitoring.config import ENV as MONITOR_ENV
+from aibackend.monitoring.config import monitor_env, monitored_models
 from aibackend.secrets import secret_env
 from aibackend.settings import model_version_env, resource_env
 from infra.bundling import Platform
@@ -184,7 +187,7 @@ class ServiceFunction(Construct):
 
         platform = Platform(spec.runtime, spec.architecture)
         fn_layers = [layers.common, layers.api(platform)]
-        if spec.models:
+        if spec.models or "ml" in spec.layers:
             fn_layers.append(layers.ml(platform))
 
         environment = {
@@ -199,6 +202,7 @@ class ServiceFunction(Construct):
             **endpoint_environment(declaration, spec.endpoints),
             **{secret_env(name): parameter for name, parameter in sorted(spec.secrets.items())},
             **_capture_environment(spec, capture or {}),
+            **_monitor_environment(spec, capture or {}),
             **spec.environment,
         }
 
@@ -546,6 +550,16 @@ def _capture_environment(
     """`AIB_CAPTURE` with the settings of the captured models this function serves, if any."""
     mine = {m: s for m, s in capture.items() if spec.capture and m in spec.models and s.rate > 0}
     return {CAPTURE_ENV: capture_env(mine)} if mine else {}
+
+
+def _monitor_environment(
+    spec: FunctionSpec, capture: Mapping[str, CaptureSettings]
+) -> dict[str, str]:
+    """`AIB_MONITOR` (thresholds of every captured model, `[monitor.*]` of monitoring.toml)
+    for the monitoring services: the functions that declare the `monitoring` bucket."""
+    if CAPTURE_BUCKET not in spec.resources.buckets:
+        return {}
+    return {MONITOR_ENV: monitor_env(monitored_models(spec.directory.parent, capture))}
 
 
 def _resource_environment(spec: FunctionSpec, resources: SharedResources) -> dict[str, str]:

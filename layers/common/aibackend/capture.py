@@ -165,13 +165,26 @@ class Capture:
         items: Sequence[tuple[str, Mapping[str, Any], Mapping[str, Any]]],
         correlation_id: str | None,
     ) -> int:
-        """Capture what the sample keeps; returns how many records were sent."""
+        """Capture what the sample keeps; returns how many records were sent.
+
+        Best effort: a capture that cannot be sent (queue missing, throttled) is logged and
+        dropped, never turned into a failed prediction."""
         if not self.enabled:
             return 0
         found = self.records(version, items, correlation_id)
         bodies = _messages(found)
-        for start in range(0, len(bodies), 10):
-            self.queue.send_batch(bodies[start : start + 10])
+        try:
+            for start in range(0, len(bodies), 10):
+                self.queue.send_batch(bodies[start : start + 10])
+        except Exception as e:  # any adapter's error: the predictions are served regardless
+            log.error(
+                "capture: %d record(s) of %s not captured: %s: %s",
+                len(found),
+                self.model,
+                type(e).__name__,
+                e,
+            )
+            return 0
         return len(found)
 
 

@@ -298,6 +298,10 @@ class FunctionSpec(BaseModel):
     #: `monitoring.toml` turns capture on for them (false, e.g., for batch scoring whose
     #: output is stored anyway).
     capture: bool = True
+    #: Extra Lambda layers beyond `common` and `api`: `ml` (numpy, onnxruntime, datasketches)
+    #: for functions that compute with numpy without serving a model (a function with `models`
+    #: gets it anyway), e.g. the monitoring services.
+    layers: tuple[Literal["ml"], ...] = ()
     #: This function is the REST API's Lambda REQUEST authorizer (AWS only: `aib dev` runs the
     #: same code in its gateway). At most one per project; it has no routes or triggers.
     authorizer: bool = False

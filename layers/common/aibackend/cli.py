@@ -656,6 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aibackend.local.telemetry_cli import register as register_telemetry
 
     register_telemetry(sub)  # `aib logs FUNCTION [-f]`, `aib metrics`
+    from aibackend.monitoring.cli import register as register_monitor
+
+    register_monitor(sub)  # `aib monitor run [--model M] [--window W]`
     return p
 
 

@@ -36,6 +36,8 @@ from aibackend.local import triggers
 from aibackend.local.host import FunctionHost, Host, check_environments
 from aibackend.local.lifecycle import Sweeper, expiration_rules
 from aibackend.local.logs import LogFolder
+from aibackend.monitoring.config import ENV as MONITOR_ENV
+from aibackend.monitoring.config import monitor_env, monitored_models
 from aibackend.ports import PutEvent, QueueService
 from aibackend.settings import PlatformSettings, model_version_env, platform_settings
 
@@ -95,6 +97,10 @@ class LocalRuntime:
             os.environ[CAPTURE_ENV] = capture_env(self.catalog.capture)
         else:
             os.environ.pop(CAPTURE_ENV, None)
+        # Monitoring thresholds of every captured model (functions/monitoring.toml [monitor.*]).
+        os.environ[MONITOR_ENV] = monitor_env(
+            monitored_models(self.catalog.root, self.catalog.capture)
+        )
         # Functions read these once per process; a new runtime (tests start several) rereads them.
         platform_settings.cache_clear()
 

@@ -8,5 +8,11 @@
   `accuracy`: ROC AUC, precision, recall, F1, calibration and label completeness per window.
 - `bias`: demographic parity, disparate impact, equalized odds, with confidence intervals.
 
+The services around them (docs/monitoring.md, "The monitoring services"):
+- `ingest`: capture records -> profile delta and ledger rows; `feedback`: labels from the API
+  and from labels files; `ledger` / `dynamo_labels`: the ledger per adapter set;
+- `service`: judge one window (report, findings published once); `runner`: with the platform's
+  adapters (the hourly function, `aib monitor run`); `config`: `[monitor.<model>]` settings.
+
 See docs/monitoring.md for what each statistic means, the thresholds and the references.
 """

@@ -326,6 +326,29 @@ def feature_baseline(
     )
 
 
+def write_baseline_profile(
+    model_dir: Path,
+    x: np.ndarray,
+    features: Sequence[Feature],
+    scores: np.ndarray | None = None,
+) -> Path:
+    """`profile.bin`: the same training matrix as `baseline.json`, as a mergeable profile the
+    drift monitor compares live windows with (`aibackend.monitoring.profiles.profile_matrix`).
+
+    `scores`, as `baseline.json`'s prediction, are the holdout's (any length): a boosted
+    model's in-sample scores are sharper than the ones it produces on unseen traffic."""
+    from aibackend.models.card import PROFILE_FILE
+    from aibackend.monitoring.profiles import NumericColumn, delta_id_for, profile_matrix
+
+    profile = profile_matrix(x, features, delta_id=delta_id_for("training"))
+    if scores is not None:
+        profile.score = NumericColumn(profile.schema.k)
+        profile.score.update(np.asarray(scores, dtype=np.float64))
+    path = model_dir / PROFILE_FILE
+    path.write_bytes(profile.to_bytes())
+    return path
+
+
 # --- ONNX export ------------------------------------------------------------------------
 
 

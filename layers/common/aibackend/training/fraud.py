@@ -36,6 +36,7 @@ from aibackend.training.common import (
     log,
     read_csv_columns,
     run_job,
+    write_baseline_profile,
     write_evaluation,
 )
 
@@ -240,6 +241,7 @@ def train(env: TrainingEnv, hps: Mapping[str, HyperValue]) -> ModelCard:
 
     baseline = feature_baseline(x_tr, FEATURES, prediction=exported.probabilities[:, 1])
     baseline.write(env.model_dir)
+    write_baseline_profile(env.model_dir, x_tr, FEATURES, scores=exported.probabilities[:, 1])
     card = ModelCard(
         name=NAME,
         version=0,

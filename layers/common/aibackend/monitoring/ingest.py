@@ -1,0 +1,129 @@
+"""Captured records -> what monitoring keeps of them: a profile delta of the batch (the model's
+input features, its score and decision) and the ledger rows that late labels join.
+
+A model is profiled when its inputs can be turned into the feature matrix it was trained on
+(`MONITORED`): the live profile then has the columns of the training baseline (`profile.bin`,
+built by `profile_matrix` from the training matrix) and the drift tests compare like with like.
+Bias attributes (`sensitive_attributes`) are read from the raw inputs into the ledger, where
+labels join them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from aibackend.models.card import Feature
+from aibackend.monitoring.labels import CapturedPrediction
+from aibackend.monitoring.profiles import Profile, delta_id_for, profile_matrix
+
+PROFILES_PREFIX = "profiles/"
+
+
+class CaptureRecordError(ValueError):
+    """A capture record lacks what monitoring needs (score, decision, time, inputs)."""
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """How a model's captured inputs become its feature matrix (columns in `features` order)."""
+
+    features: tuple[Feature, ...]
+    matrix: Callable[[Sequence[Mapping[str, Any]]], np.ndarray]
+
+
+def _fraud() -> ModelInputs:
+    from aibackend.fraud.features import FEATURES, transactions_matrix
+    from aibackend.fraud.schema import Transaction
+
+    def to_matrix(inputs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        try:
+            txns = [Transaction.model_validate(i) for i in inputs]
+        except ValidationError as e:
+            raise CaptureRecordError(f"captured fraud inputs are not transactions: {e}") from None
+        return transactions_matrix(txns)
+
+    return ModelInputs(features=FEATURES, matrix=to_matrix)
+
+
+#: Models whose captured inputs monitoring can profile, by registry name (built on first use).
+MONITORED: dict[str, Callable[[], ModelInputs]] = {"fraud": _fraud}
+
+
+@dataclass(frozen=True)
+class Ingested:
+    model: str
+    at: datetime
+    profile: Profile | None
+    predictions: list[CapturedPrediction]
+
+
+def profile_key(model: str, at: datetime, message_id: str) -> str:
+    """Where a message's profile delta is stored (hour partitions, UTC, as the capture)."""
+    u = at.astimezone(UTC)
+    return f"{PROFILES_PREFIX}{model}/{u:%Y-%m-%d}/{u:%H}/{message_id}.bin"
+
+
+def ingest(
+    records: Sequence[Mapping[str, Any]],
+    message_id: str,
+    *,
+    attributes: Sequence[str],
+    positive: Sequence[str],
+) -> Ingested:
+    """The profile delta (delta id from `message_id`: a redelivery has the same id) and ledger
+    rows of one capture message's records (all of one model)."""
+    if not records:
+        raise CaptureRecordError(f"message {message_id}: no records")
+    model = str(records[0]["model"]["name"])
+    scores, decisions, times = _outputs(records, message_id)
+    predicted = np.isin(decisions, np.asarray(positive, dtype=object))
+    groups = [{a: _group(r["inputs"].get(a)) for a in attributes} for r in records]
+    predictions = [
+        CapturedPrediction(
+            inference_id=str(r["inference_id"]),
+            time=t,
+            score=float(s),
+            predicted=int(p),
+            groups=g,
+        )
+        for r, t, s, p, g in zip(records, times, scores, predicted, groups, strict=True)
+    ]
+    profile = None
+    make = MONITORED.get(model)
+    if make is not None:
+        spec = make()
+        x = spec.matrix([r["inputs"] for r in records])
+        profile = profile_matrix(
+            x,
+            spec.features,
+            delta_id=delta_id_for(message_id),
+            scores=scores,
+            predicted=decisions,
+        )
+    return Ingested(model=model, at=times[0], profile=profile, predictions=predictions)
+
+
+def _outputs(
+    records: Sequence[Mapping[str, Any]], message_id: str
+) -> tuple[np.ndarray, np.ndarray, list[datetime]]:
+    try:
+        scores = np.array([float(r["output"]["score"]) for r in records], dtype=np.float64)
+        decisions = np.array([str(r["output"]["decision"]) for r in records], dtype=object)
+        times = [datetime.fromisoformat(str(r["at"])) for r in records]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CaptureRecordError(
+            f"message {message_id}: a record lacks output.score, output.decision or at: {e!r}"
+        ) from None
+    if not np.all((scores >= 0) & (scores <= 1)):
+        raise CaptureRecordError(f"message {message_id}: a score is outside [0, 1]")
+    return scores, decisions, [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
+
+
+def _group(value: Any) -> str | None:
+    return None if value is None else str(value)
