@@ -7,6 +7,7 @@ anonymous session's recent items. Seen items are never recommended.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from aws_lambda_powertools import Metrics
@@ -16,6 +17,7 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request
 from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
 from aibackend.masking import masked_logger
 from aibackend.recommend.recommender import load_recommender
+from aibackend.recommend.sessions import profile, session_store
 from aibackend.serving import ModelHealth
 
 from .recommending import (
@@ -33,6 +35,8 @@ logger = masked_logger()
 metrics = Metrics()
 
 MODEL = load_recommender()
+#: Live session profiles (`[resources] tables`), written by functions/shop_events.
+SESSIONS = session_store()
 logger.append_keys(model_name=MODEL.name, model_version=MODEL.version)
 
 TITLE = "Recommendations"
@@ -76,10 +80,23 @@ async def for_user(
     request: Request,
     user_id: UserId,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items (at most)")] = DEFAULT_K,
+    session: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            pattern=r"^[A-Za-z0-9._:-]+$",
+            description="A shop session id: rank from the items it viewed (its live profile, "
+            "fed by `Product Viewed` events), when the model knows any of them",
+        ),
+    ] = None,
 ) -> UserRecommendations:
     """Top `k` items the user has not interacted with yet. A user the model does not know
-    gets the most popular items, with `strategy` = `popularity`."""
-    result = recommend_for_user(user_id, k, MODEL, request_id(request))
+    gets the most popular items, with `strategy` = `popularity`. With `session`, the
+    session's recently viewed items (decayed: `aibackend.recommend.sessions`) rank instead,
+    excluded from the answer; `session_items` says how many were used."""
+    live = profile(SESSIONS.views(session), time.time()) if session else []
+    result = recommend_for_user(user_id, k, MODEL, request_id(request), live)
     _record(result)
     return result
 

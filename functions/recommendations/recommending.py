@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -65,6 +66,14 @@ Results = Annotated[
 class UserRecommendations(Envelope):
     user_id: str
     strategy: Annotated[Strategy, Field(description=STRATEGY)]
+    session_items: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="Items of the `session`'s live profile the ranking used (0: no session, "
+            "or none of its items known: ranked for the user)",
+        ),
+    ] = 0
     results: Results
 
 
@@ -84,15 +93,27 @@ def _results(ranked: Ranked) -> list[RecommendedItem]:
 
 
 def recommend_for_user(
-    user_id: str, k: int, model: Recommender, request_id: str
+    user_id: str,
+    k: int,
+    model: Recommender,
+    request_id: str,
+    session_items: Sequence[str] = (),
 ) -> UserRecommendations:
-    """A known user's top `k` unseen items; the most popular ones for an unknown user."""
-    ranked = model.for_user(user_id, k)
+    """Top `k` items for the session's live profile (`session_items`, those excluded) when the
+    model knows any of them; otherwise a known user's top `k` unseen items, and the most
+    popular ones for an unknown user."""
+    used = 0
+    ranked = model.for_items(session_items, k) if session_items else None
+    if ranked is not None and ranked.strategy == "personalized":
+        used = len(session_items) - len(ranked.unknown_items)
+    else:
+        ranked = model.for_user(user_id, k)
     return UserRecommendations(
         request_id=request_id,
         model=model_ref(model),
         user_id=user_id,
         strategy=ranked.strategy,
+        session_items=used,
         results=_results(ranked),
     )
 

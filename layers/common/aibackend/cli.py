@@ -309,6 +309,38 @@ def cmd_put_events(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from aibackend.simulate.run import simulate
+
+    settings = _settings(args)
+    if settings.adapters == "aws":
+        print(
+            "aib simulate measures through the local bus's records: run it against `aib dev` "
+            "(AIB_ADAPTERS=local)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.rate <= 0 or args.duration <= 0:
+        print("--rate and --duration must be positive", file=sys.stderr)
+        return 2
+    bus = _local_bus(settings)
+    try:
+        report = simulate(
+            bus,
+            bus.db_path,
+            args.scenario,
+            rate=args.rate,
+            duration_s=args.duration,
+            seed=args.seed,
+            drain_timeout_s=args.drain_timeout,
+            echo=None if args.json else lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    finally:
+        bus.close()
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
+    return 1 if report.lost.total else 0
+
+
 def cmd_put(args: argparse.Namespace) -> int:
     from aibackend.adapters import object_store
 
@@ -583,6 +615,19 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--detail", required=True, help="JSON object (or a list), @file or -")
     pe.add_argument("--bus", default="aib")
     pe.set_defaults(func=cmd_put_events)
+
+    sim = sub.add_parser(
+        "simulate", help="put a realistic event stream on the bus of a running `aib dev`"
+    )
+    sim.add_argument("--scenario", choices=("payments", "iot", "shop", "mixed"), required=True)
+    sim.add_argument("--rate", type=float, default=500.0, help="events per second")
+    sim.add_argument("--duration", type=float, default=60.0, help="seconds of putting")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument(
+        "--drain-timeout", type=float, default=60.0, help="seconds to wait for the consumers"
+    )
+    sim.add_argument("--json", action="store_true", help="print the report as JSON")
+    sim.set_defaults(func=cmd_simulate)
 
     po = sub.add_parser("put", help="put a file into a bucket (emits Object Created)")
     po.add_argument("bucket")

@@ -6,7 +6,7 @@ lives in its own module here, registered with `@register`, and is imported below
 registry knows it wherever `aibackend.contracts` is imported.
 """
 
-from aibackend.contracts import fraud, monitoring
+from aibackend.contracts import fraud, iot, monitoring, shop
 from aibackend.contracts.base import (
     ContractError,
     Detail,
@@ -36,7 +36,9 @@ __all__ = [
     "emit",
     "expect",
     "fraud",
+    "iot",
     "monitoring",
     "parse",
     "register",
+    "shop",
 ]

@@ -1,0 +1,173 @@
+"""The simulated streams. Each scenario is an endless iterator of `SimEvent`s, deterministic
+for a seed (ids and times aside: transactions are stamped with the time they are made).
+
+- `payments`: the fraud generator's transactions (`aibackend.fraud.generator`) as
+  `Transaction Created`, plus card-testing bursts (6-10 small online payments on one card in a
+  row) about once every 1,500 events. Every one must produce a `Transaction Scored`.
+- `iot`: `Sensor Reading`s of a fleet (`aibackend.iot.devices`, 50 devices per type), each
+  device reporting every 10 s of *device* time (the stream compresses time: at 500 events/s
+  150 devices report 10 s of readings in 0.3 s of wall time); about 1 in 500 readings starts
+  an anomaly (spike, stuck value or drift) lasting 3 to 10 readings.
+- `shop`: `Product Viewed` sessions over the recommendation catalog (the trained model's
+  generated world: items drawn from a user's taste clusters by popularity), 1 to ~25 views a
+  session, 200 sessions open at a time.
+- `mixed`: 40 % payments, 40 % iot, 20 % shop, interleaved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+
+from aibackend.ports import PutEvent
+
+Scenario = Literal["payments", "iot", "shop", "mixed"]
+SCENARIOS: tuple[Scenario, ...] = ("payments", "iot", "shop", "mixed")
+
+#: The recommendation training's data (`training.recommendations`: 200k rows, seed 7).
+CATALOG_ROWS, CATALOG_SEED = 200_000, 7
+IOT_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True)
+class SimEvent:
+    event: PutEvent
+    #: The detail-type every such event must cause (`caused_by` = its id); None: none or only
+    #: sometimes (an anomaly), so only its deliveries are checked.
+    result: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def payments(seed: int, run: str, clock: Callable[[], datetime] = _now) -> Iterator[SimEvent]:
+    from aibackend.fraud.generator import generate_transactions, to_records
+
+    rng = np.random.default_rng(seed)
+    n = 0
+    for chunk in range(1_000_000):
+        records = to_records(generate_transactions(5_000, seed=seed * 7919 + chunk))
+        for record in records:
+            burst = _card_testing(rng, record) if rng.random() < 1 / 1_500 else [record]
+            for txn in burst:
+                yield SimEvent(
+                    _transaction(txn, f"sim-{run}-{n:08d}", clock()), "Transaction Scored"
+                )
+                n += 1
+
+
+def _card_testing(rng: np.random.Generator, record: dict[str, Any]) -> list[dict[str, Any]]:
+    size = int(rng.integers(6, 11))
+    return [
+        {
+            **record,
+            "amount": round(float(rng.uniform(0.5, 5.0)), 2),
+            "merchant_category": "online_services",
+            "card_present": False,
+        }
+        for _ in range(size)
+    ]
+
+
+def _transaction(record: dict[str, Any], txn_id: str, at: datetime) -> PutEvent:
+    detail = {
+        **{k: v for k, v in record.items() if k not in ("txn_count_1h", "txn_count_24h")},
+        "schema_version": "1",
+        "transaction_id": txn_id,
+        "timestamp": at.isoformat(),
+        "avg_amount_30d": None,
+    }
+    detail = {k: v for k, v in detail.items() if v is not None}
+    return PutEvent(source="aib.payments", detail_type="Transaction Created", detail=detail)
+
+
+def iot(
+    seed: int, run: str, clock: Callable[[], datetime] = _now, devices_per_type: int = 50
+) -> Iterator[SimEvent]:
+    from aibackend.iot.devices import ANOMALIES, fleet
+
+    rng = np.random.default_rng(seed)
+    devices = fleet(devices_per_type, rng)
+    start = clock()
+    for step in range(10**12):
+        t_s = IOT_INTERVAL_S * step
+        for i in rng.permutation(len(devices)).tolist():
+            device = devices[i]
+            if device.anomaly is None and rng.random() < 1 / 500:
+                kind = ANOMALIES[int(rng.integers(len(ANOMALIES)))]
+                device.start_anomaly(kind, t_s, int(rng.integers(3, 11)), device.normal(t_s, rng))
+            detail = {
+                "schema_version": "1",
+                "device_id": f"{run}-{device.id}",
+                "device_type": device.type.name,
+                "value": round(device.read(t_s, rng), 4),
+                "unit": device.type.unit,
+                "reading_time": (start + timedelta(seconds=t_s)).isoformat(),
+            }
+            yield SimEvent(PutEvent(source="aib.iot", detail_type="Sensor Reading", detail=detail))
+
+
+def shop(seed: int, run: str, clock: Callable[[], datetime] = _now) -> Iterator[SimEvent]:
+    from aibackend.recommend.generator import generate_interactions, item_id, user_id
+
+    world = generate_interactions(CATALOG_ROWS, seed=CATALOG_SEED).world
+    rng = np.random.default_rng(seed)
+    clusters = world.taste.shape[1]
+    by_cluster = [np.flatnonzero(world.item_cluster == c) for c in range(clusters)]
+    weights = [world.item_weight[ix] / world.item_weight[ix].sum() for ix in by_cluster]
+    open_sessions: list[tuple[str, int, int]] = []  # (session id, user, views left)
+    n_sessions = 0
+    while True:
+        if len(open_sessions) < 200:
+            user = int(rng.integers(world.taste.shape[0]))
+            open_sessions.append((f"s-{run}-{n_sessions}", user, int(rng.geometric(1 / 8))))
+            n_sessions += 1
+            continue
+        k = int(rng.integers(len(open_sessions)))
+        session, user, left = open_sessions[k]
+        cluster = int(rng.choice(clusters, p=world.taste[user]))
+        item = int(rng.choice(by_cluster[cluster], p=weights[cluster]))
+        if left <= 1:
+            open_sessions.pop(k)
+        else:
+            open_sessions[k] = (session, user, left - 1)
+        detail = {
+            "schema_version": "1",
+            "session_id": session,
+            "user_id": user_id(user),
+            "item_id": item_id(item),
+            "viewed_at": clock().isoformat(),
+        }
+        yield SimEvent(PutEvent(source="aib.shop", detail_type="Product Viewed", detail=detail))
+
+
+MIX: dict[Scenario, float] = {"payments": 0.4, "iot": 0.4, "shop": 0.2}
+
+
+def stream(scenario: Scenario, seed: int, run: str) -> Iterator[SimEvent]:
+    """The scenario's events, endlessly."""
+    makers: dict[Scenario, Callable[[int, str], Iterator[SimEvent]]] = {
+        "payments": payments,
+        "iot": iot,
+        "shop": shop,
+    }
+    if scenario != "mixed":
+        return makers[scenario](seed, run)
+    return _mixed(seed, run, makers)
+
+
+def _mixed(
+    seed: int, run: str, makers: dict[Scenario, Callable[[int, str], Iterator[SimEvent]]]
+) -> Iterator[SimEvent]:
+    rng = np.random.default_rng(seed)
+    names = list(MIX)
+    streams = [makers[name](seed + i + 1, run) for i, name in enumerate(names)]
+    p = np.array([MIX[name] for name in names])
+    while True:
+        for k in rng.choice(len(names), size=1_000, p=p).tolist():
+            yield next(streams[k])

@@ -1,0 +1,131 @@
+"""iot_anomaly through the local runtime: readings in, `Anomaly Detected` out at the type's
+threshold, chained to the reading and routed by alerts; the simulator's iot stream with no
+event lost; the Lambda handler on the sample AWS event."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aibackend.contracts import parse
+from aibackend.contracts.iot import AnomalyDetectedV1
+from aibackend.iot.devices import DEVICE_TYPES
+from aibackend.local.runtime import LocalRuntime
+from aibackend.ports import PutEvent
+from aibackend.simulate.run import simulate
+from tests.conftest import load_event
+from tests.support import running_runtime, wait_for
+
+START = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def iot_runtime(
+    iot_state: Path, iot_functions: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalRuntime]:
+    state = tmp_path_factory.mktemp("iot-runtime") / "state"
+    with running_runtime(iot_functions, state, seed_state=iot_state) as rt:
+        yield rt
+
+
+def reading(device: str, i: int, value: float) -> PutEvent:
+    return PutEvent(
+        source="aib.iot",
+        detail_type="Sensor Reading",
+        detail={
+            "schema_version": "1",
+            "device_id": device,
+            "device_type": "thermostat",
+            "value": value,
+            "unit": "celsius",
+            "reading_time": (START + timedelta(seconds=10 * i)).isoformat(),
+        },
+    )
+
+
+def anomalies(rt: LocalRuntime, device: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in rt.bus.archived(limit=1_000, detail_type="Anomaly Detected")
+        if e["detail"]["device_id"] == device
+    ]
+
+
+def test_a_spike_after_a_steady_window_is_detected_chained_to_its_reading_and_alerted(
+    iot_runtime: LocalRuntime,
+) -> None:
+    # GIVEN a thermostat reading a steady 21.0 (+- noise) for 20 readings
+    t = DEVICE_TYPES["thermostat"]
+    steady = [21.0 + t.noise * (0.5 if i % 2 else -0.5) for i in range(20)]
+    for i, v in enumerate(steady):
+        iot_runtime.bus.put_events([reading("th-spike", i, v)])
+    # WHEN it jumps by 10 noise sds
+    spike_id = iot_runtime.bus.put_events([reading("th-spike", 20, 21.0 + 10 * t.noise)])
+    spike = spike_id.event_ids[0]
+    # THEN one Anomaly Detected for that reading (the steady ones score below the threshold)
+    found = wait_for(lambda: anomalies(iot_runtime, "th-spike"))
+    assert [e["detail"]["caused_by"] for e in found] == [spike]
+    detail = parse(found[0]).detail
+    assert isinstance(detail, AnomalyDetectedV1)
+    assert detail.correlation_id == spike
+    assert detail.score >= detail.threshold
+    assert detail.window.readings == 20 and detail.window.span_s == 190.0
+    assert detail.model.name == "iot_thermostat"
+    # AND alerts routed it to the topic, keyed by the device
+    topic = iot_runtime.settings.state_dir / "topics" / "alerts.jsonl"
+
+    def alert() -> dict[str, Any] | None:
+        lines = topic.read_text().splitlines() if topic.exists() else []
+        return next((a for a in map(json.loads, lines) if a["key"] == "th-spike"), None)
+
+    routed = wait_for(alert)
+    assert routed["kind"] == "anomaly" and routed["correlation_id"] == spike
+
+
+def test_a_redelivered_reading_publishes_nothing_twice(iot_runtime: LocalRuntime) -> None:
+    # GIVEN the sample reading, handled once through the Lambda handler
+    host = iot_runtime.hosts["iot_anomaly"]
+    sample = load_event("eventbridge/sensor_reading")
+    sample["detail"]["device_id"] = "th-redelivered"
+    first = host.invoke(sample)
+    # WHEN EventBridge delivers the same event again
+    second = host.invoke(sample)
+    # THEN the idempotency record answers the first result
+    assert second == first
+    assert set(first) == {"score", "anomaly", "published"}
+
+
+def test_a_reading_of_an_unknown_schema_version_is_refused_with_the_reason(
+    iot_runtime: LocalRuntime,
+) -> None:
+    host = iot_runtime.hosts["iot_anomaly"]
+    sample = load_event("eventbridge/sensor_reading")
+    sample["id"] = "reading-v9"
+    sample["detail"]["schema_version"] = "9"
+    with pytest.raises(Exception, match="unknown schema_version '9'"):
+        host.invoke(sample)
+
+
+@pytest.mark.slow
+def test_the_simulated_iot_stream_is_processed_with_no_event_lost(
+    iot_runtime: LocalRuntime,
+) -> None:
+    # WHEN 3 s of fleet readings are simulated at 60/s
+    report = simulate(
+        iot_runtime.bus,
+        iot_runtime.bus.db_path,
+        "iot",
+        rate=60,
+        duration_s=3,
+        seed=11,
+        drain_timeout_s=30,
+    )
+    # THEN every reading was processed (none unrouted, failed or pending)
+    assert report.lost.total == 0, report.lost
+    assert report.put >= 150 and report.to_processed is not None
+    assert report.to_processed.n == report.put

@@ -1,0 +1,191 @@
+"""The simulator: token-bucket pacing, the scenarios' events, and how a run's outcome is read
+from the local bus's records (latency, lost events by cause)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aibackend.adapters.local_bus import LocalEventBus, Target
+from aibackend.contracts import parse
+from aibackend.ports import PutEvent
+from aibackend.simulate.pacer import TokenBucket
+from aibackend.simulate.run import BusRecords, Put, outcome, put_paced
+from aibackend.simulate.scenarios import SimEvent, iot, payments, stream
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+def test_token_bucket_holds_the_rate_without_drift_when_each_put_takes_time() -> None:
+    # GIVEN a bucket at 100 tokens/s and puts that each take 4 ms of their own
+    clock = FakeClock()
+    bucket = TokenBucket(100, burst=10, clock=clock, sleep=clock.sleep)
+    # WHEN 1,000 single tokens are taken, each followed by the put's own 4 ms
+    for _ in range(1_000):
+        bucket.take(1)
+        clock.now += 0.004
+    # THEN 1,000 events took 10 s (+ the last put), not 1,000 x (10 ms + 4 ms) = 14 s
+    assert clock.now == pytest.approx(10.0, abs=0.02)
+
+
+def test_token_bucket_refuses_takes_larger_than_its_burst() -> None:
+    # GIVEN a bucket with a burst of 10 / WHEN 11 tokens are asked for / THEN it says why
+    with pytest.raises(ValueError, match="burst=10"):
+        TokenBucket(50, burst=10).take(11)
+
+
+def event_of(sim: SimEvent, n: int) -> dict[str, Any]:
+    e = sim.event
+    return {"id": f"e-{n}", "source": e.source, "detail-type": e.detail_type, "detail": e.detail}
+
+
+@pytest.mark.parametrize("scenario", ["payments", "iot", "shop", "mixed"])
+def test_every_scenario_event_passes_its_contract(scenario: str) -> None:
+    # GIVEN a scenario's first 2,000 events
+    events = list(itertools.islice(stream(scenario, seed=3, run="t"), 2_000))  # type: ignore[arg-type]
+    # WHEN each is parsed as the bus would deliver it / THEN each passes its contract
+    for n, sim in enumerate(events):
+        parse(event_of(sim, n))
+
+
+def test_the_mixed_scenario_interleaves_the_three_streams_in_proportion() -> None:
+    events = list(itertools.islice(stream("mixed", seed=1, run="t"), 3_000))
+    kinds = [s.event.detail_type for s in events]
+    share = {k: kinds.count(k) / len(kinds) for k in set(kinds)}
+    assert share["Transaction Created"] == pytest.approx(0.4, abs=0.05)
+    assert share["Sensor Reading"] == pytest.approx(0.4, abs=0.05)
+    assert share["Product Viewed"] == pytest.approx(0.2, abs=0.05)
+
+
+def test_payments_contain_card_testing_bursts_and_require_a_score() -> None:
+    # GIVEN 20,000 payment events
+    events = list(itertools.islice(payments(seed=5, run="t"), 20_000))
+    # THEN runs of 6+ consecutive small (<= 5.00) online payments of one card exist (bursts)
+    flags = [
+        (d["card_id"], d["amount"] <= 5.0 and not d["card_present"])
+        for d in (s.event.detail for s in events)
+    ]
+    runs = [len(list(g)) for (_, burst), g in itertools.groupby(flags) if burst]
+    assert max(runs) >= 6
+    assert {s.result for s in events} == {"Transaction Scored"}
+    assert len({s.event.detail["transaction_id"] for s in events}) == len(events)
+
+
+def test_iot_readings_advance_each_devices_clock_and_include_anomalies() -> None:
+    readings = [
+        s.event.detail for s in itertools.islice(iot(seed=2, run="t", devices_per_type=5), 15 * 400)
+    ]
+    by_device: dict[str, list[str]] = {}
+    for r in readings:
+        by_device.setdefault(r["device_id"], []).append(r["reading_time"])
+    assert len(by_device) == 15
+    assert all(
+        times == sorted(times) and len(set(times)) == len(times) for times in by_device.values()
+    )
+    # a stuck sensor: a device repeating its exact value (noise never does)
+    values: dict[str, list[float]] = {}
+    for r in readings:
+        values.setdefault(r["device_id"], []).append(r["value"])
+    assert any(a == b for v in values.values() for a, b in itertools.pairwise(v))
+
+
+def test_identical_seeds_give_identical_streams() -> None:
+    a = [s.event.detail["value"] for s in itertools.islice(iot(seed=9, run="t"), 500)]
+    b = [s.event.detail["value"] for s in itertools.islice(iot(seed=9, run="t"), 500)]
+    assert a == b
+
+
+class Consumer:
+    """Delivers by publishing `Result` for `ok` ids, raising for `bad` ones."""
+
+    def __init__(self, bus: list[LocalEventBus]) -> None:
+        self.bus = bus
+
+    def __call__(self, target: Target, event: dict[str, Any]) -> None:
+        if event["detail"].get("fail"):
+            raise RuntimeError("consumer broke")
+        if event["detail"].get("answer"):
+            self.bus[0].put_events(
+                [PutEvent(source="t", detail_type="Result", detail={"caused_by": event["id"]})]
+            )
+
+
+def test_outcome_classifies_every_put_event_as_processed_or_lost_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a bus with one consumer of `Work` that answers, stays silent or fails
+    holder: list[LocalEventBus] = []
+    bus = LocalEventBus(tmp_path / "events.db", deliver=Consumer(holder), retry_delays_s=(0,))
+    holder.append(bus)
+    target = Target(kind="function", name="worker", max_attempts=0)
+    bus.put_rule("work", bus="aib", pattern={"detail-type": ["Work"]}, targets=[target])
+    records = BusRecords(tmp_path / "events.db")
+    since = records.last_seq()
+    kinds = {"answers": {"answer": True}, "silent": {}, "fails": {"fail": True}}
+    details = [*kinds.values(), {}]
+    entries = [PutEvent(source="t", detail_type="Work", detail=d) for d in details[:3]]
+    entries.append(PutEvent(source="t", detail_type="Nobody", detail={}))
+    ids = bus.put_events(entries).event_ids
+    puts = [Put(str(i), e.detail_type, "Result") for i, e in zip(ids, entries, strict=True)]
+    records.track(puts)
+    # WHEN nothing ran yet / THEN three are pending and one matched no rule
+    pending = outcome(puts, 0, records, since)
+    assert (pending.lost.pending, pending.lost.unrouted) == (3, 1)
+    # WHEN the bus delivers
+    while bus.run_due(max_items=10):
+        pass
+    # THEN: answered -> a latency; silent -> no result; failing -> failed; `Nobody` -> unrouted
+    done = outcome(puts, 2, records, since)
+    assert (done.lost.no_result, done.lost.failed, done.lost.unrouted, done.lost.refused) == (
+        1,
+        1,
+        1,
+        2,
+    )
+    assert len(done.to_result["Result"]) == 1 and done.to_result["Result"][0] >= 0
+    assert len(done.to_processed) == 2
+    assert done.results["Result"] == 1
+    records.close()
+    bus.close()
+
+
+class SlowBus:
+    """Accepts every entry; each put takes 2 ms of (fake) time."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.batches: list[int] = []
+
+    def put_events(self, entries: list[PutEvent]) -> Any:
+        from aibackend.ports import PutEventsResult
+
+        self.clock.now += 0.002
+        self.batches.append(len(entries))
+        return PutEventsResult(
+            event_ids=tuple(f"id{len(self.batches)}-{i}" for i in range(len(entries)))
+        )
+
+
+def test_put_paced_puts_rate_times_duration_events_in_batches_of_ten() -> None:
+    # GIVEN a fake clock that the bucket sleeps on
+    clock = FakeClock()
+    bus = SlowBus(clock)
+    events = stream("iot", seed=0, run="t")
+    # WHEN 3 s are put at 1,000/s
+    puts, refused, took = put_paced(bus, events, 1_000, 3.0, clock=clock, sleep=clock.sleep)
+    # THEN about 3,000 events went, in PutEvents-sized batches
+    assert 2_990 <= len(puts) <= 3_110 and refused == 0
+    assert set(bus.batches) == {10}
+    assert took == pytest.approx(3.0, abs=0.05)
