@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 
 from aibackend.embeddings.service import (
     EndpointHealth,
@@ -18,7 +18,7 @@ from aibackend.embeddings.service import (
     endpoint_health,
     install_unavailable_handler,
 )
-from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
+from aibackend.http import problem_responses, request_id, serve_openapi, service_app
 from aibackend.masking import masked_logger
 
 from .embed import MAX_TEXTS, EmbedRequest, EmbedResponse, embed
@@ -32,15 +32,7 @@ DESCRIPTION = (
     "Sentence embeddings of all-MiniLM-L6-v2 (384 dimensions, unit length), computed by the "
     "embeddings endpoint."
 )
-app = FastAPI(
-    title="Embeddings",
-    version="1",
-    description=DESCRIPTION,
-    openapi_url=None,  # served per version below, merged by `aib dev`
-    docs_url=None,
-    redoc_url=None,
-)
-install_problem_handlers(app)
+app = service_app("Embeddings", DESCRIPTION)
 install_unavailable_handler(app)
 
 # 400: not UTF-8 JSON; 413: over the route's max_body_kb; 422: invalid; 502: the endpoint

@@ -11,13 +11,13 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi import APIRouter, Body, Request
 from pydantic import Discriminator, Tag
 
 from aibackend.capture import Capture
 from aibackend.fraud.decision import DecisionSettings
 from aibackend.fraud.schema import Transaction
-from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
+from aibackend.http import problem_responses, request_id, serve_openapi, service_app
 from aibackend.masking import masked_logger
 from aibackend.models.card import ModelCard
 from aibackend.models.runtime import load_model
@@ -49,17 +49,7 @@ ScoreRequest = Annotated[
 ]
 
 DESCRIPTION = "Scores card transactions with the production fraud model."
-app = FastAPI(
-    title="Fraud scoring",
-    version="2",
-    description=DESCRIPTION,
-    # Each version serves its own document under its own prefix (below), so API Gateway can
-    # route it; `aib dev` merges them into /v1/openapi.json, /v2/openapi.json and /openapi.json.
-    openapi_url=None,
-    docs_url=None,
-    redoc_url=None,
-)
-install_problem_handlers(app)
+app = service_app("Fraud scoring", DESCRIPTION, version="2")
 if V1_LIFECYCLE is not None:
     app.add_middleware(LifecycleHeaders, prefix="/v1/", lifecycle=V1_LIFECYCLE)
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from aws_lambda_powertools import Metrics
-from fastapi import APIRouter, FastAPI, Path
+from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
 from aibackend.adapters import model_registry
 from aibackend.errors import ModelNotFoundError
-from aibackend.http import install_problem_handlers, problem_responses, serve_openapi
+from aibackend.http import problem_responses, serve_openapi, service_app
 from aibackend.masking import masked_logger
 
 from .views import ModelList, VersionDetail, VersionList, model_list, version_detail, version_list
@@ -31,15 +31,7 @@ DESCRIPTION = (
     "Registered models and their versions: stage (candidate, staging, production, archived), "
     "approval, lineage, validation-gate evidence and the audit trail."
 )
-app = FastAPI(
-    title="Model registry",
-    version="1",
-    description=DESCRIPTION,
-    openapi_url=None,  # served below, merged by `aib dev`
-    docs_url=None,
-    redoc_url=None,
-)
-install_problem_handlers(app)
+app = service_app("Model registry", DESCRIPTION)
 
 v1 = APIRouter(prefix="/v1/models", responses=problem_responses(401, 403))
 

@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from aibackend.adapters import object_store
 from aibackend.capture import BUCKET
-from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
+from aibackend.http import problem_responses, request_id, serve_openapi, service_app
 from aibackend.masking import masked_logger
 from aibackend.monitoring.config import settings_from_env
 from aibackend.monitoring.feedback import MAX_LABELS, FeedbackAccepted, FeedbackItem, record_labels
@@ -61,15 +61,7 @@ class FeedbackHealth(BaseModel):
 
 
 DESCRIPTION = "Ground-truth labels for captured predictions, joined on inference id."
-app = FastAPI(
-    title="Model feedback",
-    version="1",
-    description=DESCRIPTION,
-    openapi_url=None,  # served below, merged by `aib dev`
-    docs_url=None,
-    redoc_url=None,
-)
-install_problem_handlers(app)
+app = service_app("Model feedback", DESCRIPTION)
 v1 = APIRouter(prefix="/v1/feedback", responses=problem_responses(400, 413, 422))
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Metrics
-from fastapi import APIRouter, FastAPI, Path
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from aibackend.errors import AibError
-from aibackend.http import install_problem_handlers, problem_responses
+from aibackend.http import problem_responses, service_app
 from aibackend.masking import masked_logger
 from aibackend.pipeline.runs import RunStatus, run_store, status
 
@@ -34,15 +34,7 @@ DESCRIPTION = (
     "Where each transactions file stands in the pipeline (ingest, validate, score, store), "
     "and how it completed."
 )
-app = FastAPI(
-    title="Pipeline status",
-    version="1",
-    description=DESCRIPTION,
-    openapi_url=None,  # served below, merged by `aib dev`
-    docs_url=None,
-    redoc_url=None,
-)
-install_problem_handlers(app)
+app = service_app("Pipeline status", DESCRIPTION)
 
 v1 = APIRouter(prefix="/v1/pipeline", responses=problem_responses(404, 422))
 

@@ -12,9 +12,9 @@ from typing import Annotated
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
-from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
+from aibackend.http import problem_responses, request_id, serve_openapi, service_app
 from aibackend.masking import masked_logger
 from aibackend.recommend.recommender import load_recommender
 from aibackend.recommend.sessions import profile, session_store
@@ -44,17 +44,7 @@ DESCRIPTION = (
     "Product recommendations from item embeddings: personalized for known users and for "
     "anonymous sessions' recent items, popular items otherwise."
 )
-app = FastAPI(
-    title=TITLE,
-    version="1",
-    description=DESCRIPTION,
-    # The document is served under the API's own prefix (below), so API Gateway can route it;
-    # `aib dev` merges it into /v1/openapi.json and /openapi.json.
-    openapi_url=None,
-    docs_url=None,
-    redoc_url=None,
-)
-install_problem_handlers(app)
+app = service_app(TITLE, DESCRIPTION)
 
 v1 = APIRouter(prefix="/v1/recommendations")
 

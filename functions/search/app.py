@@ -12,7 +12,7 @@ from typing import Annotated
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 
 from aibackend.embeddings.service import (
     EndpointHealth,
@@ -20,7 +20,7 @@ from aibackend.embeddings.service import (
     endpoint_health,
     install_unavailable_handler,
 )
-from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
+from aibackend.http import problem_responses, request_id, serve_openapi, service_app
 from aibackend.masking import masked_logger
 
 from .search import MAX_K, SearchResponse, search
@@ -32,15 +32,7 @@ metrics = Metrics()
 CLIENT = embeddings_client()
 
 DESCRIPTION = "Semantic search over the product catalog, by meaning rather than shared words."
-app = FastAPI(
-    title="Product search",
-    version="1",
-    description=DESCRIPTION,
-    openapi_url=None,  # served per version below, merged by `aib dev`
-    docs_url=None,
-    redoc_url=None,
-)
-install_problem_handlers(app)
+app = service_app("Product search", DESCRIPTION)
 install_unavailable_handler(app)
 
 # 422: invalid query; 502: the endpoint refused or garbled the call; 503: it is unavailable.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 
-from aibackend.http import install_problem_handlers, problem_responses, request_id, serve_openapi
+from aibackend.http import problem_responses, request_id, serve_openapi, service_app
 from aibackend.masking import masked_logger
 from aibackend.models.card import ModelCard
 from aibackend.sentiment.model import LABELS, load_text_model
@@ -25,17 +25,7 @@ DESCRIPTION = (
     "Classifies English review texts as positive or negative with the production sentiment "
     f"model: up to {MAX_TEXTS} texts of up to {MAX_CHARS:,} characters per request."
 )
-app = FastAPI(
-    title=TITLE,
-    version="1",
-    description=DESCRIPTION,
-    # The document is served under the service's own prefix (below), so API Gateway can route
-    # it; `aib dev` merges it into /v1/openapi.json and /openapi.json.
-    openapi_url=None,
-    docs_url=None,
-    redoc_url=None,
-)
-install_problem_handlers(app)
+app = service_app(TITLE, DESCRIPTION)
 
 # 400: a body that is not UTF-8 JSON; 413: over the route's max_body_kb (gateway); 422: invalid.
 v1 = APIRouter(prefix="/v1/sentiment", responses=problem_responses(400, 413, 422))

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from aibackend.catalog import load_catalog
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 AIB = [sys.executable, "-m", "aibackend.cli"]
@@ -91,7 +93,10 @@ def test_first_start_trains_then_serves_and_a_restart_keeps_the_state(tmp_path: 
         assert f"curl -s {base}/v1/fraud/model -H 'x-api-key: {key}'" in printed
         # AND it trained the demo model and serves it, to the key only
         health = _http("GET", base + "/health")[2]
-        assert health["models"] == {"fraud": 1, "recommendations": 1, "sentiment": 1}
+        # every model a function declares, trained on this first start: version 1 of each
+        declared = load_catalog(ROOT / "functions").model_names
+        assert health["models"] == dict.fromkeys(declared, 1)
+        assert {"fraud", "recommendations", "sentiment", "iot_thermostat"} <= set(declared)
         assert _http("POST", base + "/v1/fraud/score", payload)[0] == 401
         status, headers, body = _http("POST", base + "/v1/fraud/score", payload, x_api_key=key)
         assert status == 200

@@ -30,7 +30,7 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -62,8 +62,12 @@ class CaptureSettings(BaseModel):
 _SETTINGS = TypeAdapter(dict[str, CaptureSettings])
 
 
-def load_capture(root: Path) -> dict[str, CaptureSettings]:
-    """The `[capture.<model>]` tables of `<functions>/monitoring.toml` (none: no capture)."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_section(root: Path, section: str, adapter: TypeAdapter[dict[str, M]]) -> dict[str, M]:
+    """The `[<section>.<model>]` tables of `<functions>/monitoring.toml`, validated (no file or
+    no section: none), or a `ConfigError` naming the file, the key and what is wrong."""
     path = root / FILE
     if not path.is_file():
         return {}
@@ -72,19 +76,30 @@ def load_capture(root: Path) -> dict[str, CaptureSettings]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     try:
-        return _SETTINGS.validate_python(raw.get("capture", {}))
+        return adapter.validate_python(raw.get(section, {}))
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(p) for p in ("capture", *first["loc"]))
+        where = ".".join(str(p) for p in (section, *first["loc"]))
         raise ConfigError(f"{path}: {where}: {first['msg']}") from None
 
 
-def capture_env(settings: Mapping[str, CaptureSettings]) -> str:
-    """The `AIB_CAPTURE` value: every model's settings, compact and key-ordered."""
+def settings_json(settings: Mapping[str, BaseModel]) -> str:
+    """Per-model settings as one compact, key-ordered JSON value (an environment variable that
+    every function of one process can share)."""
     return json.dumps(
         {m: s.model_dump(mode="json") for m, s in sorted(settings.items())},
         separators=(",", ":"),
     )
+
+
+def load_capture(root: Path) -> dict[str, CaptureSettings]:
+    """The `[capture.<model>]` tables of `<functions>/monitoring.toml` (none: no capture)."""
+    return load_section(root, "capture", _SETTINGS)
+
+
+def capture_env(settings: Mapping[str, CaptureSettings]) -> str:
+    """The `AIB_CAPTURE` value: every model's settings, compact and key-ordered."""
+    return settings_json(settings)
 
 
 def sampled(inference_id: str, rate: float) -> bool:

@@ -103,6 +103,22 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def service_app(title: str, description: str, version: str = "1") -> FastAPI:
+    """A function's FastAPI app, with problem+json errors and no documents of its own: each
+    API version serves its OpenAPI under its own prefix (`serve_openapi`), so API Gateway can
+    route it, and `aib dev` merges them into /v<n>/openapi.json and /openapi.json."""
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_problem_handlers(app)
+    return app
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Register handlers so every error leaves the app as `application/problem+json`."""
 

@@ -16,20 +16,18 @@ as one JSON variable (`AIB_MONITOR`), as capture settings reach the functions th
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from aibackend.capture import FILE, load_section, settings_json
 from aibackend.errors import ConfigError
 from aibackend.monitoring.bias import BiasConfig
 from aibackend.monitoring.drift import DriftConfig
 
-FILE = "monitoring.toml"
 ENV = "AIB_MONITOR"
 
 Attribute = Annotated[str, Field(min_length=1, max_length=64)]
@@ -61,27 +59,12 @@ _SETTINGS = TypeAdapter(dict[str, MonitorSettings])
 
 def load_monitor(root: Path) -> dict[str, MonitorSettings]:
     """The `[monitor.<model>]` tables of `<functions>/monitoring.toml` (none: defaults)."""
-    path = root / FILE
-    if not path.is_file():
-        return {}
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    try:
-        return _SETTINGS.validate_python(raw.get("monitor", {}))
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in ("monitor", *first["loc"]))
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+    return load_section(root, "monitor", _SETTINGS)
 
 
 def monitor_env(settings: Mapping[str, MonitorSettings]) -> str:
     """The `AIB_MONITOR` value: every model's settings, compact and key-ordered."""
-    return json.dumps(
-        {m: s.model_dump(mode="json") for m, s in sorted(settings.items())},
-        separators=(",", ":"),
-    )
+    return settings_json(settings)
 
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> dict[str, MonitorSettings]:
