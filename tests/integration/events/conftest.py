@@ -15,9 +15,34 @@ from typing import Any
 import pytest
 
 from aibackend.local.runtime import LocalRuntime
+from aibackend.ports import PutEvent
 from aibackend.secrets import set_local_secret
 from aibackend.settings import PlatformSettings
-from tests.support import FUNCTIONS, running_runtime
+from tests.support import FUNCTIONS, running_runtime, wait_for
+
+
+def put(runtime: LocalRuntime, source: str, detail_type: str, detail: dict[str, Any]) -> str:
+    """Put one event on the runtime's bus; its id."""
+    [event_id] = runtime.bus.put_events(
+        [PutEvent(source=source, detail_type=detail_type, detail=detail)]
+    ).event_ids
+    assert event_id is not None
+    return event_id
+
+
+def failure_record(runtime: LocalRuntime, function: str, event_id: str) -> dict[str, Any]:
+    """The on-failure record of `event_id` in the function's failure queue (waits for it)."""
+    queue = runtime.queues.get(f"{function}-failures")
+
+    def find() -> dict[str, Any] | None:
+        for message in queue.receive(10, visibility_timeout_s=0):
+            record: dict[str, Any] = json.loads(message.body)
+            if record["requestPayload"]["id"] == event_id:
+                return record
+        return None
+
+    return wait_for(find, timeout=30)
+
 
 WEBHOOK_SECRET = "whsec-test-7c1f"
 

@@ -7,40 +7,16 @@ import hashlib
 import hmac
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from aibackend.local.runtime import LocalRuntime
-from aibackend.ports import PutEvent
 from tests.conftest import load_event
 from tests.support import wait_for
 
-from .conftest import WEBHOOK_SECRET, Webhook
+from .conftest import WEBHOOK_SECRET, Webhook, failure_record, put
 
 pytestmark = pytest.mark.slow
-
-
-def put(runtime: LocalRuntime, source: str, detail_type: str, detail: dict[str, Any]) -> str:
-    [event_id] = runtime.bus.put_events(
-        [PutEvent(source=source, detail_type=detail_type, detail=detail)]
-    ).event_ids
-    assert event_id is not None
-    return event_id
-
-
-def failure_record(runtime: LocalRuntime, function: str, event_id: str) -> dict[str, Any]:
-    """The on-failure record of `event_id` in the function's failure queue (waits for it)."""
-    queue = runtime.queues.get(f"{function}-failures")
-
-    def find() -> dict[str, Any] | None:
-        for message in queue.receive(10, visibility_timeout_s=0):
-            record: dict[str, Any] = json.loads(message.body)
-            if record["requestPayload"]["id"] == event_id:
-                return record
-        return None
-
-    return wait_for(find, timeout=30)
 
 
 def test_a_created_transaction_is_followed_to_a_signed_webhook_alert(

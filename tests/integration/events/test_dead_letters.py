@@ -3,39 +3,16 @@ consumer's failure queue (Lambda's on-failure record) with the error's type and 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from aibackend.local.runtime import LocalRuntime
-from aibackend.ports import PutEvent
 from tests.conftest import load_event
-from tests.support import wait_for
+
+from .conftest import failure_record, put
 
 pytestmark = pytest.mark.slow
-
-
-def put(runtime: LocalRuntime, source: str, detail_type: str, detail: dict[str, Any]) -> str:
-    [event_id] = runtime.bus.put_events(
-        [PutEvent(source=source, detail_type=detail_type, detail=detail)]
-    ).event_ids
-    assert event_id is not None
-    return event_id
-
-
-def failure_record(runtime: LocalRuntime, function: str, event_id: str) -> dict[str, Any]:
-    """The on-failure record of `event_id` in the function's failure queue (waits for it)."""
-    queue = runtime.queues.get(f"{function}-failures")
-
-    def find() -> dict[str, Any] | None:
-        for message in queue.receive(10, visibility_timeout_s=0):
-            record: dict[str, Any] = json.loads(message.body)
-            if record["requestPayload"]["id"] == event_id:
-                return record
-        return None
-
-    return wait_for(find, timeout=30)
 
 
 def scored_because_of(runtime: LocalRuntime, event_id: str) -> list[dict[str, Any]]:
