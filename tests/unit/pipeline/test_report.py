@@ -13,6 +13,8 @@ import pytest
 
 from aibackend.adapters.local import LocalObjectStore
 from aibackend.cli import main
+from aibackend.contracts import parse
+from aibackend.contracts.pipeline import PipelineRunCompletedV1
 from aibackend.pipeline.messages import jsonl
 from aibackend.pipeline.report import (
     DETAIL_TYPE,
@@ -142,6 +144,9 @@ def test_publishing_writes_the_report_and_one_event_with_the_totals(
         BUCKET,
     )
     assert detail["totals"] == stored["totals"] and detail["run_ids"] == ["aaa", "bbb"]
+    # AND it fits its published contract, as a consumer reads it
+    parsed = parse({"id": "e-1", "detail-type": event.detail_type, "detail": detail})
+    assert isinstance(parsed.detail, PipelineRunCompletedV1)
 
 
 def test_running_the_same_day_again_rewrites_the_same_bytes(bucket: LocalObjectStore) -> None:

@@ -34,12 +34,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from aibackend.contracts.pipeline import DayTotals, PipelineRunCompletedV1
 from aibackend.fraud.features import CURRENCY_TO_EUR
 from aibackend.pipeline.score import SOURCE
 from aibackend.pipeline.store import CURATED, utc_date
 from aibackend.ports import EventBus, ObjectStore, PutEvent
 
-DETAIL_TYPE = "Pipeline Run Completed"
+DETAIL_TYPE = PipelineRunCompletedV1.detail_type
 #: The category of a quarantined row without a readable one.
 UNKNOWN = "(unknown)"
 
@@ -187,17 +188,18 @@ def publish_daily(store: ObjectStore, bus: EventBus, day: date) -> Published:
     body = report_bytes(report)
     key = report_key(day)
     store.put(key, body, content_type="application/json")
+    detail = PipelineRunCompletedV1(
+        idempotency_key=f"{report.date}#{hashlib.sha256(body).hexdigest()[:16]}",
+        date=report.date,
+        report_key=key,
+        bucket=store.bucket,
+        totals=DayTotals.model_validate(report.totals.model_dump()),
+        run_ids=report.run_ids,
+    )
     event = PutEvent(
         source=SOURCE,
         detail_type=DETAIL_TYPE,
-        detail={
-            "idempotency_key": f"{report.date}#{hashlib.sha256(body).hexdigest()[:16]}",
-            "date": report.date,
-            "report_key": key,
-            "bucket": store.bucket,
-            "totals": report.totals.model_dump(mode="json"),
-            "run_ids": report.run_ids,
-        },
+        detail=detail.model_dump(mode="json", exclude_none=True),
     )
     result = bus.put_events([event])
     if result.failed_count:
