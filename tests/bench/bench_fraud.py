@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import RESULTS, ROOT, cold_start
+from benchlib import RESULTS, ROOT, cold_start, serve_production
 from benchlib import pct as _pct
 
 sys.path.insert(0, str(ROOT / "functions"))
@@ -112,21 +112,7 @@ def main() -> int:
     runs, n_warm, batches = (3, 500, 5) if args.quick else (5, 5000, 20)
 
     state = args.state_dir.resolve()
-    os.environ["AIB_STATE_DIR"] = str(state)
-    os.environ["AIB_ADAPTERS"] = "local"
-    from aibackend.adapters import model_registry
-    from aibackend.settings import PlatformSettings, model_version_env
-
-    settings = PlatformSettings.from_env()
-    prod = model_registry(settings).production("fraud")
-    if prod is None:
-        from aibackend.training.local import train_local
-
-        prod = train_local("fraud", settings)
-    # Pinned like CDK pins it on AWS: no registry lookup at cold start.
-    os.environ[model_version_env("fraud")] = str(prod.version)
-    os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "aibackend"
-    os.environ["POWERTOOLS_SERVICE_NAME"] = "fraud_score"
+    version = serve_production(state, "fraud", "fraud_score")
     # The function's own [environment], as CDK and `aib dev` set it.
     from aibackend.catalog import load_function
 
@@ -140,7 +126,7 @@ def main() -> int:
             "cpu": platform.machine(),
             "cores": os.cpu_count(),
         },
-        "model": {"name": "fraud", "version": prod.version},
+        "model": {"name": "fraud", "version": version},
     }
     print(f"cold start (fresh process, median of {runs}) ...", flush=True)
     handler_cold = cold_start(COLD_HANDLER, env, runs)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchlib import RESULTS, ROOT, cold_start
+from benchlib import RESULTS, ROOT, cold_start, serve_production
 from benchlib import pct as _pct
 
 EVENTS = ROOT / "events" / "apigw"
@@ -59,32 +59,13 @@ def latencies(cases: dict[str, Callable[[], Any]], n: int, rounds: int = 5) -> d
     }
 
 
-def _state(state: Path) -> int:
-    os.environ["AIB_STATE_DIR"] = str(state)
-    os.environ["AIB_ADAPTERS"] = "local"
-    from aibackend.adapters import model_registry
-    from aibackend.settings import PlatformSettings, model_version_env
-
-    settings = PlatformSettings.from_env()
-    prod = model_registry(settings).production("recommendations")
-    if prod is None:
-        from aibackend.training.local import train_local
-
-        prod = train_local("recommendations", settings)
-    # Pinned like CDK pins it on AWS: no registry lookup at cold start.
-    os.environ[model_version_env("recommendations")] = str(prod.version)
-    os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "aibackend"
-    os.environ["POWERTOOLS_SERVICE_NAME"] = "recommendations"
-    return prod.version
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--state-dir", type=Path, default=ROOT / ".aib")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
     args = ap.parse_args()
     runs, n = (3, 1_000) if args.quick else (5, 10_000)
-    version = _state(args.state_dir.resolve())
+    version = serve_production(args.state_dir.resolve(), "recommendations", "recommendations")
     env = dict(os.environ)
 
     results: dict[str, Any] = {

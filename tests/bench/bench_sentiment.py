@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import RESULTS, ROOT
+from benchlib import RESULTS, ROOT, serve_production
 from benchlib import pct as _pct
 
 EVENT = ROOT / "events" / "apigw" / "sentiment.json"
@@ -80,21 +80,7 @@ def main() -> int:
     args = ap.parse_args()
     n_one, n_batch = (500, 50) if args.quick else (5000, 500)
 
-    os.environ["AIB_STATE_DIR"] = str(args.state_dir.resolve())
-    os.environ["AIB_ADAPTERS"] = "local"
-    from aibackend.adapters import model_registry
-    from aibackend.settings import PlatformSettings, model_version_env
-
-    settings = PlatformSettings.from_env()
-    prod = model_registry(settings).production("sentiment")
-    if prod is None:
-        from aibackend.training.local import train_local
-
-        prod = train_local("sentiment", settings)
-    # Pinned like CDK pins it on AWS: no registry lookup at cold start.
-    os.environ[model_version_env("sentiment")] = str(prod.version)
-    os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "aibackend"
-    os.environ["POWERTOOLS_SERVICE_NAME"] = "sentiment"
+    version = serve_production(args.state_dir.resolve(), "sentiment", "sentiment")
 
     from aibackend.training.sentiment import HOLDOUT_SOURCE
 
@@ -127,7 +113,7 @@ def main() -> int:
             "cpu": platform.machine(),
             "cores": os.cpu_count(),
         },
-        "model": {"name": "sentiment", "version": prod.version},
+        "model": {"name": "sentiment", "version": version},
         "warm_handler_1_text": one,
         "warm_handler_100_texts": {
             **hundred,

@@ -5,6 +5,7 @@ The scripts run as `python tests/bench/bench_<name>.py`, so this folder is on `s
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -41,3 +42,24 @@ def cold_start(
         "median_ms": round(statistics.median(times), 1),
         "runs_ms": [round(t, 1) for t in times],
     }
+
+
+def serve_production(state: Path, model: str, function: str) -> int:
+    """Point this process at `state` as a function serving `model` sees it, training the model
+    first if it has no production version; returns the version, pinned in the environment as
+    CDK pins it on AWS (no registry lookup at cold start)."""
+    os.environ["AIB_STATE_DIR"] = str(state)
+    os.environ["AIB_ADAPTERS"] = "local"
+    from aibackend.adapters import model_registry
+    from aibackend.settings import PlatformSettings, model_version_env
+
+    settings = PlatformSettings.from_env()
+    prod = model_registry(settings).production(model)
+    if prod is None:
+        from aibackend.training.local import train_local
+
+        prod = train_local(model, settings)
+    os.environ[model_version_env(model)] = str(prod.version)
+    os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "aibackend"
+    os.environ["POWERTOOLS_SERVICE_NAME"] = function
+    return prod.version
