@@ -1,11 +1,10 @@
-"""SQS `inference-capture` messages -> per message, in the monitoring bucket:
-`capture/<model>/<YYYY-MM-DD>/<HH>/<message id>.jsonl` (the records),
-`profiles/<model>/<YYYY-MM-DD>/<HH>/<message id>.bin` (their profile delta, delta id from the
-message id), and the predictions in the model's label ledger.
+"""SQS `inference-capture` batches -> the monitoring bucket and the label ledger, per model and
+hour of the batch: `capture/<model>/<YYYY-MM-DD>/<HH>/<batch id>.jsonl` (the records),
+`profiles/<model>/<YYYY-MM-DD>/<HH>/<batch id>.bundle` (one profile delta per message, its id
+from the message id) and the predictions in the model's label ledger (see `store.py`).
 
-Named by message id: a redelivered message rewrites the same objects and adds nothing twice. A
-message that cannot be read or stored is reported alone in `batchItemFailures` and, after
-`max_receive_count` tries, waits in the DLQ.
+A message that cannot be read or stored is reported in `batchItemFailures` (the others are
+stored) and, after `max_receive_count` tries, waits in the DLQ with the reason in the log.
 """
 
 from __future__ import annotations
@@ -14,11 +13,6 @@ from typing import Any
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.adapters import object_store
@@ -29,13 +23,12 @@ from aibackend.monitoring.labels import LabelStore
 from aibackend.monitoring.ledger import open_ledger
 from aibackend.settings import physical_name
 
-from .store import store_message
+from .store import Message, store_batch
 
 logger = masked_logger()
 metrics = Metrics()
 STORE = object_store(physical_name("bucket", BUCKET))
 SETTINGS = settings_from_env()
-processor = BatchProcessor(event_type=EventType.SQS)
 _LEDGERS: dict[str, LabelStore] = {}
 
 
@@ -49,16 +42,20 @@ def _settings(model: str) -> MonitorSettings:
     return settings_for(model, SETTINGS)
 
 
-def _record(record: Any) -> None:
-    done = store_message(STORE, record.message_id, record.body, ledger=_ledger, settings=_settings)
-    metrics.add_metric(name="CapturedRecords", unit=MetricUnit.Count, value=done.records)
-    if done.profile_key is None:
-        logger.info("capture of a model monitoring cannot profile", extra={"key": done.key})
-
-
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=_record, processor=processor, context=context
-    )
+    messages = [Message(r["messageId"], r["body"]) for r in event.get("Records", [])]
+    done = store_batch(STORE, messages, ledger=_ledger, settings=_settings)
+    for s in done.stored:
+        metrics.add_metric(name="CapturedRecords", unit=MetricUnit.Count, value=s.records)
+        if s.profile_key is None:
+            logger.info("capture of a model monitoring cannot profile", extra={"key": s.key})
+    for message_id, reason in done.failed.items():
+        logger.error(
+            "capture message not stored", extra={"message_id": message_id, "reason": reason}
+        )
+    if done.failed:
+        metrics.add_metric(name="CaptureFailures", unit=MetricUnit.Count, value=len(done.failed))
+    # The SQS partial batch response (the event source mapping reports them).
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in done.failed]}

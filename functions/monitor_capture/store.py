@@ -1,21 +1,34 @@
-"""One capture message (a JSON list of records of one model) -> one JSON Lines object, one
-profile delta and the model's ledger rows.
+"""A batch of capture messages (each a JSON list of records of one model) -> per model and
+hour: one JSON Lines object of their records, one bundle of their profile deltas (one delta per
+message, its id from the message id), and their predictions in the model's label ledger.
 
-Every write is keyed by the message id (object keys, the delta id, inference ids in the
-ledger), so a redelivered message rewrites the same objects and adds nothing twice.
+Why per batch: a capture message usually holds one prediction, and objects per message (two
+synced files each, locally) cost more than the prediction did. Why still a delta per message:
+SQS may redeliver a message in a different batch; its delta keeps its id, so the monitor's
+window counts it once (`Window.add` skips ids it has merged), and the ledger is keyed by
+inference id. The records object of a redelivered message may hold its records a second time
+(in another batch's object): the raw archive is at-least-once, each record carries its
+`inference_id`; what monitoring counts is exactly-once.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from aibackend.capture import capture_key
 from aibackend.monitoring.config import MonitorSettings
-from aibackend.monitoring.ingest import ingest, profile_key
+from aibackend.monitoring.ingest import (
+    CaptureRecordError,
+    Ingested,
+    bundle_bytes,
+    bundle_key,
+    ingest,
+)
 from aibackend.monitoring.labels import LabelStore
+from aibackend.monitoring.profiles import delta_id_for
 from aibackend.ports import ObjectStore
 
 
@@ -24,41 +37,115 @@ class CaptureMessageError(ValueError):
 
 
 @dataclass(frozen=True)
+class Message:
+    message_id: str
+    body: str
+
+
+@dataclass(frozen=True)
 class Stored:
+    """What one group (one model, one hour) of the batch became."""
+
+    model: str
     key: str
+    messages: int
     records: int
     #: None when monitoring cannot profile the model's inputs (see `aibackend.monitoring.ingest`).
     profile_key: str | None
     new_predictions: int
 
 
-def store_message(
+@dataclass
+class BatchResult:
+    stored: list[Stored] = field(default_factory=list)
+    #: Message id -> why it was not stored (the message is retried, then dead-lettered).
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Group:
+    model: str
+    at: datetime
+    #: (message id, its records, their delta and ledger rows)
+    messages: list[tuple[str, list[dict[str, object]], Ingested]] = field(default_factory=list)
+
+
+def batch_id(message_ids: Sequence[str]) -> str:
+    """The objects' name: the message id for one message, else a hash of the sorted ids (the
+    same batch redelivered whole rewrites the same objects)."""
+    if len(message_ids) == 1:
+        return message_ids[0]
+    return "b-" + delta_id_for(*sorted(message_ids))
+
+
+def store_batch(
     store: ObjectStore,
-    message_id: str,
-    body: str,
+    messages: Sequence[Message],
     *,
     ledger: Callable[[str], LabelStore],
     settings: Callable[[str], MonitorSettings],
+) -> BatchResult:
+    """Store every readable message; a message that cannot be read, or whose group cannot be
+    written, is in `failed` with the reason, and the others are stored regardless."""
+    out = BatchResult()
+    groups: dict[tuple[str, str], _Group] = {}
+    for m in messages:
+        try:
+            records = _records(m.message_id, m.body)
+            model, at = _model_and_time(m.message_id, records)
+            cfg = settings(model)
+            done = ingest(
+                records,
+                m.message_id,
+                attributes=cfg.sensitive_attributes,
+                positive=cfg.positive_decisions,
+            )
+        except (CaptureMessageError, CaptureRecordError) as e:
+            out.failed[m.message_id] = str(e)
+            continue
+        except (KeyError, TypeError, ValueError) as e:  # a record of the wrong shape
+            out.failed[m.message_id] = f"message {m.message_id}: {type(e).__name__}: {e}"
+            continue
+        hour = at.astimezone(UTC).strftime("%Y-%m-%dT%H")
+        group = groups.setdefault((model, hour), _Group(model=model, at=at))
+        group.messages.append((m.message_id, records, done))
+    for group in groups.values():
+        try:
+            out.stored.append(_store_group(store, group, ledger=ledger))
+        except Exception as e:  # a failed write fails the group's messages, not the batch
+            reason = f"{type(e).__name__}: {e}"
+            out.failed.update({mid: reason for mid, _, _ in group.messages})
+    return out
+
+
+def _store_group(
+    store: ObjectStore, group: _Group, *, ledger: Callable[[str], LabelStore]
 ) -> Stored:
-    """Write the message's records, their profile delta, and their predictions to the ledger."""
-    records = _records(message_id, body)
-    model, at = _model_and_time(message_id, records)
-    key = capture_key(model, at, message_id)
-    data = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records)
-    store.put(key, data, content_type="application/x-ndjson")
-    cfg = settings(model)
-    done = ingest(
-        records,
-        message_id,
-        attributes=cfg.sensitive_attributes,
-        positive=cfg.positive_decisions,
-    )
+    done = [d for _, _, d in group.messages]
+    name = batch_id([mid for mid, _, _ in group.messages])
+    # Ledger first, deltas last: a batch that fails half way is retried, and every write is
+    # keyed so that the retry adds nothing twice.
+    new = ledger(group.model).put_predictions([p for d in done for p in d.predictions])
+    key = capture_key(group.model, group.at.astimezone(UTC), name)
+    lines = [
+        json.dumps(r, separators=(",", ":")).encode() + b"\n"
+        for _, records, _ in group.messages
+        for r in records
+    ]
+    store.put(key, b"".join(lines), content_type="application/x-ndjson")
+    deltas = [d.profile for d in done if d.profile is not None]
     pkey = None
-    if done.profile is not None:
-        pkey = profile_key(model, at, message_id)
-        store.put(pkey, done.profile.to_bytes(), content_type="application/octet-stream")
-    new = ledger(model).put_predictions(done.predictions)
-    return Stored(key=key, records=len(records), profile_key=pkey, new_predictions=new)
+    if deltas:
+        pkey = bundle_key(group.model, group.at, name)
+        store.put(pkey, bundle_bytes(deltas), content_type="application/octet-stream")
+    return Stored(
+        model=group.model,
+        key=key,
+        messages=len(group.messages),
+        records=len(lines),
+        profile_key=pkey,
+        new_predictions=new,
+    )
 
 
 def _records(message_id: str, body: str) -> list[dict[str, object]]:

@@ -28,8 +28,8 @@ from benchlib import pct as _pct
 
 sys.path.insert(0, str(ROOT / "functions"))
 
-#: One SQS batch as monitor_capture receives it: 10 messages of 10 records (the declared
-#: batch_size; fraud_score packs 10 records per message).
+#: One SQS batch as monitor_capture may receive it: 10 messages of 10 records (fraud_score
+#: packs up to 10 records per message; the declared batch_size allows up to 100 messages).
 MESSAGES, PER_MESSAGE = 10, 10
 
 

@@ -13,6 +13,7 @@ import pytest
 from aibackend.adapters.local import LocalObjectStore
 from aibackend.cli import main
 from aibackend.local.runtime import LocalRuntime
+from aibackend.monitoring.ingest import bundle_profiles
 from tests.integration.monitoring.conftest import ledger
 from tests.support import running_runtime, wait_for
 
@@ -44,7 +45,8 @@ def test_capture_handler_given_the_sqs_event_stores_records_profile_and_ledger_r
     assert out == {"batchItemFailures": []}
     hour = "fraud/2026-11-27/10/" + message["messageId"]
     assert len(_bucket(rt).get(f"capture/{hour}.jsonl").splitlines()) == 2
-    assert _bucket(rt).get(f"profiles/{hour}.bin").startswith(b"AIBP")
+    (delta,) = bundle_profiles(_bucket(rt).get(f"profiles/{hour}.bundle"))
+    assert delta.rows == 2
     joined = ledger(rt).window(
         datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 28, tzinfo=UTC)
     )

@@ -10,7 +10,8 @@ labels join them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import struct
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -64,9 +65,47 @@ class Ingested:
 
 
 def profile_key(model: str, at: datetime, message_id: str) -> str:
-    """Where a message's profile delta is stored (hour partitions, UTC, as the capture)."""
+    """Where one profile delta is stored (hour partitions, UTC, as the capture)."""
     u = at.astimezone(UTC)
     return f"{PROFILES_PREFIX}{model}/{u:%Y-%m-%d}/{u:%H}/{message_id}.bin"
+
+
+def bundle_key(model: str, at: datetime, batch_id: str) -> str:
+    """Where the profile deltas of one consumer batch are stored, side by side in one object."""
+    u = at.astimezone(UTC)
+    return f"{PROFILES_PREFIX}{model}/{u:%Y-%m-%d}/{u:%H}/{batch_id}{BUNDLE_SUFFIX}"
+
+
+#: A bundle: the magic line, then per delta a 4-byte big-endian length and `Profile.to_bytes()`.
+#: Its deltas keep their own ids (one per capture message), so a message redelivered into a
+#: different batch is a duplicate the window skips, not rows counted twice.
+BUNDLE_MAGIC = b"AIBPBUNDLE1\n"
+BUNDLE_SUFFIX = ".bundle"
+_LEN = struct.Struct(">I")
+
+
+def bundle_bytes(deltas: Sequence[Profile]) -> bytes:
+    parts = [BUNDLE_MAGIC]
+    for d in deltas:
+        blob = d.to_bytes()
+        parts += [_LEN.pack(len(blob)), blob]
+    return b"".join(parts)
+
+
+def bundle_profiles(data: bytes) -> Iterator[Profile]:
+    """The deltas of a bundle, in the order they were written."""
+    if not data.startswith(BUNDLE_MAGIC):
+        raise ValueError(f"not a profile bundle (starts {data[:12]!r})")
+    at = len(BUNDLE_MAGIC)
+    while at < len(data):
+        if at + _LEN.size > len(data):
+            raise ValueError(f"profile bundle truncated at byte {at}")
+        (size,) = _LEN.unpack_from(data, at)
+        at += _LEN.size
+        if at + size > len(data):
+            raise ValueError(f"profile bundle truncated: a delta of {size} bytes at byte {at}")
+        yield Profile.from_bytes(data[at : at + size])
+        at += size
 
 
 def ingest(

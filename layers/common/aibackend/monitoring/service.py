@@ -4,7 +4,8 @@ accuracy from the label ledger and bias from its per-group counts, write the rep
 publish each finding once.
 
 Inputs and outputs, all in the `monitoring` bucket unless said otherwise:
-- deltas: `profiles/<model>/<YYYY-MM-DD>/<HH>/<message id>.bin` (written by `monitor_capture`);
+- deltas: `profiles/<model>/<YYYY-MM-DD>/<HH>/<batch id>.bundle` (written by `monitor_capture`:
+  one delta per capture message, bundled per consumer batch) or `<id>.bin` (one delta);
 - baseline: `profile.bin` of the production version, in the model store;
 - labels: the model's ledger (`aibackend.monitoring.ledger`);
 - report: `reports/<model>/<hour|day>-<start>.json`;
@@ -39,7 +40,7 @@ from aibackend.monitoring.bias import BiasReport, bias_report
 from aibackend.monitoring.config import MonitorSettings
 from aibackend.monitoring.confusion import ConfusionTable
 from aibackend.monitoring.drift import ColumnDrift, DriftReport, detect_drift
-from aibackend.monitoring.ingest import PROFILES_PREFIX
+from aibackend.monitoring.ingest import BUNDLE_SUFFIX, PROFILES_PREFIX, bundle_profiles
 from aibackend.monitoring.labels import LabelStore
 from aibackend.monitoring.profiles import Profile, Span, Window, WindowKey
 from aibackend.ports import EventBus, ModelRegistry, ObjectStore, PutEvent
@@ -134,6 +135,8 @@ def merge_window(store: ObjectStore, model: str, key: WindowKey) -> Window:
     for info in store.list(prefix):
         if info.key.endswith(".bin"):
             window.add(Profile.from_bytes(store.get(info.key)))
+        elif info.key.endswith(BUNDLE_SUFFIX):
+            window.add_all(bundle_profiles(store.get(info.key)))
     return window
 
 

@@ -1,0 +1,159 @@
+"""The capture consumer's batches: one object and one delta bundle per model and hour, bad
+messages failed alone, and a message redelivered into another batch counted once."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aibackend.adapters.local import LocalObjectStore
+from aibackend.fraud.generator import generate_transactions, to_records
+from aibackend.monitoring.config import MonitorSettings
+from aibackend.monitoring.ingest import bundle_bytes, bundle_profiles, ingest
+from aibackend.monitoring.labels import SqliteLabelStore
+from aibackend.monitoring.profiles import WindowKey, delta_id_for
+from aibackend.monitoring.service import merge_window
+from functions.monitor_capture.store import Message, batch_id, store_batch
+
+AT = datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
+HOUR = WindowKey.for_time(AT, "hour")
+TXNS = to_records(generate_transactions(40, seed=5))
+
+
+def _message(k: int, at: datetime = AT, model: str = "fraud") -> Message:
+    record: dict[str, Any] = {
+        "inference_id": f"inf-{k}",
+        "correlation_id": f"req-{k}",
+        "model": {"name": model, "version": 1},
+        "at": at.isoformat(),
+        "inputs": TXNS[k] | {"card_id": "*****"},
+        "output": {"score": 0.9, "decision": "decline"} if k % 4 == 0 else
+        {"score": 0.1, "decision": "approve"},
+    }
+    return Message(f"m-{k}", json.dumps([record]))
+
+
+class Env:
+    def __init__(self, tmp_path: Path) -> None:
+        self.store = LocalObjectStore(tmp_path / "monitoring", bucket="monitoring")
+        self.ledger = SqliteLabelStore(tmp_path / "labels.db")
+
+    def run(self, messages: list[Message]) -> Any:
+        return store_batch(
+            self.store,
+            messages,
+            ledger=lambda model: self.ledger,
+            settings=lambda model: MonitorSettings(),
+        )
+
+    def predictions(self) -> int:
+        day = datetime(2026, 11, 27, tzinfo=UTC)
+        return self.ledger.window(day, day.replace(day=28)).predictions
+
+
+def test_a_batch_of_messages_becomes_one_records_object_and_one_bundle(tmp_path: Path) -> None:
+    # GIVEN a batch of 10 capture messages, one prediction each, all in the same hour
+    env = Env(tmp_path)
+    batch = [_message(k) for k in range(10)]
+    # WHEN the consumer stores it
+    done = env.run(batch)
+    # THEN nothing failed, and one records object and one delta bundle hold all ten
+    assert done.failed == {}
+    (stored,) = done.stored
+    assert stored.messages == 10 and stored.records == 10
+    assert len(env.store.get(stored.key).splitlines()) == 10
+    assert stored.profile_key is not None and stored.profile_key.endswith(".bundle")
+    deltas = list(bundle_profiles(env.store.get(stored.profile_key)))
+    # AND each message keeps its own delta id (what makes redelivery safe)
+    assert {d.delta_ids for d in deltas} == {frozenset({delta_id_for(m.message_id)}) for m in batch}
+    assert env.predictions() == 10
+    # AND the window merges them into ten rows
+    assert merge_window(env.store, "fraud", HOUR).rows == 10
+
+
+def test_a_message_redelivered_in_another_batch_is_counted_once(tmp_path: Path) -> None:
+    # GIVEN messages 0-9 stored as one batch
+    env = Env(tmp_path)
+    env.run([_message(k) for k in range(10)])
+    # WHEN message 3 and 7 come again (SQS redelivers) inside a batch with new messages 10-14
+    again = env.run([_message(3), _message(7), *(_message(k) for k in range(10, 15))])
+    # THEN the second batch is stored under another name
+    assert again.failed == {} and again.stored[0].profile_key is not None
+    # AND the window counts 15 rows, not 17 (the two deltas it had merged are skipped), and
+    # the ledger 15 predictions
+    window = merge_window(env.store, "fraud", HOUR)
+    assert window.rows == 15 and window.duplicates == 2
+    assert env.predictions() == 15
+
+
+def test_the_same_batch_delivered_twice_rewrites_the_same_objects(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    batch = [_message(k) for k in range(5)]
+    first, second = env.run(batch), env.run(list(reversed(batch)))
+    assert first.stored[0].key == second.stored[0].key
+    assert first.stored[0].profile_key == second.stored[0].profile_key
+    assert merge_window(env.store, "fraud", HOUR).rows == 5
+
+
+def test_a_bad_message_fails_alone_and_the_rest_of_the_batch_is_stored(tmp_path: Path) -> None:
+    # GIVEN a batch with a message that is not JSON and one whose score is out of range
+    env = Env(tmp_path)
+    broken = Message("m-bad", "{not json")
+    record = json.loads(_message(20).body)
+    record[0]["output"]["score"] = 3.0
+    out_of_range = Message("m-range", json.dumps(record))
+    # WHEN it is stored
+    done = env.run([_message(0), broken, _message(1), out_of_range])
+    # THEN exactly those two fail, each with a reason naming it, and the others are stored
+    assert set(done.failed) == {"m-bad", "m-range"}
+    assert "m-bad: not JSON" in done.failed["m-bad"]
+    assert "m-range" in done.failed["m-range"] and "score" in done.failed["m-range"]
+    assert done.stored[0].messages == 2 and env.predictions() == 2
+
+
+def test_messages_of_different_hours_go_to_their_own_hour(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    later = AT.replace(hour=11)
+    done = env.run([_message(0), _message(1, at=later), _message(2)])
+    assert sorted((s.key.split("/")[3], s.messages) for s in done.stored) == [("10", 2), ("11", 1)]
+    assert merge_window(env.store, "fraud", HOUR).rows == 2
+
+
+def test_a_group_whose_write_fails_fails_its_messages_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a store that refuses writes into hour 11
+    env = Env(tmp_path)
+    real_put = env.store.put
+
+    def put(key: str, data: bytes, **kw: Any) -> Any:
+        if "/11/" in key:
+            raise OSError(28, "No space left on device")
+        return real_put(key, data, **kw)
+
+    monkeypatch.setattr(env.store, "put", put)
+    # WHEN a batch spans hours 10 and 11
+    done = env.run([_message(0), _message(1, at=AT.replace(hour=11))])
+    # THEN the hour-11 message fails with the store's reason, and hour 10 is stored
+    assert set(done.failed) == {"m-1"} and "No space left" in done.failed["m-1"]
+    assert [s.messages for s in done.stored] == [1]
+
+
+def test_a_truncated_bundle_is_refused_with_where_it_ends() -> None:
+    delta = ingest([json.loads(_message(0).body)[0]], "m-0", attributes=(), positive=("decline",))
+    assert delta.profile is not None
+    data = bundle_bytes([delta.profile])
+    assert len(list(bundle_profiles(data))) == 1
+    with pytest.raises(ValueError, match="truncated"):
+        list(bundle_profiles(data[:-5]))
+    with pytest.raises(ValueError, match="not a profile bundle"):
+        list(bundle_profiles(b"AIBP" + data))
+
+
+def test_batch_ids_name_one_message_by_its_id_and_several_by_their_sorted_ids() -> None:
+    assert batch_id(["m-1"]) == "m-1"
+    assert batch_id(["m-1", "m-2"]) == batch_id(["m-2", "m-1"]) != batch_id(["m-1", "m-3"])
