@@ -283,3 +283,37 @@ def test_route_body_limits_stay_within_api_gateways(tmp_path: Path, kb: int) -> 
     d = _fn(tmp_path, "svc", f"[[routes]]\n{route}")
     with pytest.raises(ConfigError, match=r"routes\.0\.max_body_kb"):
         load_function(d)
+
+
+def test_deploy_groups_default_to_the_names_first_word_and_may_be_declared(
+    tmp_path: Path,
+) -> None:
+    # GIVEN two fraud_* functions, one declaring another group, and the authorizer
+    _fn(tmp_path, "fraud_score", "")
+    _fn(tmp_path, "fraud_events", "")
+    _fn(tmp_path, "shop_events", 'group = "recommendations"\n')
+    _fn(tmp_path, "gate", "authorizer = true\n")
+    cat = load_catalog(tmp_path)
+    # THEN the first two deploy together, the third where it says, the authorizer with the API
+    assert {g: [f.name for f in fs] for g, fs in cat.groups.items()} == {
+        "api": ["gate"],
+        "fraud": ["fraud_events", "fraud_score"],
+        "recommendations": ["shop_events"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "toml", "message"),
+    [
+        ("scorer", 'group = "api"\n', "'api' is the REST API's own group"),
+        ("api_docs", "", "'api' is the REST API's own group"),
+        ("gate", 'authorizer = true\ngroup = "auth"\n', "remove `group`"),
+        ("scorer", 'group = "Fraud_Team"\n', "group"),
+    ],
+)
+def test_the_api_group_is_the_authorizers_alone_and_group_names_fit_stack_names(
+    tmp_path: Path, name: str, toml: str, message: str
+) -> None:
+    _fn(tmp_path, name, toml)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_function(tmp_path / name)

@@ -24,6 +24,11 @@ from aibackend.errors import ConfigError
 
 DECLARATION = "function.toml"
 _IDENT = r"^[a-z][a-z0-9_]*$"
+#: A deploy group: lowercase words joined by hyphens (it becomes part of a stack name).
+_GROUP = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+#: The deploy group of the REST API and its authorizer (the API stack): the authorizer ships
+#: with the route table it enforces, so no group stack has to change when routes do.
+API_GROUP = "api"
 _PATH = re.compile(r"^(/[A-Za-z0-9._~-]+|/\{[A-Za-z_][A-Za-z0-9_]*\+?\})+$|^/$")
 
 
@@ -255,6 +260,12 @@ class AlarmSettings(BaseModel):
         return self.p99_ms if self.p99_ms is not None else int(timeout_s * 1000 * 0.8)
 
 
+def default_group(name: str, authorizer: bool) -> str:
+    """The deploy group of a function that declares none: `api` for the authorizer, else the
+    first word of its name (`fraud_score` -> `fraud`)."""
+    return API_GROUP if authorizer else name.split("_", 1)[0]
+
+
 class FunctionSpec(BaseModel):
     """A validated `function.toml`."""
 
@@ -305,8 +316,18 @@ class FunctionSpec(BaseModel):
     #: This function is the REST API's Lambda REQUEST authorizer (AWS only: `aib dev` runs the
     #: same code in its gateway). At most one per project; it has no routes or triggers.
     authorizer: bool = False
+    #: Deploy group: the functions of a group deploy together, in their own stack, without
+    #: touching other groups (`infra.application.group_stack_name`). Default: the first word of
+    #: the function's name (`fraud_score` and `fraud_events` -> `fraud`); the authorizer's is
+    #: always `api`, deployed with the REST API.
+    group: Annotated[str, Field(pattern=_GROUP, max_length=32)] | None = None
     #: Folder holding the declaration; filled in by the loader, not written in the file.
     directory: Path = Field(default=Path(), exclude=True)
+
+    @property
+    def deploy_group(self) -> str:
+        """The declared `group`, else `default_group`'s."""
+        return self.group if self.group is not None else default_group(self.name, self.authorizer)
 
     @property
     def package(self) -> str:
@@ -414,6 +435,16 @@ class FunctionSpec(BaseModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _api_group_is_the_authorizers(self) -> FunctionSpec:
+        if (self.deploy_group == API_GROUP) != self.authorizer:
+            fix = "remove `group`" if self.authorizer else "declare another `group`"
+            raise ValueError(
+                f"group: {API_GROUP!r} is the REST API's own group, the authorizer's "
+                f"(authorizer = true) and no other function's; {fix}"
+            )
+        return self
+
     @field_validator("endpoints")
     @classmethod
     def _endpoints_once(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -509,6 +540,14 @@ class Catalog(BaseModel):
     @property
     def model_names(self) -> tuple[str, ...]:
         return tuple(sorted({m for f in self.functions for m in f.models}))
+
+    @property
+    def groups(self) -> dict[str, tuple[FunctionSpec, ...]]:
+        """Deploy group -> its functions, both in name order."""
+        out: dict[str, list[FunctionSpec]] = {}
+        for f in self.functions:
+            out.setdefault(f.deploy_group, []).append(f)
+        return {g: tuple(out[g]) for g in sorted(out)}
 
     def routes(self) -> Iterable[tuple[FunctionSpec, Route]]:
         for f in self.functions:
