@@ -28,8 +28,10 @@ def main() -> int:
     built = build_app(ROOT, outdir=os.environ.get("CDK_OUTDIR", str(ROOT / "cdk.out")))
     built.app.synth()
     if built.unresolved and "CDK_OUTDIR" not in os.environ:
-        # The CLI prints error annotations and refuses to deploy; a direct run must say it.
-        print(f"error: {built.unresolved}", file=sys.stderr)
+        # The CLI prints error annotations and refuses to deploy the groups serving these
+        # models; a direct run must say it.
+        for model, error in sorted(built.unresolved.items()):
+            print(f"error: model {model}: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -5,44 +5,62 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from aibackend.catalog import Catalog, load_catalog
+from aibackend.catalog import API_GROUP, Catalog, load_catalog
 from aibackend.embeddings.endpoints import endpoint_spec
 from aibackend.errors import ConfigError
 from infra.config import InfraConfig
 from infra.constructs.endpoint import EndpointsStack
+from infra.constructs.service_function import ServiceFunction
 from infra.model_versions import ResolvedVersion, resolve_model_versions
+from infra.naming import (
+    API_STACK,
+    DATA_STACK,
+    ENDPOINTS_STACK,
+    MODELS_STACK,
+    SHARED_STACK,
+    group_stack_name,
+)
+from infra.stacks.api import ApiStack
 from infra.stacks.data import DataStack
 from infra.stacks.models import ModelsStack
-from infra.stacks.services import ServicesStack
+from infra.stacks.services import Producers, ServiceGroupStack
+from infra.stacks.shared import SharedStack
 from infra.triggers import bucket_expirations, data_bucket_names, data_table_names
-
-#: Deploy order: AibModels and AibData (stateful, independent of each other), then AibServices.
-MODELS_STACK = "AibModels"
-DATA_STACK = "AibData"
-SERVICES_STACK = "AibServices"
-#: SageMaker endpoints; deployed on their own (minutes, GPU quota), in any order after AibModels.
-ENDPOINTS_STACK = "AibEndpoints"
 
 
 @dataclass(frozen=True)
 class AibApp:
     app: cdk.App
     models: ModelsStack
-    services: ServicesStack
     data: DataStack
-    #: Model name -> pinned version; empty when a version could not be resolved (see
-    #: `unresolved`, which then blocks deploying the services stack).
+    shared: SharedStack
+    #: Deploy group -> its stack (AibApi is the `api` group's, and is also `api`).
+    groups: Mapping[str, ServiceGroupStack]
+    api: ApiStack
+    #: Model name -> pinned version, for the models whose version resolved.
     model_versions: Mapping[str, ResolvedVersion]
-    unresolved: str | None = None
+    #: Model name -> why its version could not be resolved; it blocks (an error annotation)
+    #: the stacks of the groups serving that model, and only those.
+    unresolved: Mapping[str, str] = field(default_factory=dict)
     #: AibEndpoints, when functions declare endpoints and their models' versions resolve.
     endpoints: EndpointsStack | None = None
+
+    @property
+    def functions(self) -> dict[str, ServiceFunction]:
+        """Every function of every group, by name."""
+        return {n: f for stack in self.groups.values() for n, f in stack.functions.items()}
+
+    @property
+    def service_stacks(self) -> list[ServiceGroupStack]:
+        """The group stacks, AibApi last."""
+        return [s for s in self.groups.values() if s is not self.api] + [self.api]
 
 
 def cdk_json_context(project_root: Path) -> dict[str, Any]:
@@ -62,7 +80,7 @@ def build_app(
     outdir: str | None = None,
     functions_dir: Path | None = None,
 ) -> AibApp:
-    """The three stacks plus cdk-nag. `context` overrides cdk.json; `-c` overrides both."""
+    """Every stack plus cdk-nag. `context` overrides cdk.json; `-c` overrides both."""
     app = cdk.App(outdir=outdir, context={**cdk_json_context(project_root), **(context or {})})
     config = InfraConfig.from_node(app.node)
     catalog = load_catalog(functions_dir or project_root / "functions")
@@ -88,45 +106,102 @@ def build_app(
         description="aibackend: platform event bus with its archive, data buckets and data tables",
     )
 
-    unresolved: str | None = None
-    try:
-        resolved = resolve_model_versions(
-            catalog.model_names, app.node.try_get_context, config, project_root
-        )
-    except ConfigError as e:
-        # AibModels must stay deployable before any model exists (models are pushed into
-        # it), so an unknown version blocks only AibServices: the CLI refuses to deploy a
-        # stack with an error annotation and prints it.
-        unresolved, resolved = str(e), {}
-
-    services = ServicesStack(
+    shared = SharedStack(
         app,
-        SERVICES_STACK,
+        SHARED_STACK,
         catalog=catalog,
-        layers_dir=project_root / "layers",
+        config=config,
+        env=env,
+        description="aibackend: services key, consumed queues, topics, alarm topic, cost budget",
+    )
+    producers = Producers(
         model_bucket=models.model_bucket,
         registry_table=models.registry_table,
         bus=data.bus,
         data_buckets=data.buckets,
         data_tables=data.tables,
-        # 0 is never a registry version: a forced deploy of an unresolved pin fails loudly.
-        model_versions={
-            m: resolved[m].version if m in resolved else 0 for m in catalog.model_names
-        },
-        config=config,
-        env=env,
-        description="aibackend: Lambda layers, queues, functions with their triggers, REST API",
+        queue_key=shared.queue_key,
+        queues=shared.queues.queues,
+        topics=shared.topics,
+        alarm_topic=shared.alarm_topic,
     )
-    if unresolved is not None:
-        cdk.Annotations.of(services).add_error(unresolved)
-    for r in resolved.values():
-        cdk.Annotations.of(services).add_info(f"model {r.model}: version {r.version} ({r.source})")
+    resolved, unresolved = _resolve_each(catalog, app, config, project_root)
+    # 0 is never a registry version: a forced deploy of an unresolved pin fails loudly.
+    versions = {m: resolved[m].version if m in resolved else 0 for m in catalog.model_names}
+    common: dict[str, Any] = {
+        "catalog": catalog,
+        "layers_dir": project_root / "layers",
+        "producers": producers,
+        "model_versions": versions,
+        "config": config,
+        "env": env,
+    }
+    groups: dict[str, ServiceGroupStack] = {
+        group: ServiceGroupStack(
+            app,
+            group_stack_name(group),
+            group=group,
+            specs=specs,
+            description=f"aibackend: service group {group}: {', '.join(s.name for s in specs)}",
+            **common,
+        )
+        for group, specs in catalog.groups.items()
+        if group != API_GROUP
+    }
+    api = ApiStack(
+        app,
+        API_STACK,
+        group=API_GROUP,
+        specs=catalog.groups.get(API_GROUP, ()),
+        groups=groups,
+        description="aibackend: REST API, its authorizer, token issuer, usage plans and WAF",
+        **common,
+    )
+    groups[API_GROUP] = api
+    for stack in groups.values():
+        # Deploy order only: a method's target exists before its integration and permission.
+        if stack is not api:
+            api.add_stack_dependency(stack)
+        _annotate_versions(stack, resolved, unresolved)
 
-    endpoints = _endpoints_stack(app, catalog, config, project_root, models, services, env)
+    endpoints = _endpoints_stack(app, catalog, config, project_root, models, groups, env)
 
     cdk.Tags.of(app).add("app", "aibackend")
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    return AibApp(app, models, services, data, resolved, unresolved, endpoints)
+    return AibApp(app, models, data, shared, groups, api, resolved, unresolved, endpoints)
+
+
+def _resolve_each(
+    catalog: Catalog, app: cdk.App, config: InfraConfig, project_root: Path
+) -> tuple[dict[str, ResolvedVersion], dict[str, str]]:
+    """Each model's production version, or why there is none. AibModels must stay deployable
+    before any model exists (models are pushed into it), and a group must deploy while another
+    group's model has no version yet, so an unknown version blocks only the stacks of the
+    groups serving that model: the CLI refuses to deploy a stack with an error annotation."""
+    resolved: dict[str, ResolvedVersion] = {}
+    unresolved: dict[str, str] = {}
+    for model in catalog.model_names:
+        try:
+            resolved.update(
+                resolve_model_versions([model], app.node.try_get_context, config, project_root)
+            )
+        except ConfigError as e:
+            unresolved[model] = str(e)
+    return resolved, unresolved
+
+
+def _annotate_versions(
+    stack: ServiceGroupStack,
+    resolved: Mapping[str, ResolvedVersion],
+    unresolved: Mapping[str, str],
+) -> None:
+    """Each model the group serves: its pinned version (info) or why it has none (error)."""
+    for model in sorted({m for spec in stack.specs for m in spec.models}):
+        if model in unresolved:
+            cdk.Annotations.of(stack).add_error(unresolved[model])
+        else:
+            r = resolved[model]
+            cdk.Annotations.of(stack).add_info(f"model {r.model}: version {r.version} ({r.source})")
 
 
 def _endpoints_stack(
@@ -135,7 +210,7 @@ def _endpoints_stack(
     config: InfraConfig,
     project_root: Path,
     models: ModelsStack,
-    services: ServicesStack,
+    groups: Mapping[str, ServiceGroupStack],
     env: cdk.Environment,
 ) -> EndpointsStack | None:
     """AibEndpoints for the endpoints functions declare, or None while none is declared or a
@@ -152,9 +227,11 @@ def _endpoints_stack(
         hints = "; ".join(
             f"{s.name}: `{s.build_hint}`, then `aib endpoints push {s.name}`" for s in specs
         )
-        cdk.Annotations.of(services).add_info(
-            f"{ENDPOINTS_STACK} left out until its models have versions ({hints}): {e}"
-        )
+        for stack in groups.values():
+            if any(spec.endpoints for spec in stack.specs):
+                cdk.Annotations.of(stack).add_info(
+                    f"{ENDPOINTS_STACK} left out until its models have versions ({hints}): {e}"
+                )
         return None
     return EndpointsStack(
         app,

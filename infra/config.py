@@ -24,6 +24,8 @@ CONTEXT_KEYS = {
     "aib:apigw-account-role": "apigw_account_role",
     "aib:bus-name": "bus_name",
     "aib:archive-retention-days": "archive_retention_days",
+    "aib:budget-monthly-usd": "budget_monthly_usd",
+    "aib:budget-email": "budget_email",
 }
 
 
@@ -65,6 +67,11 @@ class InfraConfig(BaseModel):
     ] = "aib"
     #: Days the bus's archive keeps every event for replay; 0 keeps them indefinitely.
     archive_retention_days: Annotated[int, Field(ge=0)] = 30
+    #: Monthly AWS cost budget of the account (USD): AibShared's budget notifies the alarm
+    #: topic (and `budget_email`) at 80% of it spent and at 100% forecast.
+    budget_monthly_usd: Annotated[float, Field(gt=0)] = 50
+    #: E-mail address the budget also notifies directly ("" for the alarm topic only).
+    budget_email: Annotated[str, Field(pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$")] = ""
 
     @classmethod
     def from_node(cls, node: Node) -> InfraConfig:

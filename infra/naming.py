@@ -2,7 +2,39 @@
 
 from __future__ import annotations
 
+from aibackend.catalog import API_GROUP
+
 
 def pascal(name: str) -> str:
     """`raw-events` / `fraud_score` -> `RawEvents` / `FraudScore`."""
     return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
+
+
+#: Every function's physical name starts here; the rest is its declared name.
+FUNCTION_PREFIX = "aib-"
+#: The alias every trigger and the REST API invoke.
+LIVE_ALIAS = "live"
+
+
+def function_name(name: str) -> str:
+    """`fraud_score` -> `aib-fraud_score`: fixed, so that AibApi reaches a function of another
+    stack by an ARN it builds itself, with no export that would tie the two stacks' deploys."""
+    return f"{FUNCTION_PREFIX}{name}"
+
+
+#: Deploy order: AibModels, AibData and AibShared (stateful or shared, independent of each
+#: other), then the group stacks `AibSvc-<group>` (independent of each other), then AibApi.
+MODELS_STACK = "AibModels"
+DATA_STACK = "AibData"
+SHARED_STACK = "AibShared"
+SHARED_STACKS = (MODELS_STACK, DATA_STACK, SHARED_STACK)
+#: The REST API, its authorizer (deploy group `api`), token issuer, usage plans and WAF.
+API_STACK = "AibApi"
+#: SageMaker endpoints; deployed on their own (minutes, GPU quota), in any order after AibModels.
+ENDPOINTS_STACK = "AibEndpoints"
+GROUP_STACK_PREFIX = "AibSvc-"
+
+
+def group_stack_name(group: str) -> str:
+    """The stack of deploy group `group` (`fraud` -> `AibSvc-fraud`); `api` -> AibApi."""
+    return API_STACK if group == API_GROUP else f"{GROUP_STACK_PREFIX}{group}"

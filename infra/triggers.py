@@ -56,7 +56,7 @@ def bucket_expirations(catalog: Catalog) -> dict[str, list[tuple[str, int]]]:
 
 
 def topic_names(catalog: Catalog) -> tuple[str, ...]:
-    """SNS topics the declarations name in `resources.topics`: AibServices creates each once,
+    """SNS topics the declarations name in `resources.topics`: AibShared creates each once,
     however many functions publish to it."""
     return tuple(sorted({t for f in catalog.functions for t in f.resources.topics}))
 

@@ -4,8 +4,8 @@ Three per function, on its `live` alias (what the triggers invoke): the error ra
 (reserved concurrency or the account's limit reached) and p99 duration. Two per consumed queue:
 any message in its dead-letter queue, and the age of its oldest message; one per function
 invoked asynchronously: any event in its on-failure queue. Every alarm and its recovery notify
-one SNS topic per stack, encrypted under the stack's key and TLS only; subscribe e-mail, chat or
-paging to it.
+one SNS topic (AibShared's), encrypted under the services key and TLS only; subscribe e-mail,
+chat or paging to it.
 """
 
 from __future__ import annotations
@@ -195,11 +195,9 @@ def watch_queues(
     catalog: Catalog,
     queues: Mapping[str, sqs.IQueue],
     dead_letter_queues: Mapping[str, sqs.IQueue],
-    failure_queues: Mapping[str, sqs.IQueue | None],
     topic: sns.ITopic,
 ) -> dict[str, Construct]:
-    """Alarms on every consumed queue (`QueueAlarms`) and on every function's on-failure queue
-    (what asynchronous invocation gave up on), by queue name."""
+    """Alarms on every consumed queue (`QueueAlarms`), by queue name."""
     out: dict[str, Construct] = {}
     for spec in catalog.functions:
         for trigger in spec.queues:
@@ -212,19 +210,29 @@ def watch_queues(
                 dead_letters=dead_letter_queues[trigger.queue],
                 topic=topic,
             )
-        failures = failure_queues.get(spec.name)
-        if failures is not None:
-            group = Construct(scope, f"{pascal(spec.name)}FailureAlarms")
-            alarm = dead_letter_alarm(
-                group,
-                "Failures",
-                queue=failures,
-                description=(
-                    f"function {spec.name}: events its asynchronous invocation gave up on (after "
-                    "retries or past their maximum age) are in its on-failure queue; read them, "
-                    "fix the cause, send them again"
-                ),
-            )
-            notify(topic, alarm)
-            out[f"{spec.name}-failures"] = group
+    return out
+
+
+def watch_failures(
+    scope: Construct, *, failure_queues: Mapping[str, sqs.IQueue | None], topic: sns.ITopic
+) -> dict[str, Construct]:
+    """An alarm on every function's on-failure queue (what asynchronous invocation gave up
+    on), by `<function>-failures`."""
+    out: dict[str, Construct] = {}
+    for name, failures in failure_queues.items():
+        if failures is None:
+            continue
+        group = Construct(scope, f"{pascal(name)}FailureAlarms")
+        alarm = dead_letter_alarm(
+            group,
+            "Failures",
+            queue=failures,
+            description=(
+                f"function {name}: events its asynchronous invocation gave up on (after "
+                "retries or past their maximum age) are in its on-failure queue; read them, "
+                "fix the cause, send them again"
+            ),
+        )
+        notify(topic, alarm)
+        out[f"{name}-failures"] = group
     return out

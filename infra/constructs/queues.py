@@ -1,7 +1,7 @@
 """SQS queues: one per `[[queues]]` trigger, each with its dead-letter queue.
 
 A queue exists because a function consumes it; senders find it by the logical name in their
-`resources.queues`. Every queue here is encrypted under AibServices' KMS key and refuses plain
+`resources.queues`. Every queue here is encrypted under AibShared's services key and refuses plain
 HTTP.
 """
 

@@ -41,6 +41,7 @@ from infra.constructs.endpoint import endpoint_environment, invoke_grant
 from infra.constructs.layers import Layers, architecture, runtime
 from infra.constructs.queues import DEAD_LETTER_RETENTION, secure_queue
 from infra.nag import acknowledge, resource_finding
+from infra.naming import LIVE_ALIAS, function_name
 from infra.triggers import (
     MODEL_BUCKET,
     REGISTRY_TABLE,
@@ -100,7 +101,7 @@ class SharedResources:
 
     model_bucket: s3.IBucket
     registry_table: dynamodb.ITable
-    #: The key of AibServices' queues, the failure queues of functions included.
+    #: The services key (AibShared's) of every queue, the failure queues of functions included.
     queue_key: kms.IKey
     #: Logical name (as written in function.toml) -> resource.
     buckets: Mapping[str, s3.IBucket] = field(default_factory=dict)
@@ -222,6 +223,7 @@ class ServiceFunction(Construct):
         self.function = lambda_.Function(
             self,
             "Function",
+            function_name=function_name(spec.name),
             description=(spec.description or spec.name)[:256],
             runtime=runtime(spec.runtime),
             architecture=architecture(spec.architecture),
@@ -237,7 +239,7 @@ class ServiceFunction(Construct):
             reserved_concurrent_executions=spec.reserved_concurrency,
         )
         self.alias = lambda_.Alias(
-            self, "Live", alias_name="live", version=self.function.current_version
+            self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version
         )
 
         if spec.models:
@@ -348,7 +350,7 @@ class ServiceFunction(Construct):
         self._key_wildcards.append(
             f"Lambda puts {spec.name}'s on-failure records into its failure queue with this "
             "role, granted by CDK's SqsDestination, which adds those key actions on "
-            "AibServices' queue key"
+            "AibShared's services key"
         )
         for i, (ev, pattern) in enumerate(zip(spec.events, patterns, strict=True)):
             self._rule(

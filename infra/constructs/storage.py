@@ -83,7 +83,7 @@ class DataBuckets(Construct):
     None when no declaration names a bucket). Retained on stack deletion: they hold data.
 
     Each bucket sends its object events to the account's default EventBridge bus, where
-    `[[objects]]` triggers subscribe with rules. That keeps the subscriptions in AibServices:
+    `[[objects]]` triggers subscribe with rules. That keeps the subscriptions in the group stacks:
     a direct bucket notification to a function in another stack would make the two stacks
     depend on each other.
     """

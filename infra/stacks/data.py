@@ -1,7 +1,7 @@
 """`AibData`: the platform event bus with its archive, and the data buckets and tables functions
 name.
 
-Stateful and independent of AibModels; AibServices subscribes to both by named exports.
+Stateful and independent of AibModels; the group stacks import both by named exports.
 """
 
 from __future__ import annotations

@@ -27,23 +27,20 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 from aws_cdk import cx_api  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 
-from aibackend.catalog import load_catalog  # noqa: E402
 from infra.application import (  # noqa: E402
+    API_STACK,
     DATA_STACK,
     MODELS_STACK,
-    SERVICES_STACK,
+    SHARED_STACK,
     AibApp,
     build_app,
 )
+from infra.offline_context import offline_context  # noqa: E402
 
-#: Bundling off, and every model the project serves pinned to version 3.
-SYNTH_CONTEXT: dict[str, Any] = {
-    "aws:cdk:bundling-stacks": [],
-    **{f"model:{name}:version": "3" for name in load_catalog(ROOT / "functions").model_names},
-    # The heavy tier's endpoint model: pinned, so AibEndpoints is synthesized (and checked)
-    # whether or not this machine ran `make embeddings`.
-    "model:embeddings:version": "3",
-}
+#: Bundling off, and every model the project serves pinned to version 3: the endpoints' model
+#: too, so AibEndpoints is synthesized (and checked) whether or not this machine ran
+#: `make embeddings`. CI's synth uses the same context (version 1).
+SYNTH_CONTEXT: dict[str, Any] = offline_context(ROOT / "functions", version=3)
 
 #: cfn-lint W3005 ("dependency already enforced by a GetAtt") on a Lambda's `Role`: CDK always
 #: adds DependsOn on the role *construct* so the function waits for the role's DefaultPolicy;
@@ -58,7 +55,18 @@ class Synth:
     outdir: Path
     models: Template
     data: Template
-    services: Template
+    shared: Template
+    api: Template
+
+    @property
+    def service_stacks(self) -> list[str]:
+        """The group stacks' names, AibApi last."""
+        return [s.stack_name for s in self.built.service_stacks]
+
+    def stack_of(self, function: str) -> str:
+        """The name of the stack that holds `function`."""
+        (stack,) = [s for s in self.built.service_stacks if function in s.functions]
+        return stack.stack_name
 
     def template_json(self, stack: str) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.outdir / f"{stack}.template.json").read_text())
@@ -69,7 +77,24 @@ class Synth:
             k: v for k, v in self.template_json(stack)["Resources"].items() if v["Type"] == type_
         }
 
-    def methods(self, stack: str = SERVICES_STACK) -> dict[tuple[str, str], dict[str, Any]]:
+    def imported(self, producer: str, value: Any) -> dict[str, str]:
+        """`value` (e.g. `{"Fn::GetAtt": [queue, "Arn"]}` of stack `producer`) as the group stacks
+        see it: an import of the producer's export of that value."""
+        (name,) = [
+            o["Export"]["Name"]
+            for o in self.template_json(producer).get("Outputs", {}).values()
+            if "Export" in o and o["Value"] == value
+        ]
+        return {"Fn::ImportValue": name}
+
+    def service_resources(self, type_: str) -> dict[str, dict[str, Any]]:
+        """`resources` of every group stack and AibApi together. Logical ids are unique across
+        them except for the layers every group builds alike (the same id, one kept here)."""
+        return {
+            k: v for stack in self.service_stacks for k, v in self.resources(stack, type_).items()
+        }
+
+    def methods(self, stack: str = API_STACK) -> dict[tuple[str, str], dict[str, Any]]:
         """(HTTP method, resource path) -> AWS::ApiGateway::Method properties."""
         api_resources = self.resources(stack, "AWS::ApiGateway::Resource")
 
@@ -133,7 +158,8 @@ def synthesize(
         outdir=outdir,
         models=template(MODELS_STACK),
         data=template(DATA_STACK),
-        services=template(SERVICES_STACK),
+        shared=template(SHARED_STACK),
+        api=template(API_STACK),
     )
 
 

@@ -18,15 +18,19 @@ pytestmark = pytest.mark.slow
 
 
 def _topic(synth: Any) -> str:
-    """Logical id of the stack's alarm topic (the stack may hold other topics)."""
-    services = synth.built.services
-    return str(services.resolve(services.alarm_topic.node.default_child.logical_id))
+    """Logical id of the alarm topic in AibShared (which holds other topics too)."""
+    shared = synth.built.shared
+    return str(shared.resolve(shared.alarm_topic.node.default_child.logical_id))
+
+
+#: How a group stack names the alarm topic: by AibShared's export of its ARN.
+IMPORTED_TOPIC = {"Fn::ImportValue": "AibShared-AlarmTopicArn"}
 
 
 def _alarms(synth: Any) -> dict[str, list[dict[str, Any]]]:
     """Function name -> its alarms' properties (found by the description's `<name>: `)."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for alarm in synth.resources("AibServices", "AWS::CloudWatch::Alarm").values():
+    for alarm in synth.service_resources("AWS::CloudWatch::Alarm").values():
         props = alarm["Properties"]
         name = props.get("AlarmDescription", "").split(":", 1)[0]
         out.setdefault(name, []).append(props)
@@ -34,17 +38,16 @@ def _alarms(synth: Any) -> dict[str, list[dict[str, Any]]]:
 
 
 def test_every_function_has_three_alarms_notifying_the_topic(synth: Any) -> None:
-    # GIVEN the synthesized services stack
-    topic = _topic(synth)
+    # GIVEN the synthesized group stacks
     alarms = _alarms(synth)
     for spec in CATALOG.functions:
         # THEN each function has an error-rate, a throttle and a p99 duration alarm
         found = alarms[spec.name]
         assert len(found) == 3, spec.name
         for props in found:
-            # AND each notifies the topic when it fires and when it recovers
-            assert props["AlarmActions"] == [{"Ref": topic}]
-            assert props["OKActions"] == [{"Ref": topic}]
+            # AND each notifies AibShared's topic when it fires and when it recovers
+            assert props["AlarmActions"] == [IMPORTED_TOPIC]
+            assert props["OKActions"] == [IMPORTED_TOPIC]
             assert props["TreatMissingData"] == "notBreaching"
         # AND the p99 threshold is the declaration's, or 80% of the timeout
         (duration,) = [p for p in found if p.get("ExtendedStatistic") == "p99"]
@@ -58,11 +61,11 @@ def test_every_function_has_three_alarms_notifying_the_topic(synth: Any) -> None
 
 def test_the_alarm_topic_is_encrypted_and_tls_only(synth: Any) -> None:
     topic_id = _topic(synth)
-    topic = synth.resources("AibServices", "AWS::SNS::Topic")[topic_id]
+    topic = synth.resources("AibShared", "AWS::SNS::Topic")[topic_id]
     assert "KmsMasterKeyId" in topic["Properties"]
     (policy,) = [
         p
-        for p in synth.resources("AibServices", "AWS::SNS::TopicPolicy").values()
+        for p in synth.resources("AibShared", "AWS::SNS::TopicPolicy").values()
         if p["Properties"]["Topics"] == [{"Ref": topic_id}]
     ]
     denies = [
@@ -70,7 +73,7 @@ def test_the_alarm_topic_is_encrypted_and_tls_only(synth: Any) -> None:
     ]
     assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
     # AND CloudWatch may use the key to publish, for this account's alarms only
-    keys = synth.resources("AibServices", "AWS::KMS::Key").values()
+    keys = synth.resources("AibShared", "AWS::KMS::Key").values()
     statements = [s for k in keys for s in k["Properties"]["KeyPolicy"]["Statement"]]
     (cw,) = [s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
     assert "aws:SourceAccount" in cw["Condition"]["StringEquals"]
@@ -99,12 +102,12 @@ def _queue_alarm(alarms: list[dict[str, Any]], metric: str, queue_id: str) -> li
 def test_every_consumed_queue_alarms_on_dead_letters_and_on_its_oldest_message(
     synth: Any,
 ) -> None:
-    # GIVEN the synthesized services stack: its queues (those with a redrive policy are the
-    # consumed queues, each naming its DLQ) and its alarms
+    # GIVEN AibShared: its queues (those with a redrive policy are the consumed queues, each
+    # naming its DLQ) and its alarms
     topic = _topic(synth)
-    queues = synth.resources("AibServices", "AWS::SQS::Queue")
+    queues = synth.resources("AibShared", "AWS::SQS::Queue")
     alarms = [
-        a["Properties"] for a in synth.resources("AibServices", "AWS::CloudWatch::Alarm").values()
+        a["Properties"] for a in synth.resources("AibShared", "AWS::CloudWatch::Alarm").values()
     ]
     sources = {
         qid: q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
@@ -136,17 +139,18 @@ def test_every_consumed_queue_alarms_on_dead_letters_and_on_its_oldest_message(
 
 def test_the_ingest_functions_on_failure_queue_alarms_on_any_event(synth: Any) -> None:
     # GIVEN the pipeline's ingest function: an object trigger, invoked asynchronously
-    fn = synth.built.services.functions["pipeline_ingest"]
+    fn = synth.built.functions["pipeline_ingest"]
     assert fn.failures is not None
-    topic = _topic(synth)
-    failures_id = synth.built.services.resolve(fn.failures.node.default_child.logical_id)
+    stack = synth.built.groups["pipeline"]
+    failures_id = stack.resolve(fn.failures.node.default_child.logical_id)
     alarms = [
-        a["Properties"] for a in synth.resources("AibServices", "AWS::CloudWatch::Alarm").values()
+        a["Properties"]
+        for a in synth.resources(stack.stack_name, "AWS::CloudWatch::Alarm").values()
     ]
     # THEN an event it gave up on (retries spent, or too old) raises an alarm on the topic
     (alarm,) = _queue_alarm(alarms, "ApproximateNumberOfMessagesVisible", failures_id)
     assert alarm["AlarmDescription"].startswith("function pipeline_ingest: ")
-    assert alarm["AlarmActions"] == [{"Ref": topic}]
+    assert alarm["AlarmActions"] == [IMPORTED_TOPIC]
 
 
 def test_the_oldest_message_alarm_is_declared_per_queue(tmp_path: Path) -> None:

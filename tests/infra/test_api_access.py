@@ -16,7 +16,7 @@ import pytest
 from aibackend.auth.apigateway import ROUTES_ENV, decode_routes
 from aibackend.catalog import Access, Route, load_catalog
 from aibackend.errors import ConfigError
-from infra.application import DATA_STACK, MODELS_STACK, SERVICES_STACK, build_app
+from infra.application import API_STACK, DATA_STACK, MODELS_STACK, SHARED_STACK, build_app
 from infra.config import CONTEXT_KEYS, InfraConfig
 from infra.constructs.api import MAX_ROUTES_ENV_BYTES, routes_environment
 from infra.constructs.identity import domain_prefix
@@ -38,13 +38,13 @@ def authorizer_ids(synth: Any) -> dict[str, str]:
     """Identity sources -> logical id of the REQUEST authorizer that reads them."""
     return {
         a["Properties"]["IdentitySource"]: name
-        for name, a in synth.resources(SERVICES_STACK, "AWS::ApiGateway::Authorizer").items()
+        for name, a in synth.service_resources("AWS::ApiGateway::Authorizer").items()
     }
 
 
 def authorizer_function(synth: Any) -> tuple[str, dict[str, Any]]:
     assert CATALOG.authorizer is not None
-    fns = synth.resources(SERVICES_STACK, "AWS::Lambda::Function")
+    fns = synth.service_resources("AWS::Lambda::Function")
     ((name, fn),) = (
         (k, f)
         for k, f in fns.items()
@@ -97,13 +97,13 @@ def test_health_route_is_open(synth: Any) -> None:
 
 def test_api_keys_come_from_the_authorizer(synth: Any) -> None:
     # THEN API Gateway meters the key the authorizer returns as usageIdentifierKey
-    _, api = one(synth.resources(SERVICES_STACK, "AWS::ApiGateway::RestApi"))
+    _, api = one(synth.service_resources("AWS::ApiGateway::RestApi"))
     assert api["Properties"]["ApiKeySourceType"] == "AUTHORIZER"
 
 
 def test_authorizers_share_one_function_and_cache_per_credentials(synth: Any) -> None:
     fn_name, _ = authorizer_function(synth)
-    authorizers = synth.resources(SERVICES_STACK, "AWS::ApiGateway::Authorizer")
+    authorizers = synth.service_resources("AWS::ApiGateway::Authorizer")
     assert {a["Properties"]["IdentitySource"] for a in authorizers.values()} == {
         KEY_SOURCE,
         TOKEN_SOURCES,
@@ -117,7 +117,7 @@ def test_authorizers_share_one_function_and_cache_per_credentials(synth: Any) ->
     # AND API Gateway may invoke that alias, through these authorizers only
     permissions = [
         p["Properties"]
-        for p in synth.resources(SERVICES_STACK, "AWS::Lambda::Permission").values()
+        for p in synth.service_resources("AWS::Lambda::Permission").values()
         if "/authorizers/" in json.dumps(p["Properties"].get("SourceArn"))
     ]
     assert len(permissions) == 2
@@ -132,10 +132,10 @@ def test_authorizers_share_one_function_and_cache_per_credentials(synth: Any) ->
 
 def test_one_usage_plan_per_declared_plan_bound_to_the_stage(synth: Any) -> None:
     # GIVEN the catalog's plans (functions/plans.toml or the defaults)
-    plans = synth.resources(SERVICES_STACK, "AWS::ApiGateway::UsagePlan")
-    (stage,) = synth.resources(SERVICES_STACK, "AWS::ApiGateway::Stage")
-    (api,) = synth.resources(SERVICES_STACK, "AWS::ApiGateway::RestApi")
-    outputs = synth.template_json(SERVICES_STACK)["Outputs"]
+    plans = synth.service_resources("AWS::ApiGateway::UsagePlan")
+    (stage,) = synth.service_resources("AWS::ApiGateway::Stage")
+    (api,) = synth.service_resources("AWS::ApiGateway::RestApi")
+    outputs = synth.template_json(API_STACK)["Outputs"]
     # THEN each has a usage plan with its rate, burst and daily quota, on the stage
     deployed = {n: p for n, p in CATALOG.plans.items() if not p.local_only}
     assert len(plans) == len(deployed)
@@ -152,7 +152,7 @@ def test_one_usage_plan_per_declared_plan_bound_to_the_stage(synth: Any) -> None
             ({"Ref": api}, {"Ref": stage})
         ]
     # AND no API key is made by the stack (keys are made by `aib keys create`)
-    assert not synth.resources(SERVICES_STACK, "AWS::ApiGateway::ApiKey")
+    assert not synth.service_resources("AWS::ApiGateway::ApiKey")
     assert "ApiKeyId" not in outputs
 
 
@@ -196,7 +196,7 @@ def render(template: str) -> str:
 def gateway_responses(synth: Any) -> dict[str, dict[str, Any]]:
     return {
         r["Properties"]["ResponseType"]: r["Properties"]
-        for r in synth.resources(SERVICES_STACK, "AWS::ApiGateway::GatewayResponse").values()
+        for r in synth.service_resources("AWS::ApiGateway::GatewayResponse").values()
     }
 
 
@@ -267,8 +267,8 @@ def test_authorizer_knows_every_route_and_the_token_issuer(synth: Any) -> None:
 
     assert access(decode_routes(env[ROUTES_ENV]).values()) == access(r for _, r in CATALOG.routes())
     # AND tokens are checked against the user pool and its machine client
-    (pool,) = synth.resources(SERVICES_STACK, "AWS::Cognito::UserPool")
-    (client,) = synth.resources(SERVICES_STACK, "AWS::Cognito::UserPoolClient")
+    (pool,) = synth.service_resources("AWS::Cognito::UserPool")
+    (client,) = synth.service_resources("AWS::Cognito::UserPoolClient")
     assert env["AIB_TOKEN_ISSUER"] == {
         "Fn::Join": [
             "",
@@ -292,7 +292,7 @@ def test_authorizer_only_reads_the_api_keys_table(synth: Any) -> None:
     role = fn["Role"]["Fn::GetAtt"][0]
     statements = [
         s
-        for p in synth.resources(SERVICES_STACK, "AWS::IAM::Policy").values()
+        for p in synth.service_resources("AWS::IAM::Policy").values()
         if {"Ref": role} in p["Properties"]["Roles"]
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
@@ -321,14 +321,14 @@ def test_authorizer_only_reads_the_api_keys_table(synth: Any) -> None:
 
 
 def test_user_pool_issues_tokens_to_machine_clients_only(synth: Any) -> None:
-    _, pool = one(synth.resources(SERVICES_STACK, "AWS::Cognito::UserPool"))
+    _, pool = one(synth.service_resources("AWS::Cognito::UserPool"))
     assert pool["Properties"]["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": True}
     assert pool["Properties"]["MfaConfiguration"] == "ON"
-    _, server = one(synth.resources(SERVICES_STACK, "AWS::Cognito::UserPoolResourceServer"))
+    _, server = one(synth.service_resources("AWS::Cognito::UserPoolResourceServer"))
     wanted = sorted({s for _, r in CATALOG.routes() for s in r.scopes})
     assert server["Properties"]["Identifier"] == "aib"
     assert [s["ScopeName"] for s in server["Properties"]["Scopes"]] == wanted
-    _, client = one(synth.resources(SERVICES_STACK, "AWS::Cognito::UserPoolClient"))
+    _, client = one(synth.service_resources("AWS::Cognito::UserPoolClient"))
     props = client["Properties"]
     assert props["AllowedOAuthFlows"] == ["client_credentials"]
     assert props["GenerateSecret"] is True
@@ -338,10 +338,10 @@ def test_user_pool_issues_tokens_to_machine_clients_only(synth: Any) -> None:
 
 
 def test_token_endpoint_and_client_are_outputs(synth: Any) -> None:
-    outputs = synth.template_json(SERVICES_STACK)["Outputs"]
-    (domain,) = synth.resources(SERVICES_STACK, "AWS::Cognito::UserPoolDomain")
-    (pool,) = synth.resources(SERVICES_STACK, "AWS::Cognito::UserPool")
-    (client,) = synth.resources(SERVICES_STACK, "AWS::Cognito::UserPoolClient")
+    outputs = synth.template_json(API_STACK)["Outputs"]
+    (domain,) = synth.service_resources("AWS::Cognito::UserPoolDomain")
+    (pool,) = synth.service_resources("AWS::Cognito::UserPool")
+    (client,) = synth.service_resources("AWS::Cognito::UserPoolClient")
     assert outputs["UserPoolId"]["Value"] == {"Ref": pool}
     assert outputs["MachineClientId"]["Value"] == {"Ref": client}
     url = outputs["TokenUrl"]["Value"]["Fn::Join"][1]
@@ -365,12 +365,13 @@ def _listed(value: Any) -> list[Any]:
 def iam_statements(synth: Any) -> list[tuple[str, dict[str, Any]]]:
     """(construct path of the policy, statement) for every IAM policy of every stack."""
     paths: dict[tuple[str, str], str] = {}
-    for stack in (synth.built.models, synth.built.data, synth.built.services):
+    stacks = [synth.built.models, synth.built.data, synth.built.shared, *synth.built.service_stacks]
+    for stack in stacks:
         for c in stack.node.find_all():
             if isinstance(c, cdk.CfnResource) and c.cfn_resource_type.startswith("AWS::IAM::"):
                 paths[(stack.stack_name, stack.resolve(c.logical_id))] = c.node.path
     out: list[tuple[str, dict[str, Any]]] = []
-    for stack_name in (MODELS_STACK, DATA_STACK, SERVICES_STACK):
+    for stack_name in (MODELS_STACK, DATA_STACK, SHARED_STACK, *synth.service_stacks):
         for name, res in synth.template_json(stack_name)["Resources"].items():
             props = res.get("Properties", {})
             docs = []

@@ -56,28 +56,38 @@ def test_known_resource_name_builds(functions_dir: Path, new_function: Callable[
     built = build_app(
         ROOT, context={**NO_BUNDLING, "model:fraud:version": "1"}, functions_dir=functions_dir
     )
-    assert set(built.services.functions) == {"scorer"}
+    assert set(built.functions) == {"scorer"}
+    assert set(built.groups["scorer"].functions) == {"scorer"}
 
 
-def test_unresolved_version_blocks_only_the_services_stack(
+def test_unresolved_version_blocks_only_the_groups_serving_that_model(
     functions_dir: Path, new_function: Callable[..., Path], tmp_path: Path
 ) -> None:
-    # GIVEN a function with a model and no way to find its version
+    # GIVEN a function whose model has no version anywhere, and one in another group whose
+    # model's version is pinned
     new_function(functions_dir, "scorer", WithModel.format(bucket="models"))
+    new_function(functions_dir, "ranker", 'models = ["ranking"]\n')
     # WHEN the app is built
     built = build_app(
         ROOT,
-        context={**NO_BUNDLING, "aib:state-dir": str(tmp_path / "empty")},
+        context={
+            **NO_BUNDLING,
+            "aib:state-dir": str(tmp_path / "empty"),
+            "model:ranking:version": "4",
+        },
         functions_dir=functions_dir,
     )
-    # THEN AibServices carries the error (the CLI refuses to deploy it) and AibModels does not
-    assert built.unresolved is not None and "aib train fraud" in built.unresolved
+    # THEN the scorer's group stack carries the error (the CLI refuses to deploy it); the
+    # ranker's group, AibModels and the API deploy
+    assert set(built.unresolved) == {"fraud"}
+    assert "aib train fraud" in built.unresolved["fraud"]
 
     def errors(stack: cdk.Stack) -> list[Any]:
         return [m.data for m in stack.node.metadata if m.type == "aws:cdk:error"]
 
-    assert errors(built.services) == [built.unresolved]
-    assert errors(built.models) == []
+    assert errors(built.groups["scorer"]) == [built.unresolved["fraud"]]
+    assert errors(built.groups["ranker"]) == []
+    assert errors(built.models) == errors(built.shared) == errors(built.api) == []
 
 
 def test_bad_context_value_names_the_key() -> None:
@@ -154,7 +164,7 @@ def test_every_grant_kind_and_path_parameters_pass_cdk_nag(
     assembly = built.app.synth()
     # THEN the route's path parameter is required and the route needs a key, checked by the
     # authorizer (no token route: no user pool)
-    template = assembly.get_stack_by_name("AibServices").template
+    template = assembly.get_stack_by_name("AibApi").template
     (method,) = [
         r for r in template["Resources"].values() if r["Type"] == "AWS::ApiGateway::Method"
     ]

@@ -20,14 +20,14 @@ pytestmark = pytest.mark.slow
 
 def lambda_named(synth: Any, function: str) -> tuple[str, dict[str, Any]]:
     handler = load_function(ROOT / "functions" / function).lambda_handler
-    fns = synth.resources("AibServices", "AWS::Lambda::Function")
+    fns = synth.service_resources("AWS::Lambda::Function")
     return next((k, f) for k, f in fns.items() if f["Properties"]["Handler"] == handler)
 
 
 def statements_of(synth: Any, function_id: str) -> list[dict[str, Any]]:
-    fn = synth.resources("AibServices", "AWS::Lambda::Function")[function_id]
+    fn = synth.service_resources("AWS::Lambda::Function")[function_id]
     role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
-    policies = synth.resources("AibServices", "AWS::IAM::Policy")
+    policies = synth.service_resources("AWS::IAM::Policy")
     return [
         s
         for p in policies.values()
@@ -43,9 +43,10 @@ def test_functions_serving_fraud_carry_the_capture_settings_and_may_send(synth: 
     # THEN its environment holds the settings and its role may send to the capture queue
     assert json.loads(env[ENV])["fraud"] == CATALOG.capture["fraud"].model_dump(mode="json")
     sends = [s for s in statements_of(synth, fid) if "sqs:SendMessage" in s["Action"]]
-    queues = synth.resources("AibServices", "AWS::SQS::Queue")
+    queues = synth.resources("AibShared", "AWS::SQS::Queue")
     (capture_queue,) = (k for k in queues if k.startswith("QueuesInferenceCaptureQueue"))
-    assert [s["Resource"] for s in sends] == [{"Fn::GetAtt": [capture_queue, "Arn"]}]
+    capture_arn = synth.imported("AibShared", {"Fn::GetAtt": [capture_queue, "Arn"]})
+    assert [s["Resource"] for s in sends] == [capture_arn]
 
 
 def test_a_function_serving_no_captured_model_gets_neither(synth: Any) -> None:

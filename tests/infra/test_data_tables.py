@@ -1,4 +1,4 @@
-"""Data tables from declarations: created once in AibData, granted per entry in AibServices.
+"""Data tables from declarations: created once in AibData, granted per entry in group stacks.
 
 One synth of a catalog whose functions share one idempotency table with each grant kind; one
 of them also reads the model registry, which stays in AibModels as it was.
@@ -63,7 +63,7 @@ def tables(
 
 def table_statements(tables: Any, function: str) -> list[dict[str, Any]]:
     """The function's DynamoDB statements, actions as sets."""
-    policies = tables.resources("AibServices", "AWS::IAM::Policy")
+    policies = tables.service_resources("AWS::IAM::Policy")
     (policy,) = (v for k, v in policies.items() if k.startswith(f"{function}RoleDefaultPolicy"))
     return [
         {**s, "Action": {s["Action"]} if isinstance(s["Action"], str) else set(s["Action"])}
@@ -73,7 +73,7 @@ def table_statements(tables: Any, function: str) -> list[dict[str, Any]]:
 
 
 def env(tables: Any, function: str) -> dict[str, Any]:
-    fns = tables.resources("AibServices", "AWS::Lambda::Function")
+    fns = tables.service_resources("AWS::Lambda::Function")
     (fn,) = (v for k, v in fns.items() if k.startswith(f"{function}Function"))
     variables: dict[str, Any] = fn["Properties"]["Environment"]["Variables"]
     return variables
@@ -123,11 +123,14 @@ def test_data_table_is_exported_by_fixed_names_and_output(tables: Any) -> None:
         "AibData-TableOrdersIdempotencyName": {"Ref": table_id},
     }
     assert outputs["TableOrdersIdempotencyName"]["Value"] == {"Ref": table_id}
-    depends_on = {s.stack_name for s in tables.built.services.dependencies}
-    assert depends_on == {"AibModels", "AibData"}
+    # AND each group stack depends on the shared stacks, never on another group's
+    for stack in tables.built.groups.values():
+        if stack is not tables.built.api:
+            depends_on = {s.stack_name for s in stack.dependencies}
+            assert depends_on == {"AibModels", "AibData", "AibShared"}
 
 
-# --- grants and names in AibServices ------------------------------------------------------------
+# --- grants and names in the group stacks ---------------------------------------------------
 
 
 def dynamodb_calls(source: type | ModuleType) -> set[str]:

@@ -22,7 +22,7 @@ from infra.triggers import MODEL_BUCKET, REGISTRY_TABLE
 
 pytestmark = pytest.mark.slow
 
-STACKS = ("AibModels", "AibData", "AibServices")
+STACKS = ("AibModels", "AibData", "AibShared")
 
 STORES = {
     "reader": '[resources.buckets]\nraw = "read"\n',
@@ -34,9 +34,10 @@ STORES = {
     "scorer": 'models = ["fraud"]\n',
 }
 
-#: How AibServices refers to each stack's key: the stateful ones by their named exports.
+#: How the group stacks refer to each shared stack's key: by their named exports.
 MODEL_KEY = {"Fn::ImportValue": "AibModels-ModelKeyArn"}
 DATA_KEY = {"Fn::ImportValue": "AibData-DataKeyArn"}
+QUEUE_KEY = {"Fn::ImportValue": "AibShared-QueueKeyArn"}
 
 
 @pytest.fixture(scope="module")
@@ -113,11 +114,13 @@ def test_key_policies_trust_the_account_and_name_services_only_with_conditions(a
                     assert parts[-2:] == [{"Ref": "AWS::AccountId"}, ":root"], s
                 else:
                     # EventBridge (dead-letter queues, the archive) for this account's rules or
-                    # this bus, CloudWatch for this account's alarms (the alarm topic); only
-                    # reading the key's metadata goes without a condition
+                    # this bus, CloudWatch for this account's alarms and Budgets for its
+                    # budgets (the alarm topic); only reading the key's metadata goes without a
+                    # condition
                     assert principal in (
                         {"Service": "events.amazonaws.com"},
                         {"Service": "cloudwatch.amazonaws.com"},
+                        {"Service": "budgets.amazonaws.com"},
                     ), s
                     assert "Condition" in s or s["Action"] == "kms:DescribeKey", s
 
@@ -125,8 +128,8 @@ def test_key_policies_trust_the_account_and_name_services_only_with_conditions(a
 def test_eventbridge_may_fill_encrypted_dead_letter_queues_of_this_accounts_rules(
     app: Any,
 ) -> None:
-    # GIVEN AibServices' key (every app here has a function with an asynchronous trigger)
-    (key,) = keys_of(app, "AibServices").values()
+    # GIVEN AibShared's key (every app here has a function with an asynchronous trigger)
+    (key,) = keys_of(app, "AibShared").values()
     (events,) = [
         s
         for s in key["Properties"]["KeyPolicy"]["Statement"]
@@ -168,8 +171,10 @@ def test_the_stores_exist_in_the_richer_catalog(stores: Any) -> None:
     # (so that the checks above and below are not vacuous for data buckets, tables and queues)
     assert len(stores.resources("AibData", "AWS::S3::Bucket")) == 2  # raw + its access logs
     assert len(stores.resources("AibData", "AWS::DynamoDB::Table")) == 1
-    # jobs, its DLQ, and the failure queue of on_raw (asynchronously invoked by its rule)
-    assert len(stores.resources("AibServices", "AWS::SQS::Queue")) == 3
+    # jobs and its DLQ in AibShared; the failure queue of on_raw (asynchronously invoked by
+    # its rule) in on_raw's group stack
+    assert len(stores.resources("AibShared", "AWS::SQS::Queue")) == 2
+    assert len(stores.service_resources("AWS::SQS::Queue")) == 1
 
 
 def test_every_table_is_encrypted_under_its_stacks_key(app: Any) -> None:
@@ -180,11 +185,18 @@ def test_every_table_is_encrypted_under_its_stacks_key(app: Any) -> None:
             assert sse["KMSMasterKeyId"] in own_key_arns(app, stack), table_id
 
 
-def test_every_queue_is_encrypted_under_aib_services_key(app: Any) -> None:
-    queues = app.resources("AibServices", "AWS::SQS::Queue")
+def test_every_queue_is_encrypted_under_the_services_key(app: Any) -> None:
+    # AibShared's queues under its own key; the groups' failure queues under the same, imported
+    queues = {
+        **{
+            q: (v, own_key_arns(app, "AibShared"))
+            for q, v in app.resources("AibShared", "AWS::SQS::Queue").items()
+        },
+        **{q: (v, [QUEUE_KEY]) for q, v in app.service_resources("AWS::SQS::Queue").items()},
+    }
     assert queues
-    for queue_id, queue in queues.items():
-        assert queue["Properties"]["KmsMasterKeyId"] in own_key_arns(app, "AibServices"), queue_id
+    for queue_id, (queue, key) in queues.items():
+        assert queue["Properties"]["KmsMasterKeyId"] in key, queue_id
         assert queue["Properties"]["KmsDataKeyReusePeriodSeconds"] == 300
         assert "SqsManagedSseEnabled" not in queue["Properties"]
 
@@ -201,14 +213,15 @@ def test_every_bucket_and_queue_refuses_plain_http(app: Any) -> None:
             if any(map(denies_plain_http, p["Properties"]["PolicyDocument"]["Statement"]))
         }
         assert ssl_only == buckets, stack
-    queues = set(app.resources("AibServices", "AWS::SQS::Queue"))
-    ssl_only = {
-        q["Ref"]
-        for p in app.resources("AibServices", "AWS::SQS::QueuePolicy").values()
-        if any(map(denies_plain_http, p["Properties"]["PolicyDocument"]["Statement"]))
-        for q in p["Properties"]["Queues"]
-    }
-    assert ssl_only == queues
+    for stack in ("AibShared", *app.service_stacks):
+        queues = set(app.resources(stack, "AWS::SQS::Queue"))
+        ssl_only = {
+            q["Ref"]
+            for p in app.resources(stack, "AWS::SQS::QueuePolicy").values()
+            if any(map(denies_plain_http, p["Properties"]["PolicyDocument"]["Statement"]))
+            for q in p["Properties"]["Queues"]
+        }
+        assert ssl_only == queues, stack
 
 
 # --- key grants of function roles ---------------------------------------------------------------
@@ -216,10 +229,9 @@ def test_every_bucket_and_queue_refuses_plain_http(app: Any) -> None:
 
 def key_statements(app: Any, function: str) -> list[dict[str, Any]]:
     """The KMS statements of a function's role, actions as sets."""
-    services = app.built.services
-    role_policy = services.functions[function].role.node.find_child("DefaultPolicy")
-    logical_id = Stack.of(services).get_logical_id(role_policy.node.default_child)
-    policy = app.resources("AibServices", "AWS::IAM::Policy")[logical_id]
+    role_policy = app.built.functions[function].role.node.find_child("DefaultPolicy")
+    logical_id = Stack.of(role_policy).get_logical_id(role_policy.node.default_child)
+    policy = app.resources(app.stack_of(function), "AWS::IAM::Policy")[logical_id]
     found = []
     for s in policy["Properties"]["PolicyDocument"]["Statement"]:
         actions = {s["Action"]} if isinstance(s["Action"], str) else set(s["Action"])
@@ -246,19 +258,19 @@ def expected_keys(app: Any, spec: FunctionSpec) -> list[Any]:
     if data_stores - {MODEL_BUCKET, REGISTRY_TABLE}:
         keys.append(DATA_KEY)
     if spec.queues or uses.queues or spec.async_delivery:
-        keys += own_key_arns(app, "AibServices")
+        keys.append(QUEUE_KEY)
     return keys
 
 
 def test_every_role_gets_the_keys_of_the_stores_it_declares_and_no_other(app: Any) -> None:
-    for name, fn in app.built.services.functions.items():
+    for name, fn in app.built.functions.items():
         granted = granted_keys(key_statements(app, name))
         expected = expected_keys(app, fn.spec)
         assert set(map(json.dumps, granted)) == set(map(json.dumps, expected)), name
 
 
 def test_no_role_gets_kms_star_or_a_key_wildcard_resource(app: Any) -> None:
-    for name in app.built.services.functions:
+    for name in app.built.functions:
         for s in key_statements(app, name):
             assert "kms:*" not in s["Action"], name
             assert s["Resource"] != "*" and "*" not in json.dumps(s["Resource"]), name
@@ -282,7 +294,7 @@ def test_a_model_server_may_decrypt_under_the_model_key_only(stores: Any) -> Non
 
 
 def test_a_writer_may_generate_data_keys_for_its_bucket_and_queue(stores: Any) -> None:
-    (queue_key,) = own_key_arns(stores, "AibServices")
+    queue_key = QUEUE_KEY
     statements = key_statements(stores, "writer")
     # GIVEN writer declares raw = "write" and jobs = "write"
     # THEN it may generate and decrypt data keys (SQS and multipart uploads need both) on
@@ -294,9 +306,8 @@ def test_a_writer_may_generate_data_keys_for_its_bucket_and_queue(stores: Any) -
 
 
 def test_a_consumer_may_decrypt_its_queue(stores: Any) -> None:
-    (queue_key,) = own_key_arns(stores, "AibServices")
     assert key_statements(stores, "worker") == [
-        {"Action": {"kms:Decrypt"}, "Effect": "Allow", "Resource": queue_key}
+        {"Action": {"kms:Decrypt"}, "Effect": "Allow", "Resource": QUEUE_KEY}
     ]
 
 
@@ -309,5 +320,5 @@ def test_a_table_user_may_decrypt_under_the_data_key(stores: Any) -> None:
         "Effect": "Allow",
         "Resource": DATA_KEY,
     } in statements
-    # ... and, being invoked asynchronously, sends on-failure records under AibServices' key
-    assert own_key_arns(stores, "AibServices")[0] in granted_keys(statements)
+    # ... and, being invoked asynchronously, sends on-failure records under the services key
+    assert QUEUE_KEY in granted_keys(statements)

@@ -19,7 +19,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 
 from aibackend.errors import ConfigError
-from infra.application import ENDPOINTS_STACK, SERVICES_STACK, build_app
+from infra.application import ENDPOINTS_STACK, build_app, group_stack_name
 from infra.constructs.endpoint import (
     EndpointSettings,
     EndpointsStack,
@@ -135,7 +135,7 @@ def test_instances_scale_on_invocations_per_instance(endpoints: Template) -> Non
 
 
 def test_callers_get_the_endpoint_name_and_may_invoke_only_it(synthesized: Any) -> None:
-    services = Template.from_json(synthesized.template_json(SERVICES_STACK))
+    services = Template.from_json(synthesized.template_json(group_stack_name("caller")))
     services.has_resource_properties(
         "AWS::Lambda::Function",
         {
@@ -174,11 +174,12 @@ def test_without_a_model_version_the_stack_is_left_out_and_says_how(
         context={"aws:cdk:bundling-stacks": [], "aib:state-dir": str(tmp_path / "empty")},
         functions_dir=functions_dir,
     )
-    # THEN AibEndpoints is not built, and AibServices carries a note (not an error)
+    # THEN AibEndpoints is not built, and the caller's group stack carries a note (not an error)
     assert built.endpoints is None
-    notes = [str(m.data) for m in built.services.node.metadata if m.type == "aws:cdk:info"]
+    stack = built.groups["caller"]
+    notes = [str(m.data) for m in stack.node.metadata if m.type == "aws:cdk:info"]
     assert any("make embeddings" in n and "aib endpoints push embeddings" in n for n in notes)
-    assert not [m for m in built.services.node.metadata if m.type == "aws:cdk:error"]
+    assert not [m for m in stack.node.metadata if m.type == "aws:cdk:error"]
 
 
 def test_an_unknown_endpoint_fails_naming_the_declaration(

@@ -103,8 +103,17 @@ def plumbing(
 
 
 def services(plumbing: Any, type_: str) -> Resources:
-    resources: Resources = plumbing.resources("AibServices", type_)
+    """Resources of AibShared (the consumed queues) and of every group stack together."""
+    resources: Resources = {
+        **plumbing.resources("AibShared", type_),
+        **plumbing.service_resources(type_),
+    }
     return resources
+
+
+def imported(plumbing: Any, value: Any) -> dict[str, str]:
+    """An AibShared value (a queue's ARN, its URL, the key's ARN) as a group stack sees it."""
+    return plumbing.imported("AibShared", value)  # type: ignore[no-any-return]
 
 
 def one(resources: Resources, prefix: str) -> tuple[str, dict[str, Any]]:
@@ -140,7 +149,7 @@ def env(plumbing: Any, function: str) -> dict[str, Any]:
 
 
 def queue_key(plumbing: Any) -> dict[str, list[str]]:
-    """AibServices' own key, the one every queue there is encrypted under."""
+    """AibShared's own key, the one every queue is encrypted under."""
     return arn(plumbing, "AWS::KMS::Key", "QueueKey")
 
 
@@ -198,7 +207,9 @@ def test_every_queue_refuses_plain_http(plumbing: Any) -> None:
 def test_queue_feeds_the_consumers_live_alias_with_partial_batch_failures(plumbing: Any) -> None:
     (mapping,) = services(plumbing, "AWS::Lambda::EventSourceMapping").values()
     p = mapping["Properties"]
-    assert p["EventSourceArn"] == arn(plumbing, QUEUE, "QueuesTransactionsQueue")
+    assert p["EventSourceArn"] == imported(
+        plumbing, arn(plumbing, QUEUE, "QueuesTransactionsQueue")
+    )
     assert p["BatchSize"] == 100
     assert p["MaximumBatchingWindowInSeconds"] == 5
     assert p["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -212,18 +223,18 @@ def test_queue_feeds_the_consumers_live_alias_with_partial_batch_failures(plumbi
 
 
 def test_consumer_may_consume_only_its_queue(plumbing: Any) -> None:
-    queue = arn(plumbing, QUEUE, "QueuesTransactionsQueue")
+    queue = imported(plumbing, arn(plumbing, QUEUE, "QueuesTransactionsQueue"))
     sqs = [
         s for s in statements(plumbing, "Ingest") if any(a.startswith("sqs:") for a in actions(s))
     ]
     assert sqs == [{"Action": sorted(CONSUME), "Effect": "Allow", "Resource": queue}]
-    assert env(plumbing, "Ingest")["AIB_QUEUE_TRANSACTIONS"] == ref(
-        plumbing, QUEUE, "QueuesTransactionsQueue"
+    assert env(plumbing, "Ingest")["AIB_QUEUE_TRANSACTIONS"] == imported(
+        plumbing, ref(plumbing, QUEUE, "QueuesTransactionsQueue")
     )
 
 
 def test_sender_may_send_to_the_queue_and_learns_its_url(plumbing: Any) -> None:
-    queue = arn(plumbing, QUEUE, "QueuesTransactionsQueue")
+    queue = imported(plumbing, arn(plumbing, QUEUE, "QueuesTransactionsQueue"))
     sqs = [
         s for s in statements(plumbing, "Sender") if any(a.startswith("sqs:") for a in actions(s))
     ]
@@ -234,8 +245,8 @@ def test_sender_may_send_to_the_queue_and_learns_its_url(plumbing: Any) -> None:
             "Resource": queue,
         }
     ]
-    assert env(plumbing, "Sender")["AIB_QUEUE_TRANSACTIONS"] == ref(
-        plumbing, QUEUE, "QueuesTransactionsQueue"
+    assert env(plumbing, "Sender")["AIB_QUEUE_TRANSACTIONS"] == imported(
+        plumbing, ref(plumbing, QUEUE, "QueuesTransactionsQueue")
     )
 
 
@@ -271,10 +282,24 @@ def test_sender_may_put_events_on_the_platform_bus_only(plumbing: Any) -> None:
         assert not [s for s in statements(plumbing, other) if "events:PutEvents" in actions(s)]
 
 
-def test_services_deploy_after_the_stateful_stacks(plumbing: Any) -> None:
-    depends_on = {s.stack_name for s in plumbing.built.services.dependencies}
-    assert depends_on == {"AibModels", "AibData"}
-    assert plumbing.built.data.dependencies == []
+def test_groups_deploy_after_the_shared_stacks_and_never_after_each_other(
+    plumbing: Any,
+) -> None:
+    built = plumbing.built
+    # GIVEN the group stacks: the sender and the consumer of the queue in groups of their own
+    assert set(built.groups) == {"api", "ingest", "sender", "on", "nightly"}
+    for group, stack in built.groups.items():
+        depends_on = {s.stack_name for s in stack.dependencies}
+        if stack is built.api:
+            # THEN AibApi comes after every group (deploy order; no export ties them)
+            others = {s.stack_name for s in built.service_stacks if s is not stack}
+            assert depends_on == {"AibModels", "AibData", "AibShared", *others}
+        else:
+            # AND every other group after the shared stacks only
+            assert depends_on == {"AibModels", "AibData", "AibShared"}, group
+    # AND the shared stacks depend on nothing
+    for stack in (built.models, built.data, built.shared):
+        assert stack.dependencies == []
     exports = {
         o["Export"]["Name"]
         for o in plumbing.template_json("AibData")["Outputs"].values()
@@ -350,7 +375,7 @@ def test_alias_retries_then_sends_failures_to_the_functions_failure_queue(plumbi
     )
     queue = props(plumbing, QUEUE, "OnEventFailures")
     assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
-    assert queue["KmsMasterKeyId"] == queue_key(plumbing)
+    assert queue["KmsMasterKeyId"] == imported(plumbing, queue_key(plumbing))
 
 
 def test_functions_without_asynchronous_triggers_get_no_async_config(plumbing: Any) -> None:
@@ -395,9 +420,9 @@ def test_data_bucket_is_private_versioned_logged_and_sends_eventbridge_events(
         for pol in policies
     )
     # Natively, not through CDK's notifications custom resource (an extra Lambda)
-    for stack in ("AibData", "AibServices"):
+    assert not plumbing.resources("AibData", "AWS::Lambda::Function")
+    for stack in ("AibData", *plumbing.service_stacks):
         assert not plumbing.resources(stack, "Custom::S3BucketNotifications")
-        assert stack == "AibServices" or not plumbing.resources(stack, "AWS::Lambda::Function")
 
 
 @pytest.mark.parametrize(
@@ -580,7 +605,10 @@ def test_cdk_nag_reports_no_unacknowledged_findings(plumbing: Any) -> None:
     suppressed = {(s["ruleName"], s["acknowledgedAt"]) for s in nag["suppressedViolations"]}
     # Failure queues are the end of the line; redrive DLQs need no acknowledgement at all
     assert {a for r, a in suppressed if r == "AwsSolutions-SQS3"} == {
-        f"AibServices/{f}/Failures" for f in ("OnEvent", "OnObject", "OnReport", "Nightly")
+        "AibSvc-on/OnEvent/Failures",
+        "AibSvc-on/OnObject/Failures",
+        "AibSvc-on/OnReport/Failures",
+        "AibSvc-nightly/Nightly/Failures",
     }
     for s in nag["suppressedViolations"]:
         assert len(s["reason"]) >= 40, s["ruleName"]

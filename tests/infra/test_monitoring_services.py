@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 def _layer_descriptions(synth: Any, fn: dict[str, Any]) -> list[str]:
-    by_id = synth.resources("AibServices", "AWS::Lambda::LayerVersion")
+    by_id = synth.service_resources("AWS::Lambda::LayerVersion")
     return sorted(
         by_id[ref["Ref"]]["Properties"]["Description"] for ref in fn["Properties"]["Layers"]
     )
@@ -58,7 +58,7 @@ def test_the_monitor_runs_hourly_and_reads_only_the_judged_models_artifacts(synt
     # GIVEN the monitor function
     fid, _ = lambda_named(synth, "monitor_models")
     # THEN one rule runs its live alias at five past every hour
-    rules = synth.resources("AibServices", "AWS::Events::Rule")
+    rules = synth.service_resources("AWS::Events::Rule")
     mine = [r["Properties"] for k, r in rules.items() if k.startswith("MonitorModelsSchedule")]
     assert [r["ScheduleExpression"] for r in mine] == ["cron(5 * * * ? *)"]
     assert mine[0]["Targets"][0]["Arn"]["Ref"].startswith("MonitorModelsLive")
@@ -71,7 +71,7 @@ def test_the_monitor_runs_hourly_and_reads_only_the_judged_models_artifacts(synt
     assert [s["Resource"]["Fn::GetAtt"][0] for s in sends] == [
         next(
             k
-            for k in synth.resources("AibServices", "AWS::SQS::Queue")
+            for k in synth.service_resources("AWS::SQS::Queue")
             if k.startswith("MonitorModelsFailures")
         )
     ], "only its own on-failure queue"

@@ -60,14 +60,14 @@ def secrets_app(
 
 
 def statements(app: Any, function: str) -> list[dict[str, Any]]:
-    policies = app.resources("AibServices", "AWS::IAM::Policy")
+    policies = app.service_resources("AWS::IAM::Policy")
     (policy,) = (v for k, v in policies.items() if k.startswith(f"{function}RoleDefaultPolicy"))
     found: list[dict[str, Any]] = policy["Properties"]["PolicyDocument"]["Statement"]
     return found
 
 
 def env(app: Any, function: str) -> dict[str, Any]:
-    fns = app.resources("AibServices", "AWS::Lambda::Function")
+    fns = app.service_resources("AWS::Lambda::Function")
     (fn,) = (v for k, v in fns.items() if k.startswith(f"{function}Function"))
     variables: dict[str, Any] = fn["Properties"]["Environment"]["Variables"]
     return variables

@@ -1,4 +1,5 @@
-"""AibServices: the fraud Lambda as function.toml declares it, its grants and the REST API."""
+"""The fraud Lambda in its group stack (AibSvc-fraud) as function.toml declares it, its grants,
+and the REST API (AibApi)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Match, Template
 
 from aibackend.catalog import Access, load_catalog, load_function
 from aibackend.settings import resource_env
@@ -15,12 +16,13 @@ from infra.naming import pascal
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAUD = load_function(ROOT / "functions" / "fraud_score")
+FRAUD_STACK = "AibSvc-fraud"
 
 pytestmark = pytest.mark.slow
 
 
 def fraud_lambda(synth: Any) -> dict[str, Any]:
-    fns = synth.resources("AibServices", "AWS::Lambda::Function")
+    fns = synth.resources(FRAUD_STACK, "AWS::Lambda::Function")
     (fn,) = (f for f in fns.values() if f["Properties"]["Handler"] == FRAUD.lambda_handler)
     props: dict[str, Any] = fn["Properties"]
     return props
@@ -55,7 +57,7 @@ def test_fraud_lambda_environment_pins_the_model_version(synth: Any) -> None:
 def test_fraud_lambda_gets_common_api_and_ml_layers(synth: Any) -> None:
     layers = fraud_lambda(synth)["Layers"]
     assert len(layers) == 3
-    by_id = synth.resources("AibServices", "AWS::Lambda::LayerVersion")
+    by_id = synth.resources(FRAUD_STACK, "AWS::Lambda::LayerVersion")
     assert {ref["Ref"] for ref in layers} == set(by_id)
     for layer in by_id.values():
         assert "arm64" in layer["Properties"]["CompatibleArchitectures"]
@@ -66,12 +68,12 @@ def test_fraud_lambda_gets_common_api_and_ml_layers(synth: Any) -> None:
 
 def test_fraud_lambda_logs_to_its_own_retained_log_group(synth: Any) -> None:
     log_ref = fraud_lambda(synth)["LoggingConfig"]["LogGroup"]["Ref"]
-    group = synth.resources("AibServices", "AWS::Logs::LogGroup")[log_ref]
+    group = synth.resources(FRAUD_STACK, "AWS::Logs::LogGroup")[log_ref]
     assert group["Properties"]["RetentionInDays"] == 30
 
 
 def test_live_alias_points_at_the_current_version(synth: Any) -> None:
-    synth.services.has_resource_properties(
+    Template.from_json(synth.template_json(FRAUD_STACK)).has_resource_properties(
         "AWS::Lambda::Alias",
         {"Name": "live", "FunctionVersion": {"Fn::GetAtt": [Match.any_value(), "Version"]}},
     )
@@ -90,14 +92,14 @@ def test_code_asset_holds_only_the_functions_own_folder(synth: Any) -> None:
 
 def statements(synth: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for policy in synth.resources("AibServices", "AWS::IAM::Policy").values():
+    for policy in synth.service_resources("AWS::IAM::Policy").values():
         out += policy["Properties"]["PolicyDocument"]["Statement"]
     return out
 
 
 def function_statements(synth: Any) -> dict[str, list[dict[str, Any]]]:
     """Lambda handler (`<package>.handler.handler`) -> the statements of its role's policies."""
-    policies = synth.resources("AibServices", "AWS::IAM::Policy").values()
+    policies = synth.service_resources("AWS::IAM::Policy").values()
     by_role: dict[str, list[dict[str, Any]]] = {}
     for policy in policies:
         for role in policy["Properties"]["Roles"]:
@@ -106,7 +108,7 @@ def function_statements(synth: Any) -> dict[str, list[dict[str, Any]]]:
             )
     return {
         fn["Properties"]["Handler"]: by_role.get(fn["Properties"]["Role"]["Fn::GetAtt"][0], [])
-        for fn in synth.resources("AibServices", "AWS::Lambda::Function").values()
+        for fn in synth.service_resources("AWS::Lambda::Function").values()
         if fn["Properties"]["Handler"].count(".") >= 2  # ours, not CDK's helper functions
     }
 
@@ -189,7 +191,7 @@ def test_declared_data_tables_exist_and_reach_their_functions_by_name(synth: Any
     # THEN AibData holds one table each
     assert len(synth.resources("AibData", "AWS::DynamoDB::Table")) == len(declared)
     # AND each function that names one finds it by its exported name
-    fns = synth.resources("AibServices", "AWS::Lambda::Function").values()
+    fns = synth.service_resources("AWS::Lambda::Function").values()
     env = {f["Properties"]["Handler"]: f["Properties"]["Environment"]["Variables"] for f in fns}
     for spec in catalog.functions:
         for name in set(spec.resources.tables) - {"registry"}:
@@ -199,7 +201,7 @@ def test_declared_data_tables_exist_and_reach_their_functions_by_name(synth: Any
 
 
 def test_no_function_uses_a_managed_policy(synth: Any) -> None:
-    for name, role in synth.resources("AibServices", "AWS::IAM::Role").items():
+    for name, role in synth.service_resources("AWS::IAM::Role").items():
         if "CloudWatchRole" in name:  # API Gateway's account role, acknowledged
             continue
         assert "ManagedPolicyArns" not in role["Properties"], name
@@ -216,16 +218,17 @@ def test_fraud_routes_require_an_api_key(synth: Any) -> None:
 def test_every_declared_route_has_one_method_on_its_functions_alias(synth: Any) -> None:
     methods = synth.methods()
     catalog = load_catalog(ROOT / "functions")
-    declared = {(r.method, r.path): r for _, r in catalog.routes()}
+    declared = {(r.method, r.path): (f, r) for f, r in catalog.routes()}
     assert set(methods) == set(declared)
-    for key, route in declared.items():
+    for key, (spec, route) in declared.items():
         assert methods[key]["ApiKeyRequired"] is (route.access is not Access.PUBLIC)
-        uri = methods[key]["Integration"]["Uri"]["Fn::Join"][1]
-        assert any(isinstance(p, dict) and "Live" in p.get("Ref", "") for p in uri), key
+        # the function's live alias, by the ARN of its fixed name (it lives in its group stack)
+        uri = json.dumps(methods[key]["Integration"]["Uri"])
+        assert f":function:aib-{spec.name}:live/invocations" in uri, key
 
 
 def test_stage_logs_traces_and_throttles(synth: Any) -> None:
-    synth.services.has_resource_properties(
+    synth.api.has_resource_properties(
         "AWS::ApiGateway::Stage",
         {
             "StageName": "prod",
@@ -249,11 +252,11 @@ def test_stage_logs_traces_and_throttles(synth: Any) -> None:
             ],
         },
     )
-    synth.services.resource_count_is("AWS::ApiGateway::Account", 1)
+    synth.api.resource_count_is("AWS::ApiGateway::Account", 1)
 
 
 def test_waf_protects_the_stage(synth: Any) -> None:
-    synth.services.has_resource_properties(
+    synth.api.has_resource_properties(
         "AWS::WAFv2::WebACL",
         {
             "Scope": "REGIONAL",
@@ -276,12 +279,12 @@ def test_waf_protects_the_stage(synth: Any) -> None:
             ),
         },
     )
-    synth.services.resource_count_is("AWS::WAFv2::WebACLAssociation", 1)
+    synth.api.resource_count_is("AWS::WAFv2::WebACLAssociation", 1)
 
 
 def test_gateway_errors_are_problem_json(synth: Any) -> None:
     for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
-        synth.services.has_resource_properties(
+        synth.api.has_resource_properties(
             "AWS::ApiGateway::GatewayResponse",
             {
                 "ResponseType": kind,

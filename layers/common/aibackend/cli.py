@@ -665,7 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--aws", action="store_true", help="the deployed keys (boto3 credentials)")
         sp.add_argument("--data-stack", default="AibData", help="--aws: the data stack's name")
         sp.add_argument(
-            "--services-stack", default="AibServices", help="--aws: the services stack's name"
+            "--services-stack",
+            default="AibApi",
+            help="--aws: the name of the stack with the REST API's usage plans",
         )
     k_sub.add_parser("dev", help="print the local development key (made by `aib dev`)")
     k.set_defaults(func=cmd_keys)

@@ -82,13 +82,13 @@ def test_the_stacks_outputs_name_the_table_and_usage_plans(clients: tuple[Any, A
     stacks = _Stacks(
         {
             "AibData": {"TableApiKeysName": TABLE},
-            "AibServices": {"UsagePlanStandardId": "up1", "UsagePlanFreeId": "up2"},
+            "AibApi": {"UsagePlanStandardId": "up1", "UsagePlanFreeId": "up2"},
         }
     )
     store = key_store_from_stacks(
         DEFAULT_PLANS,
         data_stack="AibData",
-        services_stack="AibServices",
+        services_stack="AibApi",
         cloudformation=stacks,
         dynamodb=ddb,
         apigateway=apigw,
@@ -99,7 +99,7 @@ def test_the_stacks_outputs_name_the_table_and_usage_plans(clients: tuple[Any, A
         key_store_from_stacks(
             DEFAULT_PLANS,
             data_stack="Prod-Data",
-            services_stack="AibServices",
+            services_stack="AibApi",
             cloudformation=stacks,
             dynamodb=ddb,
             apigateway=apigw,

@@ -66,7 +66,7 @@ class DynamoKeyStore:
         usage_plan = self.usage_plans.get(plan)
         if usage_plan is None or self.apigw is None:
             raise ConfigError(
-                f"no API Gateway usage plan for plan {plan!r}; deploy AibServices (it makes one "
+                f"no API Gateway usage plan for plan {plan!r}; deploy AibApi (it makes one "
                 "per plan in plans.toml) and pass its outputs"
             )
         key, secret = new_key(name, plan)
