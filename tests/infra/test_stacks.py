@@ -183,3 +183,30 @@ def test_a_bad_budget_email_is_refused_naming_the_context_key() -> None:
     app = cdk.App(context={"aib:budget-email": "ops-at-example"})
     with pytest.raises(ConfigError, match="aib:budget-email"):
         InfraConfig.from_node(app.node)
+
+
+def test_api_gateway_may_invoke_each_routed_function_from_its_methods_only(synth: Any) -> None:
+    # GIVEN AibApi's Lambda permissions (the group stacks hold none for API Gateway)
+    for name in synth.service_stacks:
+        if name != API_STACK:
+            permissions = synth.resources(name, "AWS::Lambda::Permission").values()
+            principals = {p["Properties"]["Principal"] for p in permissions}
+            assert "apigateway.amazonaws.com" not in principals, name
+    permissions = [
+        p["Properties"]
+        for p in synth.resources(API_STACK, "AWS::Lambda::Permission").values()
+        if "/authorizers/" not in json.dumps(p["Properties"]["SourceArn"])
+    ]
+    # THEN each route has one, on its function's live alias (by its fixed name), from its
+    # method of this API only
+    assert len(permissions) == len(list(CATALOG.routes()))
+    for spec, route in CATALOG.routes():
+        path = "/".join("*" if p.startswith("{") else p for p in route.path.split("/"))
+        (permission,) = [
+            p
+            for p in permissions
+            if json.dumps(p["SourceArn"]).endswith(f'/{route.method}{path}"]]}}')
+        ]
+        assert permission["Principal"] == "apigateway.amazonaws.com"
+        assert permission["Action"] == "lambda:InvokeFunction"
+        assert permission["FunctionName"]["Fn::Join"][1][-1] == f":function:aib-{spec.name}:live"
