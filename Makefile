@@ -8,7 +8,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: dev install test test-fast lint format typecheck bench bench-embeddings embeddings synth clean
+.PHONY: dev install browser test test-fast lint format typecheck bench bench-embeddings embeddings synth clean
 
 ## dev: set everything up, train the demo models if missing, serve every function on :8000
 dev: install
@@ -22,8 +22,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[local,train,infra,dev]'
 	touch $@
 
+## browser: Debian's Chromium for the dashboard's browser tests (Playwright drives it; no download)
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "the browser tests need /usr/bin/chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+
 ## test: lint, type-check and the whole suite (unit, integration, infra; slow ones included)
-test: install lint typecheck
+test: install browser lint typecheck
 	$(BIN)/pytest
 
 ## test-fast: everything but the tests marked slow

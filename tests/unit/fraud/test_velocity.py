@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aibackend.fraud.features import CURRENCY_TO_EUR
+from aibackend.fraud.currencies import CURRENCY_TO_EUR
 from aibackend.fraud.schema import Transaction
 from aibackend.fraud.velocity import (
     DAY_US,

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aibackend.contracts.base import Detail, register
 
+#: The `source` of every event the pipeline publishes.
+SOURCE = "aib.pipeline"
+
 Count = Annotated[int, Field(ge=0)]
 Share = Annotated[float, Field(ge=0, le=1)]
 

@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from aibackend.fraud.features import CURRENCIES, CURRENCY_TO_EUR, MERCHANT_CATEGORIES
+from aibackend.fraud.currencies import CURRENCY_TO_EUR
+from aibackend.fraud.features import CURRENCIES, MERCHANT_CATEGORIES
 
 AGE_BANDS: tuple[str, ...] = ("18-25", "26-35", "36-50", "51-65", "65+")
 _AGE_BAND_P = (0.14, 0.25, 0.30, 0.20, 0.11)

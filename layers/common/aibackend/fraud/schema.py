@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
-from aibackend.fraud.features import CURRENCY_TO_EUR
+from aibackend.fraud.currencies import CURRENCY_TO_EUR
 
 
 def _known_currency(code: str) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aibackend.fraud.features import CURRENCY_TO_EUR
+from aibackend.fraud.currencies import CURRENCY_TO_EUR
 
 US = 1_000_000
 #: Window lengths in microseconds.

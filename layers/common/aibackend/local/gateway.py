@@ -23,6 +23,7 @@ from aibackend.auth.local import LocalAccess, OverLimitError
 from aibackend.catalog import Access, Catalog, Route
 from aibackend.http import PROBLEM_SCHEMA
 from aibackend.local.apigw import RouteTemplate, build_event, parse_response
+from aibackend.local.dashboard_page import dashboard_routes
 from aibackend.local.host import Host
 
 log = logging.getLogger("aib.gateway")
@@ -359,6 +360,7 @@ def build_gateway(
             StarletteRoute("/.well-known/jwks.json", jwks_route, methods=["GET"]),
             StarletteRoute(f"/{OPENAPI}", openapi_route, methods=["GET"]),
             *(version_route(v) for v in versions),
+            *dashboard_routes(access.settings),
             StarletteRoute("/{path:path}", dispatch, methods=methods),
         ],
     )

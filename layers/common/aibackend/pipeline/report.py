@@ -1,7 +1,7 @@
 """The daily reporting feed: one UTC day of curated output and its quarantine, aggregated.
 
 `reports/daily/<YYYY-MM-DD>.json` holds, for the day and per merchant category: volume (rows
-stored), amount in EUR (at `fraud.features.CURRENCY_TO_EUR`), fraud rate (share of rows in the
+stored), amount in EUR (at `fraud.currencies.CURRENCY_TO_EUR`), fraud rate (share of rows in the
 `high` risk band) and mean score, and quarantine rate (quarantined / (stored + quarantined)).
 
 What belongs to a day:
@@ -34,9 +34,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from aibackend.contracts.pipeline import DayTotals, PipelineRunCompletedV1
-from aibackend.fraud.features import CURRENCY_TO_EUR
-from aibackend.pipeline.score import SOURCE
+from aibackend.contracts.pipeline import SOURCE, DayTotals, PipelineRunCompletedV1
+from aibackend.fraud.currencies import CURRENCY_TO_EUR
 from aibackend.pipeline.store import CURATED, utc_date
 from aibackend.ports import EventBus, ObjectStore, PutEvent
 

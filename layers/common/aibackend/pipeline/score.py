@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from aibackend.contracts.pipeline import SOURCE
 from aibackend.errors import ConfigError
-from aibackend.fraud.features import CURRENCY_TO_EUR, FEATURES, matrix
+from aibackend.fraud.currencies import CURRENCY_TO_EUR
+from aibackend.fraud.features import FEATURES, matrix
 from aibackend.fraud.velocity import (
     HISTORY_COLUMNS,
     LOOKBACK_US,
@@ -33,7 +35,6 @@ from aibackend.pipeline.features import FeatureStore
 from aibackend.pipeline.messages import Columns, row_count
 from aibackend.ports import PutEvent
 
-SOURCE = "aib.pipeline"
 #: Reason codes per transaction, at most.
 TOP_REASONS = 3
 

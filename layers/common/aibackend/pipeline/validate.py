@@ -20,7 +20,7 @@ import annotated_types as at
 import numpy as np
 import numpy.typing as npt
 
-from aibackend.fraud.features import CURRENCY_TO_EUR
+from aibackend.fraud.currencies import CURRENCY_TO_EUR
 from aibackend.fraud.schema import Transaction
 from aibackend.pipeline.messages import Columns, Record, row_count
 
