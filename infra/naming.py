@@ -22,6 +22,20 @@ def function_name(name: str) -> str:
     return f"{FUNCTION_PREFIX}{name}"
 
 
+def deploy_application_name(group: str) -> str:
+    """The CodeDeploy application of a deploy group's model-serving functions (`aib-fraud`);
+    its deployment groups are named after the functions. Fixed, so the deployer (in another
+    group) reaches them by name."""
+    return f"{FUNCTION_PREFIX}{group}"
+
+
+def quality_alarm_name(model: str) -> str:
+    """The model-quality alarm of `model` (`aib-fraud-quality`): created with the model's
+    dashboard in the group of its serving function, watched by name by the deployment groups of
+    every function that serves the model, whichever group they deploy with."""
+    return f"{FUNCTION_PREFIX}{model}-quality"
+
+
 #: Deploy order: AibModels, AibData and AibShared (stateful or shared, independent of each
 #: other), then the group stacks `AibSvc-<group>` (independent of each other), then AibApi.
 MODELS_STACK = "AibModels"

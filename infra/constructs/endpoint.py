@@ -13,15 +13,17 @@ One `Endpoint` per endpoint some function declares (`endpoints = [...]`):
   (`endpoint:<name>:instance-type`, default ml.g5.xlarge, one NVIDIA A10G), or serverless
   (`serverless`: CPU only, memory and concurrency from context);
 - the endpoint, under a fixed name (`aib-<name>`: functions find it by name, no cross-stack
-  reference), updated blue/green: a canary of one instance while the fleet has two or more
-  (all at once otherwise), a baking period, and automatic rollback when an alarm fires (any
-  invocation 5xx errors, or p99 model latency over its threshold);
+  reference), updated blue/green: a canary of 10% of the new fleet (`canary-percent`, whole
+  instances, at least one) while the fleet has two or more (all at once otherwise), a baking
+  period, and automatic rollback when an alarm fires (any invocation 5xx errors, or p99 model
+  latency over its threshold);
 - Application Auto Scaling of the variant's instance count, target tracking on
   `SageMakerVariantInvocationsPerInstance` (instance variants only: serverless scales itself).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -101,6 +103,9 @@ class EndpointSettings(BaseModel):
     latency_p99_ms: Annotated[int, Field(ge=1)] = 1000
     #: Baking period of each traffic-shifting step, watched by the alarms.
     bake_minutes: Annotated[int, Field(ge=0, le=60)] = 10
+    #: Share of the new fleet that takes traffic first (whole instances, at least one;
+    #: SageMaker allows at most half the fleet).
+    canary_percent: Annotated[int, Field(ge=1, le=50)] = 10
 
     @field_validator("instance_type")
     @classmethod
@@ -345,16 +350,26 @@ def _variant(
     )
 
 
+def canary_instances(settings: EndpointSettings) -> int:
+    """`canary_percent` of the fleet in whole instances: at least one, at most half."""
+    share = math.ceil(settings.instance_count * settings.canary_percent / 100)
+    return max(1, min(share, settings.instance_count // 2))
+
+
 def _deployment(
     settings: EndpointSettings, alarms: list[cloudwatch.Alarm]
 ) -> sagemaker.CfnEndpoint.DeploymentConfigProperty:
-    """Blue/green: a one-instance canary when the fleet has two or more (a canary is at most
-    half the new fleet), all at once otherwise; each step bakes under the rollback alarms."""
+    """Blue/green: a canary of `canary_percent` of the new fleet (whole instances, at least
+    one) when the fleet has two or more (a canary is at most half the new fleet), all at once
+    otherwise; each step bakes under the rollback alarms."""
     bake_s = settings.bake_minutes * 60
     if not settings.serverless and settings.instance_count >= 2:
+        size = canary_instances(settings)
         routing = sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
             type="CANARY",
-            canary_size=sagemaker.CfnEndpoint.CapacitySizeProperty(type="INSTANCE_COUNT", value=1),
+            canary_size=sagemaker.CfnEndpoint.CapacitySizeProperty(
+                type="INSTANCE_COUNT", value=size
+            ),
             wait_interval_in_seconds=bake_s,
         )
     else:

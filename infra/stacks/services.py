@@ -29,7 +29,9 @@ from constructs import Construct
 from aibackend.catalog import DEFAULT_BUS, PLATFORM_BUS, Catalog, FunctionSpec
 from infra.config import InfraConfig
 from infra.constructs.alarms import FunctionAlarms, watch_failures
+from infra.constructs.deployment import ModelDeployments
 from infra.constructs.layers import Layers
+from infra.constructs.model_monitoring import watch_models
 from infra.constructs.service_function import FunctionSettings, ServiceFunction, SharedResources
 from infra.exports import import_value
 from infra.naming import pascal
@@ -55,7 +57,9 @@ class ServiceGroupStack(cdk.Stack):
     """Attributes: `group`, `specs` (its functions' declarations), `layers`, `functions` (name
     -> ServiceFunction), `alarms` (name -> FunctionAlarms), `queue_alarms` (`<function>-failures`
     -> the alarm construct of its on-failure queue), `resources` (SharedResources, imported),
-    `alarm_topic` (sns.ITopic, imported)."""
+    `alarm_topic` (sns.ITopic, imported), `model_monitoring` (model -> ModelMonitoring: the
+    dashboard and alarms of each model whose serving function is in the group),
+    `deployments` (ModelDeployments: the CodeDeploy group of each model-serving function)."""
 
     def __init__(
         self,
@@ -106,6 +110,25 @@ class ServiceGroupStack(cdk.Stack):
         self.queue_alarms = watch_failures(
             self,
             failure_queues={name: fn.failures for name, fn in self.functions.items()},
+            topic=self.alarm_topic,
+        )
+        # The dashboard and alarms of each model whose serving function is in this group.
+        self.model_monitoring = watch_models(
+            self,
+            catalog=catalog,
+            functions=self.functions,
+            function_alarms=self.alarms,
+            config=config,
+            topic=self.alarm_topic,
+        )
+        # Canary deployments of new model versions onto each model-serving function's alias.
+        self.deployments = ModelDeployments(
+            self,
+            "Deployments",
+            catalog=catalog,
+            group=group,
+            functions=self.functions,
+            quality_alarms={m: w.quality_alarm for m, w in self.model_monitoring.items()},
             topic=self.alarm_topic,
         )
 

@@ -6,7 +6,7 @@ lives in its own module here, registered with `@register`, and is imported below
 registry knows it wherever `aibackend.contracts` is imported.
 """
 
-from aibackend.contracts import fraud, iot, monitoring, pipeline, shop
+from aibackend.contracts import fraud, iot, monitoring, pipeline, registry, shop
 from aibackend.contracts.base import (
     ContractError,
     Detail,
@@ -41,5 +41,6 @@ __all__ = [
     "parse",
     "pipeline",
     "register",
+    "registry",
     "shop",
 ]
