@@ -12,7 +12,7 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from aibackend.catalog import API_GROUP, Catalog, load_catalog
+from aibackend.catalog import API_GROUP, Catalog, FunctionSpec, load_catalog
 from aibackend.embeddings.endpoints import endpoint_spec
 from aibackend.errors import ConfigError
 from infra.config import InfraConfig
@@ -25,6 +25,8 @@ from infra.naming import (
     ENDPOINTS_STACK,
     MODELS_STACK,
     SHARED_STACK,
+    TRAINING_FUNCTIONS,
+    TRAINING_STACK,
     group_stack_name,
 )
 from infra.stacks.api import ApiStack
@@ -32,7 +34,11 @@ from infra.stacks.data import DataStack
 from infra.stacks.models import ModelsStack
 from infra.stacks.services import Producers, ServiceGroupStack
 from infra.stacks.shared import SharedStack
+from infra.stacks.training import TrainingStack
 from infra.triggers import bucket_expirations, data_bucket_names, data_table_names
+
+#: The function that starts training pipelines (`aibackend.retraining`), in AibTraining.
+RETRAIN_FUNCTION = "retrain_trigger"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class AibApp:
     unresolved: Mapping[str, str] = field(default_factory=dict)
     #: AibEndpoints, when functions declare endpoints and their models' versions resolve.
     endpoints: EndpointsStack | None = None
+    #: AibTraining: a training state machine per trainable model, and the retraining trigger.
+    training: TrainingStack | None = None
 
     @property
     def functions(self) -> dict[str, ServiceFunction]:
@@ -83,7 +91,9 @@ def build_app(
     """Every stack plus cdk-nag. `context` overrides cdk.json; `-c` overrides both."""
     app = cdk.App(outdir=outdir, context={**cdk_json_context(project_root), **(context or {})})
     config = InfraConfig.from_node(app.node)
-    catalog = load_catalog(functions_dir or project_root / "functions")
+    catalog, training_functions = split_training(
+        load_catalog(functions_dir or project_root / "functions")
+    )
     env = cdk.Environment(
         account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
     )
@@ -165,10 +175,65 @@ def build_app(
         _annotate_versions(stack, resolved, unresolved)
 
     endpoints = _endpoints_stack(app, catalog, config, project_root, models, groups, env)
+    training = _training_stack(
+        app, catalog, training_functions, config, project_root, models, data, env
+    )
 
     cdk.Tags.of(app).add("app", "aibackend")
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    return AibApp(app, models, data, shared, groups, api, resolved, unresolved, endpoints)
+    return AibApp(
+        app, models, data, shared, groups, api, resolved, unresolved, endpoints, training
+    )
+
+
+def split_training(catalog: Catalog) -> tuple[Catalog, dict[str, FunctionSpec]]:
+    """The catalog the data, shared and group stacks build, and the functions AibTraining
+    builds (training never shares infrastructure with inference)."""
+    training = {f.name: f for f in catalog.functions if f.name in TRAINING_FUNCTIONS}
+    rest = tuple(f for f in catalog.functions if f.name not in training)
+    return catalog.model_copy(update={"functions": rest}), training
+
+
+def _training_stack(
+    app: cdk.App,
+    catalog: Catalog,
+    functions: Mapping[str, FunctionSpec],
+    config: InfraConfig,
+    project_root: Path,
+    models: ModelsStack,
+    data: DataStack,
+    env: cdk.Environment,
+) -> TrainingStack | None:
+    """AibTraining from the pipeline declarations (`[pipeline.*]`, `[gate.*]` and
+    `[retrain.*]` of `training.toml`) of the trainable models the functions serve, with the
+    retraining trigger when it is declared; None when there is neither."""
+    from aibackend.retraining import load_retrain_config
+    from aibackend.training.gate import load_config
+    from aibackend.training.pipeline import pipeline_specs
+
+    # The trainable models the functions serve (what a retraining would replace).
+    served = set(catalog.model_names)
+    pipelines = {m: s for m, s in pipeline_specs(catalog.root).items() if m in served}
+    trigger = functions.get(RETRAIN_FUNCTION)
+    if not pipelines and trigger is None:
+        return None
+    return TrainingStack(
+        app,
+        TRAINING_STACK,
+        pipelines=pipelines,
+        gates={name: load_config(name, catalog.root) for name in pipelines},
+        layers_dir=project_root / "layers",
+        model_bucket=models.model_bucket,
+        registry_table=models.registry_table,
+        config=config,
+        bus=data.bus,
+        trigger=trigger,
+        retrain=load_retrain_config(catalog.root, pipelines),
+        functions_dir=catalog.root,
+        env=env,
+        description="aibackend: training pipelines (Step Functions, SageMaker training jobs) "
+        "and the retraining trigger",
+    )
 
 
 def _resolve_each(

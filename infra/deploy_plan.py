@@ -2,21 +2,23 @@
 
     python -m infra.deploy_plan --base <ref> [--head <ref>]
 
-prints one stack name per line, shared stacks first, then group stacks, then AibApi: the
+prints one stack name per line, shared stacks first, then AibTraining, the group stacks, AibApi: the
 arguments of `cdk deploy --exclusively`. Nothing printed: nothing to deploy.
 
 The rules lean towards deploying too much (an unchanged stack deploys as a no-op), never too
 little:
 
 - `infra/`, `app.py`, `cdk.json`: every stack but AibEndpoints (the construction changed).
-- `layers/`: every group stack and AibApi; each bundles its own copy of the layers.
+- `layers/`: every group stack, AibApi and AibTraining; each bundles its own copy of the layers.
+- `functions/retrain_trigger/...` and `functions/training.toml`: AibTraining (the training
+  pipelines, their gates and the retraining trigger live there, not in a deploy group).
 - `functions/<fn>/...`: the stack of fn's deploy group, before and after the change (a function
   that moves group leaves one stack and joins another). When its `function.toml` changed:
   AibApi too if its routes, or whether it is the authorizer, changed (the route table and the
   methods live there); AibData and AibShared too if what it consumes or names of the shared
   stores changed (`[[queues]]`, `[[objects]]`, `[resources]`: queues, buckets, tables, topics).
 - Other files under `functions/` (`monitoring.toml`, `plans.toml`...): catalog-wide settings
-  (capture, usage plans), so every stack but AibEndpoints.
+  (capture, usage plans, alarm thresholds), so every stack but AibEndpoints.
 - Anything else (tests, docs, workflows): nothing.
 
 AibEndpoints (SageMaker, minutes to deploy, GPU quota) is never planned: deploy it by hand.
@@ -35,12 +37,22 @@ from pathlib import Path
 from typing import Any
 
 from aibackend.catalog import DECLARATION, default_group
-from infra.naming import API_STACK, DATA_STACK, SHARED_STACK, SHARED_STACKS, group_stack_name
+from infra.naming import (
+    API_STACK,
+    DATA_STACK,
+    SHARED_STACK,
+    SHARED_STACKS,
+    TRAINING_FUNCTIONS,
+    TRAINING_STACK,
+    group_stack_name,
+)
 
 #: Paths whose change rebuilds every stack.
 EVERYTHING = ("infra/", "app.py", "cdk.json")
 LAYERS = "layers/"
 FUNCTIONS = "functions/"
+#: The training configuration (pipelines, gates, retraining; the local canary criteria too).
+TRAINING_CONFIG = "functions/training.toml"
 #: Declaration keys that feed AibApi, and those that feed AibData and AibShared.
 API_KEYS = ("routes", "authorizer")
 SHARED_KEYS = ("queues", "objects", "resources")
@@ -66,17 +78,21 @@ def group_of(name: str, declaration: Mapping[str, Any]) -> str:
 def plan(changed: Iterable[str], base: Declarations, head: Declarations) -> Plan:
     """The stacks to deploy for `changed` paths (relative to the repository root), given every
     function's declaration before (`base`) and after (`head`) the change."""
-    groups = {group_of(n, d) for n, d in head.items()}
+    groups = {group_of(n, d) for n, d in head.items() if n not in TRAINING_FUNCTIONS}
     every_group = {group_stack_name(g) for g in groups}
     wanted: set[str] = set()
     for path in changed:
         if path.startswith(EVERYTHING) or path in EVERYTHING:
-            wanted |= {*SHARED_STACKS, *every_group, API_STACK}
+            wanted |= {*SHARED_STACKS, TRAINING_STACK, *every_group, API_STACK}
         elif path.startswith(LAYERS):
-            wanted |= {*every_group, API_STACK}
+            wanted |= {TRAINING_STACK, *every_group, API_STACK}
+        elif path == TRAINING_CONFIG:
+            wanted.add(TRAINING_STACK)
         elif path.startswith(FUNCTIONS):
             wanted |= _function_change(path.removeprefix(FUNCTIONS), base, head, every_group)
-    removed = {group_stack_name(group_of(n, d)) for n, d in base.items()} - every_group
+    removed = {
+        group_stack_name(group_of(n, d)) for n, d in base.items() if n not in TRAINING_FUNCTIONS
+    } - every_group
     return Plan(stacks=_in_deploy_order(wanted - removed), removed=tuple(sorted(removed)))
 
 
@@ -85,8 +101,10 @@ def _function_change(
 ) -> set[str]:
     """The stacks a change of `functions/<path>` touches."""
     if "/" not in path:  # monitoring.toml, plans.toml...: settings of the whole catalog
-        return {*SHARED_STACKS, *every_group, API_STACK}
+        return {*SHARED_STACKS, TRAINING_STACK, *every_group, API_STACK}
     name, rest = path.split("/", 1)
+    if name in TRAINING_FUNCTIONS:
+        return {TRAINING_STACK}
     before, after = base.get(name), head.get(name)
     stacks = {group_stack_name(group_of(name, d)) for d in (before, after) if d is not None}
     if rest == DECLARATION:
@@ -105,8 +123,9 @@ def _differs(
 
 
 def _in_deploy_order(stacks: set[str]) -> tuple[str, ...]:
-    shared = [s for s in SHARED_STACKS if s in stacks]
-    groups = sorted(stacks - set(SHARED_STACKS) - {API_STACK})
+    """Shared stacks, AibTraining (it needs only AibModels and AibData), the groups, AibApi."""
+    shared = [s for s in (*SHARED_STACKS, TRAINING_STACK) if s in stacks]
+    groups = sorted(stacks - {*SHARED_STACKS, TRAINING_STACK, API_STACK})
     return (*shared, *groups, *([API_STACK] if API_STACK in stacks else []))
 
 

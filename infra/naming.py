@@ -44,6 +44,12 @@ SHARED_STACK = "AibShared"
 SHARED_STACKS = (MODELS_STACK, DATA_STACK, SHARED_STACK)
 #: The REST API, its authorizer (deploy group `api`), token issuer, usage plans and WAF.
 API_STACK = "AibApi"
+#: Training pipelines (Step Functions + SageMaker training jobs) and the retraining trigger,
+#: after AibModels and AibData; no service stack depends on it.
+TRAINING_STACK = "AibTraining"
+#: Functions deployed in AibTraining instead of a deploy group: training never shares
+#: infrastructure with inference.
+TRAINING_FUNCTIONS = ("retrain_trigger",)
 #: SageMaker endpoints; deployed on their own (minutes, GPU quota), in any order after AibModels.
 ENDPOINTS_STACK = "AibEndpoints"
 GROUP_STACK_PREFIX = "AibSvc-"

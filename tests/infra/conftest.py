@@ -27,6 +27,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 from aws_cdk import cx_api  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 
+from aibackend.catalog import load_catalog  # noqa: E402
 from infra.application import (  # noqa: E402
     API_STACK,
     DATA_STACK,
@@ -34,6 +35,7 @@ from infra.application import (  # noqa: E402
     SHARED_STACK,
     AibApp,
     build_app,
+    split_training,
 )
 from infra.offline_context import offline_context  # noqa: E402
 
@@ -41,6 +43,9 @@ from infra.offline_context import offline_context  # noqa: E402
 #: too, so AibEndpoints is synthesized (and checked) whether or not this machine ran
 #: `make embeddings`. CI's synth uses the same context (version 1).
 SYNTH_CONTEXT: dict[str, Any] = offline_context(ROOT / "functions", version=3)
+#: The project's functions that the service stacks build: all but AibTraining's (the
+#: retraining trigger deploys with the training pipelines).
+SERVICE_CATALOG = split_training(load_catalog(ROOT / "functions"))[0]
 
 #: cfn-lint W3005 ("dependency already enforced by a GetAtt") on a Lambda's `Role`: CDK always
 #: adds DependsOn on the role *construct* so the function waits for the role's DefaultPolicy;

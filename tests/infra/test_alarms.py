@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from aibackend.catalog import load_catalog, load_function
+from aibackend.catalog import load_function
 from aibackend.errors import ConfigError
+from tests.infra.conftest import SERVICE_CATALOG
 
 ROOT = Path(__file__).resolve().parents[2]
-CATALOG = load_catalog(ROOT / "functions")
+CATALOG = SERVICE_CATALOG
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_cfn_lint_finds_no_errors_or_warnings(synth: Any) -> None:
-    # models, data, shared, endpoints, one per deploy group (the api group's is AibApi)
+    # models, data, shared, endpoints, training, one per deploy group (the api group's is AibApi)
     templates = {
         t.name.removesuffix(".template.json") for t in synth.outdir.glob("*.template.json")
     }
@@ -19,6 +19,7 @@ def test_cfn_lint_finds_no_errors_or_warnings(synth: Any) -> None:
         "AibData",
         "AibShared",
         "AibEndpoints",
+        "AibTraining",
         *synth.service_stacks,
     }
     assert synth.cfn_lint_findings() == []

@@ -102,16 +102,27 @@ def test_a_removed_group_is_reported_not_deployed() -> None:
     assert result.stacks == ("AibData", "AibShared")
 
 
-def test_layers_deploy_every_group_and_the_api_but_no_shared_stack() -> None:
+def test_layers_deploy_every_group_training_and_the_api_but_no_shared_stack() -> None:
     result = plan(["layers/common/aibackend/serving.py"], HEAD, HEAD)
-    assert result.stacks == (*GROUPS, "AibApi")
+    assert result.stacks == ("AibTraining", *GROUPS, "AibApi")
 
 
 @pytest.mark.parametrize(
     "path", ["infra/stacks/services.py", "app.py", "cdk.json", "functions/monitoring.toml"]
 )
 def test_infrastructure_code_and_catalog_settings_deploy_everything(path: str) -> None:
-    assert plan([path], HEAD, HEAD).stacks == (*SHARED_STACKS, *GROUPS, "AibApi")
+    assert plan([path], HEAD, HEAD).stacks == (*SHARED_STACKS, "AibTraining", *GROUPS, "AibApi")
+
+
+def test_the_retraining_trigger_and_training_settings_deploy_the_training_stack_only() -> None:
+    # GIVEN the retraining trigger, which deploys with the training pipelines, not in a group
+    head = {**HEAD, "retrain_trigger": {"events": [{"pattern": {"source": ["aib.monitoring"]}}]}}
+    # WHEN its code, or the training configuration, changes
+    for path in ("functions/retrain_trigger/handler.py", "functions/training.toml"):
+        result = plan([path], head, head)
+        # THEN AibTraining deploys, and no AibSvc-retrain group exists to deploy
+        assert result.stacks == ("AibTraining",), path
+        assert result.removed == ()
 
 
 @pytest.mark.parametrize(

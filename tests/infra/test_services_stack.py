@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from aibackend.catalog import Access, load_catalog, load_function
+from aibackend.catalog import Access, load_function
 from aibackend.settings import resource_env
 from infra.naming import pascal
+from tests.infra.conftest import SERVICE_CATALOG
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAUD = load_function(ROOT / "functions" / "fraud_score")
@@ -115,7 +116,7 @@ def function_statements(synth: Any) -> dict[str, list[dict[str, Any]]]:
 
 def test_function_role_reads_the_model_prefix_of_the_model_bucket(synth: Any) -> None:
     # GIVEN each function and the models its declaration serves
-    catalog = load_catalog(ROOT / "functions")
+    catalog = SERVICE_CATALOG
     found = function_statements(synth)
     for spec in catalog.functions:
         reads = [
@@ -147,7 +148,7 @@ def test_function_role_reads_the_model_prefix_of_the_model_bucket(synth: Any) ->
 
 def test_function_role_reads_only_its_models_registry_items(synth: Any) -> None:
     # (data tables a function declares have their own statements, on their own ARNs)
-    catalog = load_catalog(ROOT / "functions")
+    catalog = SERVICE_CATALOG
     found = function_statements(synth)
     for spec in catalog.functions:
         registry = [
@@ -186,7 +187,7 @@ def test_the_registry_api_reads_the_registry_table_and_writes_nothing(synth: Any
 
 def test_declared_data_tables_exist_and_reach_their_functions_by_name(synth: Any) -> None:
     # GIVEN the tables the project's declarations name (the registry lives in AibModels)
-    catalog = load_catalog(ROOT / "functions")
+    catalog = SERVICE_CATALOG
     declared = {t for f in catalog.functions for t in f.resources.tables} - {"registry"}
     # THEN AibData holds one table each
     assert len(synth.resources("AibData", "AWS::DynamoDB::Table")) == len(declared)
@@ -217,7 +218,7 @@ def test_fraud_routes_require_an_api_key(synth: Any) -> None:
 
 def test_every_declared_route_has_one_method_on_its_functions_alias(synth: Any) -> None:
     methods = synth.methods()
-    catalog = load_catalog(ROOT / "functions")
+    catalog = SERVICE_CATALOG
     declared = {(r.method, r.path): (f, r) for f, r in catalog.routes()}
     assert set(methods) == set(declared)
     for key, (spec, route) in declared.items():

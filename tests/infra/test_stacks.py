@@ -15,16 +15,15 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 
-from aibackend.catalog import load_catalog
 from aibackend.errors import ConfigError
 from infra.application import build_app, group_stack_name
 from infra.config import InfraConfig
 from infra.naming import API_STACK, SHARED_STACKS
-from tests.infra.conftest import ROOT, SYNTH_CONTEXT
+from tests.infra.conftest import ROOT, SERVICE_CATALOG, SYNTH_CONTEXT
 
 pytestmark = pytest.mark.slow
 
-CATALOG = load_catalog(ROOT / "functions")
+CATALOG = SERVICE_CATALOG
 
 
 def templates(outdir: Path) -> dict[str, dict[str, Any]]:

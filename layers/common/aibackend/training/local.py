@@ -1,17 +1,17 @@
-"""Run a training entry point on this machine, with the SageMaker contract, then register it.
+"""Train a model on this machine: its declared pipeline, one process per step.
 
 `train_local` lays out a run folder like a training container's `/opt/ml`
-(`input/data/train/`, `model/`, `output/data/`) under the state folder, prepares the data,
-runs `python -m <entry point>` as a subprocess with the `SM_*` variables set, and registers the
-model folder it writes. The subprocess keeps scikit-learn out of the caller's process and
-makes the local run the same program a SageMaker job runs.
+(`input/data/train/`, `model/`, `output/data/`) under the state folder and runs the model's
+pipeline there (`aibackend.training.pipeline_local`): prepare the data, run
+`python -m <entry point>` with the `SM_*` variables set, evaluate, gate, register. The
+processes keep scikit-learn out of the caller's process and make the local run the same
+program a SageMaker job runs.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections import deque
@@ -24,7 +24,7 @@ from aibackend.errors import ConfigError
 from aibackend.ports import ModelRegistry, ModelVersion
 from aibackend.settings import PlatformSettings
 from aibackend.training.common import DATA_SUFFIXES, HyperValue, TrainingError
-from aibackend.training.gate import GateConfig, describe, load_config, run_gate
+from aibackend.training.gate import GateConfig, load_config
 
 
 @dataclass(frozen=True)
@@ -190,8 +190,8 @@ def train_local(
     gate: GateConfig | None = None,
     actor: str = "aib train",
 ) -> ModelVersion:
-    """Prepare data, train `model` in a subprocess, register it, run the validation gate and
-    (if `promote`) act on its verdict.
+    """Run `model`'s training pipeline (`aibackend.training.pipeline_local`: prepare, train,
+    evaluate, gate, register, each step its own process) and return the registered version.
 
     Approved: the version goes to `staging`, or straight to `production` when the model has
     no production version yet (a first start has something to serve). Rejected: it stays a
@@ -200,50 +200,49 @@ def train_local(
 
     `data`: a CSV file of your own (`.csv` or `.csv.gz`), copied into the training channel
     instead of generated data; the entry point checks its columns. Otherwise `rows` rows
-    are generated, by default the model's `default_rows`. Runs live in
-    `<state_dir>/training/<model>-<UTC timestamp>/`. Raises `ConfigError` for an unknown model
-    or bad arguments and `TrainingError` when the entry point fails.
+    are generated, by default the pipeline's (`[pipeline.<model>] rows`, else the model's
+    `default_rows`). Runs live in `<state_dir>/training/<model>-<UTC timestamp>/`, with
+    `run.json`. Raises `ConfigError` for an unknown model or bad arguments and
+    `TrainingError` when a step fails.
     """
     spec = TRAINABLE.get(model)
     if spec is None:
         raise ConfigError(f"no trainable model {model!r}; known: {', '.join(sorted(TRAINABLE))}")
-    n = spec.default_rows if rows is None else rows
+    from aibackend.adapters import model_registry
+    from aibackend.catalog import default_functions_dir
+    from aibackend.training.pipeline import pipeline_spec
+    from aibackend.training.pipeline_local import run_pipeline
+    from aibackend.training.step import RunParams
+
+    functions_dir = default_functions_dir()
+    pipeline = pipeline_spec(model, functions_dir)
+    n = pipeline.rows if rows is None else rows
     if n <= 0:
         raise ConfigError(f"rows must be a positive number, got {n}")
     if data is not None:
         _check_data_file(data, rows)
-    from aibackend.adapters import model_registry
-    from aibackend.catalog import default_functions_dir
-
-    config = gate or load_config(model, default_functions_dir())
     registry = model_registry(settings)
     # Lineage: the version this run would replace, read before the data is.
     parent = registry.production(model)
+    params = RunParams(
+        model=model,
+        entry_point=spec.module,
+        rows=n,
+        seed=seed,
+        data=None if data is None else data.resolve(),
+        hyperparameters={**pipeline.hyperparameters, **(hyperparameters or {})},
+        gate=gate or load_config(model, functions_dir),
+        promote=promote,
+        actor=actor,
+        parent_version=parent.version if parent else None,
+    )
     run_dir = _run_dir((settings.state_dir / "training").resolve(), model)
-    channel = run_dir / "input" / "data" / "train"
-    channel.mkdir(parents=True)
-    if data is None:
-        echo(f"preparing {n} rows of {model} training data (seed {seed}) in {channel}")
-        spec.prepare(channel, n, seed)
-    else:
-        echo(f"copying {data} into {channel}")
-        shutil.copyfile(data, channel / data.name)
-    model_dir = run_entry_point(
-        spec.module, run_dir=run_dir, hyperparameters=hyperparameters, echo=echo
-    )
-    mv = registry.register(
-        model_dir, parent_version=parent.version if parent else None, actor=actor
-    )
-    echo(f"registered {mv.name} version {mv.version} (sha256 {mv.sha256[:12]}) as a candidate")
-    echo(f"validation gate for {mv.name} v{mv.version}:")
-    verdict = run_gate(registry, model_dir, config, channel=channel)
-    for line in describe(verdict):
-        echo(f"  {line}")
-    mv = registry.record_gate(mv.name, mv.version, verdict)
-    return _act_on_verdict(registry, mv, promote=promote, actor=actor, echo=echo)
+    record = run_pipeline(pipeline, params, settings, run_dir, echo=echo)
+    assert record.version is not None  # set by a run that succeeded
+    return registry.get(model, record.version)
 
 
-def _act_on_verdict(
+def act_on_verdict(
     registry: ModelRegistry,
     mv: ModelVersion,
     *,
@@ -251,6 +250,7 @@ def _act_on_verdict(
     actor: str,
     echo: Callable[[str], None],
 ) -> ModelVersion:
+    """Approved: staging, or production for a model without one. Rejected: stays a candidate."""
     if mv.gate is not None and not mv.gate.approved:
         failed = ", ".join(c.name for c in mv.gate.failed)
         echo(f"{mv.name} v{mv.version} REJECTED by the gate ({failed}): it stays a candidate")
