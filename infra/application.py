@@ -181,9 +181,7 @@ def build_app(
 
     cdk.Tags.of(app).add("app", "aibackend")
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    return AibApp(
-        app, models, data, shared, groups, api, resolved, unresolved, endpoints, training
-    )
+    return AibApp(app, models, data, shared, groups, api, resolved, unresolved, endpoints, training)
 
 
 def split_training(catalog: Catalog) -> tuple[Catalog, dict[str, FunctionSpec]]:

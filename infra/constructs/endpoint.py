@@ -426,10 +426,10 @@ def _image(
 class EndpointsStack(cdk.Stack):
     """`AibEndpoints`: one `Endpoint` per endpoint the catalog's functions declare.
 
-    Apart from AibServices because a GPU endpoint deploys in minutes to tens of minutes, needs
-    instance quota and rolls back on its own alarms: a Lambda deploy should wait for none of
-    that. Functions reach it by its fixed name, so either stack deploys first; until the
-    endpoint exists they answer 503.
+    Apart from the service group stacks because a GPU endpoint deploys in minutes to tens of
+    minutes, needs instance quota and rolls back on its own alarms: a Lambda deploy should wait
+    for none of that. Functions reach it by its fixed name, so either stack deploys first;
+    until the endpoint exists they answer 503.
     """
 
     def __init__(
@@ -475,14 +475,14 @@ class EndpointsStack(cdk.Stack):
 
 
 def _import(consumer: cdk.Stack, owner: IConstruct, value: str, name: str) -> str:
-    """Another stack's attribute through its named export `<stack>-<name>` (as AibServices
-    imports them: stable names survive refactoring)."""
+    """Another stack's attribute through its named export `<stack>-<name>` (as the group
+    stacks import them: stable names survive refactoring)."""
     producer = cdk.Stack.of(owner)
     if producer is consumer:
         return value
     consumer.add_stack_dependency(producer)
     export = f"{producer.stack_name}-{name}"
-    if producer.node.try_find_child(f"Export{export}") is not None:  # AibServices made it
+    if producer.node.try_find_child(f"Export{export}") is not None:  # a group stack made it
         return cdk.Fn.import_value(export)
     return producer.export_value(value, name=export)
 

@@ -11,9 +11,8 @@ declaration `aib train` runs locally (`aibackend.training.pipeline`).
 
 Training never shares infrastructure with inference: this stack has its own roles, log
 groups, Lambda functions and code asset; it reads AibModels' bucket and registry only. Its
-state machines are named `aib-training-<model>`, so the retraining trigger (AibServices) is
-granted `states:StartExecution` on them by ARN, with no cross-stack reference (either stack
-deploys first; a trigger that fires before this stack exists records `failed`).
+state machines are named `aib-training-<model>`, and the retraining trigger, deployed here
+too, is granted `states:StartExecution` on them by ARN.
 
 Data: the train channel is `s3://<model bucket>/training-data/<model>/` (CSV files with the
 entry point's columns); each run writes under `training/<model>/`.
@@ -280,7 +279,7 @@ class TrainingStack(cdk.Stack):
 
     def _import(self, owner: IConstruct, value: str, name: str) -> str:
         """Another stack's attribute through an export named `<stack>-<name>` (the names
-        AibServices imports too: one export each)."""
+        the service group stacks import too: one export each)."""
         producer = cdk.Stack.of(owner)
         if producer is self:
             return value

@@ -31,8 +31,9 @@ def _message(k: int, at: datetime = AT, model: str = "fraud") -> Message:
         "model": {"name": model, "version": 1},
         "at": at.isoformat(),
         "inputs": TXNS[k] | {"card_id": "*****"},
-        "output": {"score": 0.9, "decision": "decline"} if k % 4 == 0 else
-        {"score": 0.1, "decision": "approve"},
+        "output": {"score": 0.9, "decision": "decline"}
+        if k % 4 == 0
+        else {"score": 0.1, "decision": "approve"},
     }
     return Message(f"m-{k}", json.dumps([record]))
 
