@@ -59,8 +59,13 @@ v1 = APIRouter(prefix="/v1/fraud", deprecated=V1_LIFECYCLE is not None, response
 v2 = APIRouter(prefix="/v2/fraud", responses=ERRORS)
 
 
-def _record(scored: int, declined: int, reviewed: int | None = None) -> None:
+def _record(scores: list[float], declined: int, reviewed: int | None = None) -> None:
+    """Predictions by decision, and the score of each: CloudWatch keeps every value of `Score`
+    (EMF arrays, flushed per 100), so its percentiles over any period are the score histogram."""
+    scored = len(scores)
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=scored)
+    for s in scores:
+        metrics.add_metric(name="Score", unit=MetricUnit.NoUnit, value=s)
     metrics.add_metric(name="Declines", unit=MetricUnit.Count, value=declined)
     if reviewed is not None:
         metrics.add_metric(name="Reviews", unit=MetricUnit.Count, value=reviewed)
@@ -89,7 +94,7 @@ async def score_transactions(
     """
     txns = body.transactions if isinstance(body, ScoreBatch) else [body]
     result = score(txns, MODEL, SETTINGS, request_id(request))
-    _record(len(txns), sum(r.decision == "decline" for r in result.results))
+    _record([r.score for r in result.results], sum(r.decision == "decline" for r in result.results))
     _capture(
         txns,
         [(r.inference_id, {"score": r.score, "decision": r.decision}) for r in result.results],
@@ -124,7 +129,9 @@ async def score_transactions_v2(
     txns = body.transactions if isinstance(body, ScoreBatch) else [body]
     result = score_v2(txns, MODEL, POLICY, request_id(request))
     actions = [r.decision.action for r in result.results]
-    _record(len(txns), actions.count("decline"), actions.count("review"))
+    _record(
+        [r.risk.score for r in result.results], actions.count("decline"), actions.count("review")
+    )
     _capture(
         txns,
         [

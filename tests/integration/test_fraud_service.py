@@ -241,6 +241,10 @@ def test_logs_carry_correlation_id_and_model_version_and_metrics_are_emf(
     [emf] = [x for x in lines if "_aws" in x]
     assert emf["Predictions"] == [1.0]
     assert emf["Declines"] == [1.0]
+    # AND the transaction's score, a value of the Score distribution (its histogram)
+    body = json.loads(runtime.hosts["fraud_score"].invoke(aws_event)["body"])
+    (score,) = emf["Score"]
+    assert score == pytest.approx(body["results"][0]["score"])
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "aibackend"
     # AND its formatter erases personal data and credentials (tests/unit/test_masking.py)
     assert isinstance(service_logger.handlers[0].formatter, MaskingFormatter)
