@@ -58,6 +58,7 @@ bench: install
 	$(BIN)/python tests/bench/bench_pipeline.py
 	$(BIN)/python tests/bench/bench_events.py
 	$(BIN)/python tests/bench/bench_profiles.py
+	$(BIN)/python tests/bench/bench_canary.py
 	$(BIN)/python tests/bench/bench_load.py
 
 ## embeddings: the heavy tier's build step: CPU torch + weights (one pip command), ONNX export

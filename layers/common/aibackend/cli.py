@@ -102,6 +102,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "push":
         return _push(reg, args)
     actor = args.actor or _actor()
+    if args.action == "canary":
+        return _models_canary(reg, args, actor)
     if args.action == "promote":
         if version is None:
             print(
@@ -112,9 +114,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         if not args.reason:
             print("promote needs --reason (it goes into the audit trail)", file=sys.stderr)
             return 2
-        mv = reg.promote(args.name, version, actor=actor, reason=args.reason, force=args.force)
-        print(f"{args.name}: production -> v{mv.version}" + (" (forced)" if args.force else ""))
-        return 0
+        return _models_promote(reg, args, version, actor)
     if args.action == "rollback":
         if not args.reason:
             print("rollback needs --reason (it goes into the audit trail)", file=sys.stderr)
@@ -125,6 +125,55 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{args.name}: rolled back {was} -> v{mv.version}")
         return 0
     return 2
+
+
+def _models_promote(reg: ModelRegistry, args: argparse.Namespace, version: int, actor: str) -> int:
+    """Direct, or a canary (`--canary`, `--shadow`); either publishes Model Version Approved."""
+    from aibackend import canary_cli
+    from aibackend.adapters import event_bus
+
+    if args.canary or args.shadow:
+        event = canary_cli.start(
+            reg,
+            args.name,
+            version,
+            functions_dir=Path(args.functions) if args.functions else default_functions_dir(),
+            shadow=args.shadow,
+            percent=args.percent,
+            window=args.window,
+            actor=actor,
+            reason=args.reason,
+            force=args.force,
+        )
+    elif args.percent is not None or args.window is not None:
+        print("--percent and --window go with --canary or --shadow", file=sys.stderr)
+        return 2
+    else:
+        before = reg.production(args.name)
+        mv = reg.promote(args.name, version, actor=actor, reason=args.reason, force=args.force)
+        print(f"{args.name}: production -> v{mv.version}" + (" (forced)" if args.force else ""))
+        if before is not None and before.version == mv.version:
+            return 0
+        event = canary_cli.approval_event(
+            args.name,
+            mv.version,
+            before.version if before else None,
+            mode="direct",
+            actor=actor,
+            reason=args.reason,
+        )
+    return 0 if canary_cli.publish(event_bus(_settings(args)), event) else 1
+
+
+def _models_canary(reg: ModelRegistry, args: argparse.Namespace, actor: str) -> int:
+    from aibackend import canary_cli
+
+    if not args.abort:
+        return canary_cli.show_status(reg, args.name, _settings(args).state_dir / "canary")
+    if not args.reason:
+        print("canary --abort needs --reason (it goes into the audit trail)", file=sys.stderr)
+        return 2
+    return canary_cli.abort(reg, args.name, actor=actor, reason=args.reason)
 
 
 def _actor() -> str:
@@ -157,6 +206,11 @@ def _models_list(reg: ModelRegistry, name: str | None) -> int:
                 f"{mark} {model} v{v.version}  {v.stage:10} {v.approval.status:8}  {when}  "
                 f"{_key_metric(v.card.metrics, model)}"
             )
+        if c := reg.canary(model):
+            print(
+                f"  {model}: {c.mode} of v{c.candidate} beside v{c.champion} ({c.percent}%): "
+                f"`aib models canary {model}`"
+            )
     return 0
 
 
@@ -183,13 +237,12 @@ def _models_show(reg: ModelRegistry, name: str, version: int | None) -> int:
     for line in describe(mv.gate) if mv.gate else ():
         print(f"  {line}")
     print("audit trail:")
+    from aibackend.canary_cli import trail_evidence, trail_line
+
     for e in reg.history(name):
-        stages = f" {e.from_stage} -> {e.to_stage}" if e.from_stage else ""
-        stages = stages or (f" as {e.to_stage}" if e.to_stage else "")
-        print(
-            f"  {e.at:%Y-%m-%d %H:%M:%S}  v{e.version}  {e.action}{stages}  "
-            f"by {e.actor}: {e.reason}"
-        )
+        print(f"  {trail_line(e)}")
+        for line in trail_evidence(e):
+            print(line)
     return 0
 
 
@@ -581,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     m = sub.add_parser("models", help="model registry")
-    m.add_argument("action", choices=["list", "show", "promote", "rollback", "push"])
+    m.add_argument("action", choices=["list", "show", "promote", "rollback", "push", "canary"])
     m.add_argument("name", nargs="?")
     m.add_argument("version", nargs="?", type=int)
     m.add_argument("--version", dest="version_opt", type=int, help="show: this version")
@@ -590,6 +643,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="promote: a version the gate rejected (with --reason)"
     )
     m.add_argument("--actor", help="promote, rollback: who (default: your user name)")
+    m.add_argument(
+        "--canary", action="store_true", help="promote: serve it beside production first"
+    )
+    m.add_argument(
+        "--shadow", action="store_true", help="promote: a canary whose answers are discarded"
+    )
+    m.add_argument(
+        "--percent", type=int, help="promote --canary: share of requests (training.toml: 10)"
+    )
+    m.add_argument("--window", help="promote --canary: how long, e.g. 90s, 5m (training.toml)")
+    m.add_argument(
+        "--abort", action="store_true", help="canary: stop it now, production stays (--reason)"
+    )
     m.add_argument("--bucket", help="push: the model bucket on AWS")
     m.add_argument("--table", default="aib-model-registry", help="push: registry table")
     m.add_argument("--promote", action="store_true", help="push: also set AWS production")

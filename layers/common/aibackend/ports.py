@@ -7,11 +7,11 @@ same contract tests run against both.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from aibackend.models.card import ModelCard
 
@@ -58,7 +58,19 @@ class ObjectStore(Protocol):
 Stage = Literal["candidate", "staging", "production", "archived"]
 STAGES: tuple[Stage, ...] = ("candidate", "staging", "production", "archived")
 ApprovalStatus = Literal["pending", "approved", "rejected"]
-RegistryAction = Literal["registered", "gate", "stage", "promoted", "archived", "rolled_back"]
+RegistryAction = Literal[
+    "registered",
+    "gate",
+    "stage",
+    "promoted",
+    "archived",
+    "rolled_back",
+    "canary_started",
+    "canary_passed",
+]
+#: `canary`: a share of the requests is answered by the candidate; `shadow`: the champion
+#: answers every request and that share is also scored by the candidate, answer discarded.
+CanaryMode = Literal["canary", "shadow"]
 
 
 class Approval(BaseModel):
@@ -118,6 +130,64 @@ class GateVerdict(BaseModel):
         return tuple(c for c in self.checks if c.passed is False)
 
 
+class CanaryCriteria(BaseModel):
+    """When a canary's candidate is rolled back instead of promoted (`[canary.<model>]` in
+    functions/training.toml)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Candidate's error rate minus the champion's (5xx answers and raised invocations).
+    max_error_rate_delta: float = Field(default=0.02, ge=0, le=1)
+    #: Candidate's p99 latency over the champion's.
+    max_p99_ratio: float = Field(default=1.5, gt=0)
+    #: Wasserstein-1 distance between the score distributions, in score units (how far the
+    #: scores moved on average); it breaches only when the KS test also finds them different
+    #: (p < `alpha`), so sampling noise alone does not roll back.
+    max_score_drift: float = Field(default=0.05, gt=0)
+    #: Requests each side must have answered before anything is judged; a window that ends
+    #: with fewer rolls back (not enough evidence to promote).
+    min_requests: int = Field(default=100, ge=1)
+    #: Significance level of the error-rate and score tests.
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+
+
+class Canary(BaseModel):
+    """A candidate served beside the production version (the champion) for a window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Unique per canary (the local deployment id).
+    id: str
+    candidate: int
+    champion: int
+    mode: CanaryMode = "canary"
+    #: Share of the requests the candidate sees, in percent.
+    percent: int = Field(default=10, ge=1, le=99)
+    started_at: datetime
+    window_s: float = Field(gt=0)
+    criteria: CanaryCriteria = CanaryCriteria()
+    actor: str
+    reason: str = ""
+
+    @property
+    def ends_at(self) -> datetime:
+        return self.started_at + timedelta(seconds=self.window_s)
+
+
+class CanaryCheck(BaseModel):
+    """One criterion of a canary judgement; `passed` None: not judged yet (see `detail`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    passed: bool | None
+    value: float | None = None
+    threshold: float | None = None
+    champion_samples: int = 0
+    candidate_samples: int = 0
+    detail: str = ""
+
+
 class ModelVersion(BaseModel):
     """One registered version of a model.
 
@@ -153,6 +223,9 @@ class RegistryEvent(BaseModel):
     reason: str = ""
     from_stage: Stage | None = None
     to_stage: Stage | None = None
+    #: Canary events: the canary, and the checks that decided its end.
+    canary: Canary | None = None
+    evidence: tuple[CanaryCheck, ...] = ()
 
 
 class ModelRegistry(Protocol):
@@ -204,6 +277,41 @@ class ModelRegistry(Protocol):
 
     def history(self, name: str, version: int | None = None) -> list[RegistryEvent]:
         """The audit trail of a model (or one version), oldest first."""
+        ...
+
+    def start_canary(
+        self,
+        name: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str,
+        mode: CanaryMode = "canary",
+        percent: int = 10,
+        window_s: float = 300.0,
+        criteria: CanaryCriteria | None = None,
+        force: bool = False,
+    ) -> Canary:
+        """Start serving `version` beside production (an approved version; any other only
+        with `force`); production does not move until `end_canary`."""
+        ...
+
+    def canary(self, name: str) -> Canary | None:
+        """The model's active canary, if any."""
+        ...
+
+    def end_canary(
+        self,
+        name: str,
+        *,
+        passed: bool,
+        actor: str,
+        reason: str,
+        evidence: Sequence[CanaryCheck] = (),
+    ) -> ModelVersion:
+        """End the active canary: `passed` promotes the candidate (`canary_passed`,
+        `promoted`), otherwise it is archived and rejected (`rolled_back`) and production stays;
+        returns the production version."""
         ...
 
     def download(self, name: str, version: int, dest: Path) -> Path:

@@ -26,15 +26,15 @@ PIN = "AIB_MODEL_FRAUD_VERSION"
 
 SCORE = Target(
     function="fraud_score",
-    function_name="AibServices-FraudScoreFunction-1A2B3C",
-    application="AibServices-DeploymentsApplication-9Z8Y",
+    function_name="aib-fraud_score",
+    application="aib-fraud",
     deployment_group="fraud_score",
     deployment_config="CodeDeployDefault.LambdaCanary10Percent5Minutes",
 )
 PIPELINE = Target(
     function="pipeline_score",
-    function_name="AibServices-PipelineScoreFunction-4D5E6F",
-    application="AibServices-DeploymentsApplication-9Z8Y",
+    function_name="aib-pipeline_score",
+    application="aib-pipeline",
     deployment_group="pipeline_score",
     deployment_config="CodeDeployDefault.LambdaCanary10Percent5Minutes",
 )

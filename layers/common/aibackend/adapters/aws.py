@@ -28,7 +28,7 @@ from aibackend.adapters.base import (
 from aibackend.adapters.local import validate_key
 from aibackend.errors import ObjectNotFoundError
 from aibackend.models.card import ModelCard
-from aibackend.ports import ModelVersion, ObjectInfo, ObjectStore, RegistryEvent
+from aibackend.ports import Canary, ModelVersion, ObjectInfo, ObjectStore, RegistryEvent
 
 
 @cache
@@ -264,24 +264,36 @@ class DynamoModelRegistry(RegistryBase):
             return None
         item = r["Item"]
         previous = json.loads(item["previous"]["S"]) if "previous" in item else []
-        return Pointer(production=int(item["production"]["N"]), previous=tuple(previous))
+        canary = Canary.model_validate_json(item["canary"]["S"]) if "canary" in item else None
+        return Pointer(
+            production=int(item["production"]["N"]), previous=tuple(previous), canary=canary
+        )
 
     def _pointer_put(self, name: str, change: PointerChange) -> dict[str, Any]:
-        put: dict[str, Any] = {
-            "TableName": self.table,
-            "Item": {
-                "pk": {"S": name},
-                "sk": {"S": _POINTER},
-                "production": {"N": str(change.new.production)},
-                "previous": {"S": json.dumps(list(change.new.previous))},
-                "updated_at": {"S": datetime.now(UTC).isoformat()},
-            },
+        """The pointer's put, conditional on the production version and the canary (by id:
+        `canary_id`) the change was computed from."""
+        item: dict[str, Any] = {
+            "pk": {"S": name},
+            "sk": {"S": _POINTER},
+            "production": {"N": str(change.new.production)},
+            "previous": {"S": json.dumps(list(change.new.previous))},
+            "updated_at": {"S": datetime.now(UTC).isoformat()},
         }
+        if change.new.canary is not None:
+            item["canary"] = {"S": change.new.canary.model_dump_json()}
+            item["canary_id"] = {"S": change.new.canary.id}
+        put: dict[str, Any] = {"TableName": self.table, "Item": item}
         if change.expected is None:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
+            return {"Put": put}
+        values = {":expected": {"N": str(change.expected)}}
+        if change.expected_canary is None:
+            canary = "attribute_not_exists(canary_id)"
         else:
-            put["ConditionExpression"] = "production = :expected"
-            put["ExpressionAttributeValues"] = {":expected": {"N": str(change.expected)}}
+            canary = "canary_id = :canary"
+            values[":canary"] = {"S": change.expected_canary}
+        put["ConditionExpression"] = f"production = :expected AND {canary}"
+        put["ExpressionAttributeValues"] = values
         return {"Put": put}
 
     def _state_update(self, name: str, version: int, state: VersionState) -> dict[str, Any]:
@@ -320,8 +332,8 @@ class DynamoModelRegistry(RegistryBase):
             if reasons and reasons[0].get("Code") != "ConditionalCheckFailed":
                 raise
             raise RegistryConflictError(
-                f"{t.name}: production moved away from v{t.pointer.expected} while this "
-                "change was made; nothing changed, look and retry"
+                f"{t.name}: production moved away from v{t.pointer.expected} (or a canary "
+                "started or ended) while this change was made; nothing changed, look and retry"
             ) from e
 
     def _events(self, name: str) -> list[RegistryEvent]:

@@ -11,9 +11,11 @@ computed from, so two promoters cannot both win.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,6 +28,10 @@ from aibackend.models.card import (
 )
 from aibackend.ports import (
     Approval,
+    Canary,
+    CanaryCheck,
+    CanaryCriteria,
+    CanaryMode,
     GateVerdict,
     Lineage,
     ModelVersion,
@@ -70,12 +76,13 @@ class VersionState(BaseModel):
 
 class Pointer(BaseModel):
     """The production pointer of a model: the version and the ones it replaced (a stack,
-    newest last) that `rollback` returns to."""
+    newest last) that `rollback` returns to, and the canary running beside it, if any."""
 
     model_config = ConfigDict(frozen=True)
 
     production: int
     previous: tuple[int, ...] = ()
+    canary: Canary | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,9 @@ class PointerChange:
     #: The production version the change was computed from (None: the model had none).
     expected: int | None
     new: Pointer
+    #: The id of the canary active when the change was computed (None: there was none); the
+    #: change applies only if that is still the case, so a canary starts or ends once.
+    expected_canary: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,9 @@ def _event(
     actor: str,
     reason: str,
     to_stage: Stage | None = None,
+    *,
+    canary: Canary | None = None,
+    evidence: Sequence[CanaryCheck] = (),
 ) -> RegistryEvent:
     return RegistryEvent(
         name=mv.name,
@@ -123,7 +136,39 @@ def _event(
         reason=reason,
         from_stage=mv.stage if to_stage is not None else None,
         to_stage=to_stage,
+        canary=canary,
+        evidence=tuple(evidence),
     )
+
+
+def _refuse_during_canary(pointer: Pointer | None, name: str, what: str) -> None:
+    if pointer is not None and pointer.canary is not None:
+        c = pointer.canary
+        raise PromotionRefusedError(
+            f"{what} of {name} is refused: a {c.mode} of v{c.candidate} is running (since "
+            f"{c.started_at:%Y-%m-%d %H:%M:%S} UTC); wait for it to end or stop it with "
+            f"`aib models canary {name} --abort --reason ...`"
+        )
+
+
+def _check_canary_start(mv: ModelVersion, pointer: Pointer | None, *, force: bool) -> None:
+    """Refuse a canary that cannot start, saying what to do instead."""
+    name, version = mv.name, mv.version
+    if pointer is None:
+        raise PromotionRefusedError(
+            f"model {name!r} has no production version to compare v{version} with: promote it "
+            f"directly (`aib models promote {name} {version} --reason ...`)"
+        )
+    _refuse_during_canary(pointer, name, f"a canary of v{version}")
+    if pointer.production == version:
+        raise PromotionRefusedError(f"{name} v{version} is production already")
+    if mv.approval.status != "approved" and not force:
+        why = f" ({mv.approval.reason})" if mv.approval.reason else ""
+        raise PromotionRefusedError(
+            f"{name} v{version} is not approved (approval {mv.approval.status} by "
+            f"{mv.approval.by or 'nobody'}{why}): run the gate (`aib train {name}`) or start "
+            "the canary anyway with --force and a reason"
+        )
 
 
 def _require_reason(reason: str, what: str) -> str:
@@ -277,6 +322,7 @@ class RegistryBase(ABC):
     ) -> ModelVersion:
         mv = self.get(name, version)
         pointer = self._get_pointer(name)
+        _refuse_during_canary(pointer, name, f"promoting v{version}")
         current = pointer.production if pointer else None
         if current == version:
             return mv
@@ -298,12 +344,118 @@ class RegistryBase(ABC):
             action="promoted",
         )
 
+    # --- canaries -----------------------------------------------------------------------
+
+    def canary(self, name: str) -> Canary | None:
+        pointer = self._get_pointer(name)
+        return None if pointer is None else pointer.canary
+
+    def start_canary(
+        self,
+        name: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str,
+        mode: CanaryMode = "canary",
+        percent: int = 10,
+        window_s: float = 300.0,
+        criteria: CanaryCriteria | None = None,
+        force: bool = False,
+    ) -> Canary:
+        mv = self.get(name, version)
+        pointer = self._get_pointer(name)
+        _check_canary_start(mv, pointer, force=force)
+        if force:
+            reason = _require_reason(reason, f"forcing a canary of {name} v{version}")
+        assert pointer is not None  # _check_canary_start refuses a model without production
+        canary = Canary(
+            id=uuid4().hex,
+            candidate=version,
+            champion=pointer.production,
+            mode=mode,
+            percent=percent,
+            started_at=datetime.now(UTC),
+            window_s=window_s,
+            criteria=criteria or CanaryCriteria(),
+            actor=actor,
+            reason=reason,
+        )
+        what = f"{mode} of {percent}% for {window_s:g} s beside v{pointer.production}"
+        event = _event(mv, "canary_started", actor, f"{what}: {reason}", canary=canary)
+        change = PointerChange(pointer.production, pointer.model_copy(update={"canary": canary}))
+        self._apply(Transition(name, {}, (event,), change))
+        return canary
+
+    def end_canary(
+        self,
+        name: str,
+        *,
+        passed: bool,
+        actor: str,
+        reason: str,
+        evidence: Sequence[CanaryCheck] = (),
+    ) -> ModelVersion:
+        reason = _require_reason(reason, f"ending the canary of {name}")
+        pointer = self._get_pointer(name)
+        canary = pointer.canary if pointer else None
+        if pointer is None or canary is None:
+            raise PromotionRefusedError(
+                f"model {name!r} has no active canary (start one with "
+                f"`aib models promote {name} VERSION --canary --reason ...`)"
+            )
+        candidate = self.get(name, canary.candidate)
+        if passed:
+            return self._pass_canary(name, candidate, pointer, canary, actor, reason, evidence)
+        rejected = Approval(status="rejected", by="canary", reason=reason, at=datetime.now(UTC))
+        state = VersionState(stage="archived", approval=rejected, gate=candidate.gate)
+        event = _event(
+            candidate,
+            "rolled_back",
+            actor,
+            f"{canary.mode} rolled back, v{pointer.production} stays production: {reason}",
+            to_stage="archived",
+            canary=canary,
+            evidence=evidence,
+        )
+        change = PointerChange(
+            pointer.production, pointer.model_copy(update={"canary": None}), canary.id
+        )
+        self._apply(Transition(name, {candidate.version: state}, (event,), change))
+        return self.get(name, pointer.production)
+
+    def _pass_canary(
+        self,
+        name: str,
+        candidate: ModelVersion,
+        pointer: Pointer,
+        canary: Canary,
+        actor: str,
+        reason: str,
+        evidence: Sequence[CanaryCheck],
+    ) -> ModelVersion:
+        passed = _event(candidate, "canary_passed", actor, reason, canary=canary, evidence=evidence)
+        previous = (*pointer.previous, pointer.production)
+        new = Pointer(production=candidate.version, previous=previous)
+        return self._switch(
+            name,
+            candidate,
+            pointer,
+            new,
+            actor,
+            f"{canary.mode} passed: {reason}",
+            action="promoted",
+            before=(passed,),
+            expected_canary=canary.id,
+        )
+
     def set_production(self, name: str, version: int) -> None:
         self.promote(name, version, actor="aib", reason="set as production")
 
     def rollback(self, name: str, *, actor: str, reason: str) -> ModelVersion:
         reason = _require_reason(reason, f"rolling {name} back")
         pointer = self._get_pointer(name)
+        _refuse_during_canary(pointer, name, "rolling back")
         if pointer is None:
             raise PromotionRefusedError(f"model {name!r} has no production version to roll back")
         if not pointer.previous:
@@ -325,19 +477,23 @@ class RegistryBase(ABC):
         reason: str,
         *,
         action: RegistryAction,
+        before: tuple[RegistryEvent, ...] = (),
+        expected_canary: str | None = None,
     ) -> ModelVersion:
-        """Move production to `target`, archiving the version it replaces, atomically."""
+        """Move production to `target`, archiving the version it replaces, atomically
+        (`before`: events recorded first, in the same change)."""
         states = {
             target.version: VersionState.of(target).model_copy(update={"stage": "production"})
         }
-        events = [_event(target, action, actor, reason, to_stage="production")]
+        events = [*before, _event(target, action, actor, reason, to_stage="production")]
         if pointer is not None:
             old = self.get(name, pointer.production)
             states[old.version] = VersionState.of(old).model_copy(update={"stage": "archived"})
             why = f"replaced by v{target.version}: {reason}"
             events.append(_event(old, "archived", actor, why, to_stage="archived"))
         expected = pointer.production if pointer else None
-        self._apply(Transition(name, states, tuple(events), PointerChange(expected, new)))
+        change = PointerChange(expected, new, expected_canary)
+        self._apply(Transition(name, states, tuple(events), change))
         return self.get(name, target.version)
 
     def download(self, name: str, version: int, dest: Path) -> Path:

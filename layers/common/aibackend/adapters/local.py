@@ -23,7 +23,7 @@ from aibackend.adapters.base import (
 )
 from aibackend.errors import InvalidKeyError, ObjectNotFoundError
 from aibackend.models.card import ModelCard
-from aibackend.ports import ModelVersion, ObjectInfo, ObjectStore, RegistryEvent
+from aibackend.ports import Canary, ModelVersion, ObjectInfo, ObjectStore, RegistryEvent
 
 _META_DIR = ".aib-meta"
 _MAX_KEY = 1024
@@ -192,7 +192,7 @@ CREATE INDEX IF NOT EXISTS model_events_name ON model_events (name, seq);
 #: Columns added after the first release; a registry.db from before gets them (NULL: defaults).
 _ADDED_COLUMNS = {
     "model_versions": ("stage TEXT", "approval TEXT", "gate TEXT", "lineage TEXT"),
-    "model_pointers": ("previous TEXT",),
+    "model_pointers": ("previous TEXT", "canary TEXT"),
 }
 
 
@@ -349,17 +349,21 @@ class SqliteModelRegistry(RegistryBase):
     def _get_pointer(self, name: str) -> Pointer | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT production, previous FROM model_pointers WHERE name = ?", (name,)
+                "SELECT production, previous, canary FROM model_pointers WHERE name = ?", (name,)
             ).fetchone()
         if row is None:
             return None
-        return Pointer(production=int(row[0]), previous=tuple(json.loads(row[1] or "[]")))
+        return Pointer(
+            production=int(row[0]),
+            previous=tuple(json.loads(row[1] or "[]")),
+            canary=None if row[2] is None else Canary.model_validate_json(row[2]),
+        )
 
     def _apply(self, t: Transition) -> None:
         with self._tx() as c:
             if t.pointer is not None:
                 row = c.execute(
-                    "SELECT production FROM model_pointers WHERE name = ?", (t.name,)
+                    "SELECT production, canary FROM model_pointers WHERE name = ?", (t.name,)
                 ).fetchone()
                 current = None if row is None else int(row[0])
                 if current != t.pointer.expected:
@@ -367,16 +371,25 @@ class SqliteModelRegistry(RegistryBase):
                         f"{t.name}: production moved to v{current} while this change was "
                         f"made from v{t.pointer.expected}; nothing changed, look and retry"
                     )
+                raw = None if row is None else row[1]
+                active = None if raw is None else Canary.model_validate_json(raw).id
+                if active != t.pointer.expected_canary:
+                    raise RegistryConflictError(
+                        f"{t.name}: a canary started or ended while this change was made; "
+                        "nothing changed, look (`aib models canary`) and retry"
+                    )
+                new = t.pointer.new
                 c.execute(
-                    "INSERT INTO model_pointers (name, production, updated_at, previous) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                    "INSERT INTO model_pointers (name, production, updated_at, previous, canary) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
                     "production = excluded.production, updated_at = excluded.updated_at, "
-                    "previous = excluded.previous",
+                    "previous = excluded.previous, canary = excluded.canary",
                     (
                         t.name,
-                        t.pointer.new.production,
+                        new.production,
                         datetime.now(UTC).isoformat(),
-                        json.dumps(list(t.pointer.new.previous)),
+                        json.dumps(list(new.previous)),
+                        None if new.canary is None else new.canary.model_dump_json(),
                     ),
                 )
             for version, state in t.states.items():

@@ -33,6 +33,7 @@ from aibackend.catalog import (
 from aibackend.embeddings.local import LocalEndpoints
 from aibackend.errors import ConfigError, ModelLoadError
 from aibackend.local import triggers
+from aibackend.local.canary import CanaryController, routable
 from aibackend.local.host import FunctionHost, Host, check_environments
 from aibackend.local.lifecycle import Sweeper, expiration_rules
 from aibackend.local.logs import LogFolder
@@ -78,8 +79,20 @@ class LocalRuntime:
         #: Loopback servers of the endpoints functions call (`endpoints = [...]`), if any.
         self.endpoints = LocalEndpoints(declared, self.registry, settings) if declared else None
         self._export_settings()
+        #: Canaries of the registry: routing by weight and their judgement (`local/canary.py`).
+        self.canaries = CanaryController(
+            self.registry,
+            lambda: self.hosts,
+            self._bare_host,
+            lambda: self.catalog.model_names,
+            settings.state_dir / "canary",
+            tick_s=settings.model_poll_s,
+        )
 
     def _host(self, spec: FunctionSpec) -> Host:
+        return routable(self._bare_host(spec))
+
+    def _bare_host(self, spec: FunctionSpec) -> Host:
         if self.isolate:
             from aibackend.local.isolation import ProcessHost
 
@@ -395,6 +408,10 @@ class LocalRuntime:
                 except Exception:
                     log.exception("looking for new function folders failed")
                 try:
+                    self.canaries.tick()
+                except Exception:
+                    log.exception("canary check failed")
+                try:
                     self.poll_once()
                 except Exception:
                     log.exception("model pointer check failed")
@@ -414,6 +431,7 @@ class LocalRuntime:
             obj = getattr(self, part, None)
             if obj is not None:
                 obj.stop()
+        self.canaries.stop()
         for host in self.hosts.values():
             host.stop()
         if self.endpoints is not None:
