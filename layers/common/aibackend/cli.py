@@ -488,6 +488,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         if triggered:
             print(f"  events, queues, objects, schedules -> {', '.join(triggered)} (aib functions)")
         print(f"  GET    {base}/health")
+        print(f"  GET    {base}/dashboard  (monitoring plots; loopback clients only)")
         secret, created = rt.access.ensure_dev_key()
         made = "created" if created else "kept"
         print(f"\ndevelopment API key ({made}; `aib keys dev` prints it again): {secret}")
