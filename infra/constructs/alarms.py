@@ -52,6 +52,22 @@ def alarm_topic(scope: Construct, construct_id: str, *, key: kms.Key) -> sns.Top
     )
 
 
+def error_rate(
+    alias: lambda_.IFunction, period: cdk.Duration, *, label: str
+) -> cloudwatch.MathExpression:
+    """The share of `alias`'s invocations that failed in each `period`, in percent (0 without
+    invocations, so an idle function is not in alarm)."""
+    return cloudwatch.MathExpression(
+        expression="IF(invocations > 0, 100 * errors / invocations, 0)",
+        using_metrics={
+            "errors": alias.metric_errors(period=period, statistic="Sum"),
+            "invocations": alias.metric_invocations(period=period, statistic="Sum"),
+        },
+        period=period,
+        label=label,
+    )
+
+
 class FunctionAlarms(Construct):
     """Attributes: `errors`, `throttles`, `duration` (cloudwatch.Alarm)."""
 
@@ -66,15 +82,7 @@ class FunctionAlarms(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         settings = spec.alarms
-        rate = cloudwatch.MathExpression(
-            expression="IF(invocations > 0, 100 * errors / invocations, 0)",
-            using_metrics={
-                "errors": alias.metric_errors(period=PERIOD, statistic="Sum"),
-                "invocations": alias.metric_invocations(period=PERIOD, statistic="Sum"),
-            },
-            period=PERIOD,
-            label=f"{spec.name} error rate (%)",
-        )
+        rate = error_rate(alias, PERIOD, label=f"{spec.name} error rate (%)")
         self.errors = rate.create_alarm(
             self,
             "ErrorRate",

@@ -38,7 +38,7 @@ from aibackend.catalog import DECLARATION, Catalog, FunctionSpec
 from aibackend.deploy.targets import ALL_AT_ONCE
 from aibackend.deploy.targets import ENV as TARGETS_ENV
 from aibackend.errors import ConfigError
-from infra.constructs.alarms import notify
+from infra.constructs.alarms import error_rate, notify
 from infra.constructs.service_function import ServiceFunction
 from infra.nag import acknowledge, resource_finding
 from infra.naming import (
@@ -151,15 +151,7 @@ class FunctionDeployment(Construct):
         super().__init__(scope, construct_id)
         spec, alias = fn.spec, fn.alias
         settings = spec.alarms
-        rate = cloudwatch.MathExpression(
-            expression="IF(invocations > 0, 100 * errors / invocations, 0)",
-            using_metrics={
-                "errors": alias.metric_errors(period=PERIOD, statistic="Sum"),
-                "invocations": alias.metric_invocations(period=PERIOD, statistic="Sum"),
-            },
-            period=PERIOD,
-            label=f"{spec.name} error rate per minute (%)",
-        )
+        rate = error_rate(alias, PERIOD, label=f"{spec.name} error rate per minute (%)")
         self.errors = rate.create_alarm(
             self,
             "Errors",
