@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
@@ -41,15 +40,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from aibackend.errors import ConfigError
 from aibackend.monitoring.drift import STD_FLOOR, ColumnDrift, DriftConfig, detect_drift
 from aibackend.monitoring.profiles import Profile, ProfileSchema
 from aibackend.monitoring.stats import normal_sf
 from aibackend.ports import Canary, CanaryCheck, CanaryCriteria
+from aibackend.training_config import section_of
 
-CONFIG_FILE = "training.toml"
 #: Latency samples kept per version (the most recent ones): enough for a stable p99.
 LATENCY_SAMPLES = 20_000
 _SCORE = ProfileSchema(numeric=("score",))
@@ -97,25 +95,7 @@ class CanarySettings(CanaryCriteria):
 def load_settings(name: str, functions_dir: Path) -> CanarySettings:
     """Model `name`'s canary settings from `functions/training.toml` (defaults when the file or
     the section is absent), or a `ConfigError` naming the key and what is wrong."""
-    path = functions_dir / CONFIG_FILE
-    if not path.is_file():
-        return CanarySettings()
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from e
-    section = doc.get("canary", {}).get(name)
-    if section is None:
-        return CanarySettings()
-    try:
-        return CanarySettings.model_validate(section)
-    except ValidationError as e:
-        problems = "; ".join(
-            f"canary.{name}.{'.'.join(map(str, err['loc']))}: "
-            f"{err['msg'].removeprefix('Value error, ')}"
-            for err in e.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from e
+    return section_of(CanarySettings, functions_dir, "canary", name)
 
 
 class VersionStats:

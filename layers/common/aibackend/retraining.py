@@ -26,7 +26,6 @@ import re
 import subprocess
 import sys
 import threading
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aibackend.errors import ConfigError
 from aibackend.settings import PlatformSettings, physical_name
+from aibackend.training_config import config_path, sections, validated
 
 Cause = Literal["drift", "performance", "schedule"]
 #: EventBridge detail-types (source `aib.monitoring`) the trigger acts on.
@@ -47,7 +47,6 @@ FINDINGS: dict[str, Cause] = {
 SCHEDULED = "Scheduled Event"
 TABLE = "retrain-state"
 #: `functions/training.toml`, beside the function folders.
-CONFIG_FILE = "training.toml"
 #: The trigger function's variable holding the policies as JSON (CDK writes it from
 #: `training.toml`, which is not part of the function's bundle).
 CONFIG_ENV = "RETRAIN_CONFIG"
@@ -84,31 +83,20 @@ class RetrainConfig(BaseModel):
 def load_retrain_config(functions_dir: Path, models: Iterable[str]) -> RetrainConfig:
     """`[retrain.<model>]` of `training.toml` over the defaults, for each of `models` (the
     trainable ones). A section for another model, or an invalid key, is a `ConfigError`."""
-    path = functions_dir / CONFIG_FILE
-    sections: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            sections = tomllib.loads(path.read_text(encoding="utf-8")).get("retrain", {})
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML ({e})") from e
+    path, found = config_path(functions_dir), sections(functions_dir, "retrain")
     names = sorted(models)
-    unknown = sorted(set(sections) - set(names))
+    unknown = sorted(set(found) - set(names))
     if unknown:
         raise ConfigError(
             f"{path}: [retrain.{unknown[0]}]: no trainable model {unknown[0]!r}; "
             f"known: {', '.join(names)}"
         )
-    return RetrainConfig(models={n: _policy(path, n, sections.get(n, {})) for n in names})
-
-
-def _policy(path: Path, model: str, section: object) -> RetrainPolicy:
-    try:
-        return RetrainPolicy.model_validate(section)
-    except ValidationError as e:
-        problems = "; ".join(
-            f"retrain.{model}.{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from e
+    return RetrainConfig(
+        models={
+            n: validated(RetrainPolicy, found.get(n, {}), key=f"retrain.{n}", path=path)
+            for n in names
+        }
+    )
 
 
 def config_from_env(env: Mapping[str, str] | None = None) -> RetrainConfig | None:

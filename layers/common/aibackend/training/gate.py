@@ -28,7 +28,6 @@ the gate can run as a Lambda step beside the registry as well as in `aib train`.
 from __future__ import annotations
 
 import tempfile
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,14 +35,14 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from aibackend.errors import ConfigError
 from aibackend.models.card import MODEL_FILE, ModelCard
 from aibackend.ports import GateCheck, GateVerdict, ModelRegistry
+from aibackend.training_config import section_of
 
 #: `functions/training.toml`, beside the function folders.
-CONFIG_FILE = "training.toml"
 
 
 class BiasGate(BaseModel):
@@ -75,23 +74,7 @@ class GateConfig(BaseModel):
 
 def load_config(name: str, functions_dir: Path) -> GateConfig:
     """The gate configuration of model `name` (defaults when the file or section is absent)."""
-    path = functions_dir / CONFIG_FILE
-    if not path.is_file():
-        return GateConfig()
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from e
-    section = doc.get("gate", {}).get(name)
-    if section is None:
-        return GateConfig()
-    try:
-        return GateConfig.model_validate(section)
-    except ValidationError as e:
-        problems = "; ".join(
-            f"gate.{name}.{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from e
+    return section_of(GateConfig, functions_dir, "gate", name)
 
 
 # --- holdouts ---------------------------------------------------------------------------

@@ -20,17 +20,16 @@ Every step reads and writes folders of the run (`STEPS[i].inputs` / `.outputs`):
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aibackend.errors import ConfigError
 from aibackend.training.common import HyperValue
-from aibackend.training.gate import CONFIG_FILE
+from aibackend.training_config import config_path, sections, validated
 
 StepName = Literal["prepare", "train", "evaluate", "gate", "register"]
 #: Where a step runs on AWS.
@@ -141,20 +140,6 @@ class PipelineSpec(BaseModel):
         return STEPS
 
 
-def _read_sections(functions_dir: Path) -> tuple[Path, dict[str, object]]:
-    path = functions_dir / CONFIG_FILE
-    if not path.is_file():
-        return path, {}
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from e
-    sections = doc.get("pipeline", {})
-    if not isinstance(sections, dict):
-        raise ConfigError(f"{path}: [pipeline] must be a table of [pipeline.<model>] tables")
-    return path, sections
-
-
 def pipeline_specs(functions_dir: Path) -> dict[str, PipelineSpec]:
     """Every trainable model's pipeline, `[pipeline.<model>]` applied over its defaults.
 
@@ -162,8 +147,8 @@ def pipeline_specs(functions_dir: Path) -> dict[str, PipelineSpec]:
     naming the key and what is accepted."""
     from aibackend.training.local import TRAINABLE
 
-    path, sections = _read_sections(functions_dir)
-    unknown = sorted(set(sections) - set(TRAINABLE))
+    path, found = config_path(functions_dir), sections(functions_dir, "pipeline")
+    unknown = sorted(set(found) - set(TRAINABLE))
     if unknown:
         raise ConfigError(
             f"{path}: [pipeline.{unknown[0]}]: no trainable model {unknown[0]!r}; "
@@ -171,18 +156,13 @@ def pipeline_specs(functions_dir: Path) -> dict[str, PipelineSpec]:
         )
     specs: dict[str, PipelineSpec] = {}
     for name, trainable in sorted(TRAINABLE.items()):
-        section = sections.get(name, {})
+        section = found.get(name, {})
         if not isinstance(section, Mapping):
             raise ConfigError(f"{path}: pipeline.{name} must be a table")
         fields = {"model": name, "entry_point": trainable.module, "rows": trainable.default_rows}
-        try:
-            specs[name] = PipelineSpec.model_validate({**fields, **section})
-        except ValidationError as e:
-            problems = "; ".join(
-                f"pipeline.{name}.{'.'.join(map(str, err['loc'])) or '<table>'}: {err['msg']}"
-                for err in e.errors()
-            )
-            raise ConfigError(f"{path}: {problems}") from e
+        specs[name] = validated(
+            PipelineSpec, {**fields, **section}, key=f"pipeline.{name}", path=path
+        )
     return specs
 
 
