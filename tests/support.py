@@ -30,6 +30,22 @@ T = TypeVar("T")
 RUNTIME_ENV = ("AIB_STATE_DIR", "AIB_ADAPTERS", "AIB_MODEL_BUCKET", "AIB_CAPTURE")
 
 
+def create_registry_table(client: Any, name: str) -> None:
+    """The model registry's DynamoDB table as AibModels declares it (pk, sk), e.g. under moto."""
+    client.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def wait_for(cond: Callable[[], T], timeout: float = 20.0) -> T:
     """Poll `cond` until it returns something truthy (returned), or fail the test."""
     deadline = time.monotonic() + timeout

@@ -12,6 +12,7 @@ from moto import mock_aws
 from aibackend.adapters.aws import DynamoModelRegistry, S3ObjectStore
 from aibackend.adapters.local import LocalObjectStore, SqliteModelRegistry
 from aibackend.ports import ModelRegistry, ObjectStore
+from tests.support import create_registry_table
 
 BUCKET = "models"
 TABLE = "aib-model-registry"
@@ -47,16 +48,5 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ModelRe
         return
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="eu-west-1")
-        ddb.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_registry_table(ddb, TABLE)
         yield DynamoModelRegistry(TABLE, _s3_store(), client=ddb)

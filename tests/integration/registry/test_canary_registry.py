@@ -14,6 +14,7 @@ from aibackend.adapters.aws import DynamoModelRegistry, S3ObjectStore
 from aibackend.adapters.base import PromotionRefusedError, RegistryConflictError
 from aibackend.adapters.local import LocalObjectStore, SqliteModelRegistry
 from aibackend.ports import CanaryCheck, CanaryCriteria, GateCheck, GateVerdict, ModelRegistry
+from tests.support import create_registry_table
 
 BUCKET = "models"
 TABLE = "aib-model-registry"
@@ -23,18 +24,7 @@ def _dynamo_registry() -> DynamoModelRegistry:
     s3 = boto3.client("s3", region_name="eu-west-1")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     ddb = boto3.client("dynamodb", region_name="eu-west-1")
-    ddb.create_table(
-        TableName=TABLE,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_registry_table(ddb, TABLE)
     return DynamoModelRegistry(TABLE, S3ObjectStore(BUCKET, client=s3), client=ddb)
 
 

@@ -16,6 +16,7 @@ from aibackend.adapters.aws import DynamoModelRegistry, S3ObjectStore
 from aibackend.adapters.local import LocalObjectStore, SqliteModelRegistry
 from aibackend.models.card import ModelCard
 from aibackend.ports import ModelRegistry
+from tests.support import create_registry_table
 
 #: The registry schema before stages, approval, lineage and the audit trail.
 OLD_SCHEMA = """
@@ -78,18 +79,7 @@ def test_old_dynamodb_items_read_with_defaults(
 ) -> None:
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="eu-west-1")
-        ddb.create_table(
-            TableName="registry",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_registry_table(ddb, "registry")
         # GIVEN items the previous release wrote: versions without stage, a bare pointer
         now = datetime.now(UTC).isoformat()
         for card in _cards(tiny_model_factory, tmp_path):

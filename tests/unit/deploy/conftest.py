@@ -19,6 +19,7 @@ from aibackend.contracts import parse
 from aibackend.deploy.targets import Target
 from aibackend.ports import EventBus, GateCheck, GateVerdict, PutEvent, PutEventsResult
 from tests.conftest import build_tiny_model, load_event
+from tests.support import create_registry_table
 
 ROOT = Path(__file__).resolve().parents[3]
 REGION = "eu-west-1"
@@ -114,18 +115,7 @@ def registry(fraud_artifact: Path) -> Iterator[DynamoModelRegistry]:
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket="models", CreateBucketConfiguration={"LocationConstraint": REGION})
         ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName="aib-model-registry",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_registry_table(ddb, "aib-model-registry")
         reg = DynamoModelRegistry("aib-model-registry", S3ObjectStore("models", client=s3), ddb)
         for _ in range(7):
             reg.register(fraud_artifact)
