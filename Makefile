@@ -24,9 +24,10 @@ $(STAMP): pyproject.toml
 
 ## browser: Debian's Chromium for the dashboard's browser tests (Playwright drives it; no download)
 browser:
-	@test -x /usr/bin/chromium || { \
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+	  || command -v google-chrome >/dev/null || test -n "$$AIB_CHROMIUM" || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  else echo "the browser tests need /usr/bin/chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+	  else echo "the browser tests need Chromium: sudo apt-get install chromium (or set AIB_CHROMIUM)" >&2; exit 1; fi; }
 
 ## test: lint, type-check and the whole suite (unit, integration, infra; slow ones included)
 test: install browser lint typecheck

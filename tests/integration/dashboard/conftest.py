@@ -3,6 +3,7 @@ fraud state, reachable over real HTTP for a browser; and the browser."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -18,7 +19,18 @@ import uvicorn
 from aibackend.local.runtime import LocalRuntime
 from tests.support import FUNCTIONS, running_runtime, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
+#: The browser: `AIB_CHROMIUM` if set, else the first Chromium-family binary on PATH (Debian's
+#: `chromium`, Ubuntu's `chromium-browser`, or Google Chrome on hosted CI runners).
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_browser() -> Path | None:
+    if configured := os.environ.get("AIB_CHROMIUM"):
+        return Path(configured)
+    found = next((p for p in map(shutil.which, BROWSERS) if p), None)
+    return Path(found) if found else None
+
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -108,10 +120,12 @@ def dashboard_runtime(
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's chromium, headless, driven by Playwright (no browser download)."""
-    if not CHROMIUM.exists():
+    chromium = find_browser()
+    if chromium is None or not chromium.exists():
         pytest.fail(
-            f"{CHROMIUM} is missing: the dashboard's browser tests need Debian's chromium; "
-            "install it with `make browser` (apt-get install -y chromium)"
+            f"no browser ({chromium or ', '.join(BROWSERS)} not found): the dashboard's browser "
+            "tests need Chromium; install Debian's with `make browser` (apt-get install -y "
+            "chromium), or point AIB_CHROMIUM at one"
         )
     try:
         from playwright.sync_api import sync_playwright
@@ -122,7 +136,7 @@ def browser() -> Iterator[Any]:
         )
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
             yield b
         finally:
