@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from aibackend.capture import ENV as CAPTURE_ENV
+from aibackend.capture import Capture
 from aibackend.catalog import FunctionSpec
 from aibackend.local.canary import (
     Recorder,
@@ -16,9 +21,11 @@ from aibackend.local.canary import (
     ShadowQueue,
     bucket,
     is_error,
+    pinned,
     scores_of,
 )
 from aibackend.ports import Canary
+from aibackend.settings import model_version_env
 
 
 class StubHost:
@@ -156,3 +163,23 @@ def test_without_a_route_the_host_passes_straight_through() -> None:
     host = RoutedHost(champion)
     host.invoke({}, "rid-1")
     assert champion.seen == ["rid-1"] and host.models == {"fraud": 1}
+
+
+def test_a_shadow_candidate_loads_without_capture_and_the_environment_is_restored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN capture declared for fraud and production pinned at v1
+    monkeypatch.setenv(CAPTURE_ENV, '{"fraud":{"rate":1.0}}')
+    monkeypatch.setenv(model_version_env("fraud"), "1")
+    # WHEN a shadow candidate (v2) loads: nobody receives its answers
+    with pinned("fraud", 2, capture=False):
+        # THEN it sees its own pin and no capture settings (it would count twice in monitoring)
+        assert os.environ[model_version_env("fraud")] == "2"
+        assert CAPTURE_ENV not in os.environ
+        assert not Capture.from_env("fraud").enabled
+    # AND a canary candidate (it answers real requests) keeps capturing
+    with pinned("fraud", 2):
+        assert Capture.from_env("fraud").enabled
+    # AND afterwards the runtime's own environment is as it was
+    assert os.environ[model_version_env("fraud")] == "1"
+    assert os.environ[CAPTURE_ENV] == '{"fraud":{"rate":1.0}}'

@@ -46,6 +46,7 @@ from typing import Any
 
 from aibackend.adapters.local import atomic_write
 from aibackend.canary import CanaryVerdict, VersionStats, judge
+from aibackend.capture import ENV as CAPTURE_ENV
 from aibackend.catalog import FunctionSpec
 from aibackend.local.host import Host
 from aibackend.ports import Canary, CanaryCheck, ModelRegistry
@@ -276,18 +277,24 @@ def routable(host: Host) -> Host:
 
 
 @contextlib.contextmanager
-def pinned(model: str, version: int) -> Iterator[None]:
-    """The model's version variable set to `version` (what CDK writes on AWS), then restored."""
-    var = model_version_env(model)
-    before = os.environ.get(var)
-    os.environ[var] = str(version)
+def pinned(model: str, version: int, *, capture: bool = True) -> Iterator[None]:
+    """The model's version variable set to `version` (what CDK writes on AWS), then restored.
+
+    `capture=False` also hides the capture settings (`AIB_CAPTURE`) while the host loads, so a
+    shadow candidate, whose answers nobody receives, captures nothing: its predictions would
+    otherwise count twice in the model's monitoring windows and ledger."""
+    saved = {v: os.environ.get(v) for v in (model_version_env(model), CAPTURE_ENV)}
+    os.environ[model_version_env(model)] = str(version)
+    if not capture:
+        os.environ.pop(CAPTURE_ENV, None)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = before
+        for var, before in saved.items():
+            if before is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = before
 
 
 @dataclass
@@ -374,7 +381,7 @@ class CanaryController:
                 continue
             candidate = self._make_host(host.spec)
             try:
-                with pinned(model, canary.candidate):
+                with pinned(model, canary.candidate, capture=canary.mode != "shadow"):
                     candidate.load()
             except Exception as e:
                 for route in routes.values():
