@@ -46,7 +46,6 @@ FINDINGS: dict[str, Cause] = {
 }
 SCHEDULED = "Scheduled Event"
 TABLE = "retrain-state"
-#: `functions/training.toml`, beside the function folders.
 #: The trigger function's variable holding the policies as JSON (CDK writes it from
 #: `training.toml`, which is not part of the function's bundle).
 CONFIG_ENV = "RETRAIN_CONFIG"

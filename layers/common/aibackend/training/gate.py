@@ -42,8 +42,6 @@ from aibackend.models.card import MODEL_FILE, ModelCard
 from aibackend.ports import GateCheck, GateVerdict, ModelRegistry
 from aibackend.training_config import section_of
 
-#: `functions/training.toml`, beside the function folders.
-
 
 class BiasGate(BaseModel):
     """`[gate.<model>.bias]`: the fairness check at the decision threshold."""
