@@ -77,3 +77,17 @@ def test_secrets_set_stores_a_local_value_that_get_secret_reads(
     assert "s3cr3t" not in capsys.readouterr().out
     settings = PlatformSettings(state_dir=tmp_path)
     assert get_secret("webhook_token", settings=settings, env={}) == "s3cr3t"
+
+
+def test_a_shadow_promotion_against_aws_is_refused_with_the_alternative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the CLI pointed at the AWS registry (no call is made: it refuses first)
+    monkeypatch.setenv("AIB_ADAPTERS", "aws")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    # WHEN a shadow is asked for: a Lambda alias answers each request with one version
+    code = main(["models", "promote", "fraud", "2", "--shadow", "--reason", "look at v2"])
+    # THEN it is refused, saying why and what to use instead
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--shadow runs under `aib dev` only" in err and "use --canary" in err

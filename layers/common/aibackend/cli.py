@@ -132,6 +132,14 @@ def _models_promote(reg: ModelRegistry, args: argparse.Namespace, version: int, 
     from aibackend import canary_cli
     from aibackend.adapters import event_bus
 
+    if args.shadow and _settings(args).adapters == "aws":
+        print(
+            "--shadow runs under `aib dev` only: on AWS a Lambda alias answers each request with "
+            "one version, so the deployer cannot shadow; use --canary (CodeDeploy shifts a share "
+            "of the traffic and rolls back on the alarms)",
+            file=sys.stderr,
+        )
+        return 2
     if args.canary or args.shadow:
         event = canary_cli.start(
             reg,
