@@ -8,17 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from aibackend.settings import PlatformSettings
-from aibackend.training.local import train_local
 from tests.support import FUNCTIONS
 
 
 @pytest.fixture(scope="module")
-def realtime_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A state folder with a production fraud model (50k rows: seconds, enough to score)."""
-    state = tmp_path_factory.mktemp("realtime-seed") / "state"
-    train_local("fraud", PlatformSettings(state_dir=state), rows=50_000, echo=lambda _l: None)
-    return state
+def realtime_state(project_state: Path) -> Path:
+    """A seed state with a production fraud model: the session's (tests copy it, never write)."""
+    return project_state
 
 
 @pytest.fixture(scope="module")
@@ -29,25 +25,10 @@ def realtime_functions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-#: Readings per IoT model in the tests (10 devices each): ~8 s a model, mostly the training
-#: subprocess starting (scikit-learn, skl2onnx imports).
-IOT_ROWS = 3_000
-
-
 @pytest.fixture(scope="module")
-def iot_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A state folder with a production anomaly model per device type."""
-    from aibackend.iot.devices import DEVICE_TYPES
-
-    state = tmp_path_factory.mktemp("iot-seed") / "state"
-    for device_type in DEVICE_TYPES:
-        train_local(
-            f"iot_{device_type}",
-            PlatformSettings(state_dir=state),
-            rows=IOT_ROWS,
-            echo=lambda _l: None,
-        )
-    return state
+def iot_state(project_state: Path) -> Path:
+    """A seed state with a production anomaly model per device type: the session's."""
+    return project_state
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +40,9 @@ def iot_functions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shop_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A state folder with a production recommendations model (the default data: ~5 s)."""
-    state = tmp_path_factory.mktemp("shop-seed") / "state"
-    train_local("recommendations", PlatformSettings(state_dir=state), echo=lambda _l: None)
-    return state
+def shop_state(project_state: Path) -> Path:
+    """A seed state with a production recommendations model: the session's."""
+    return project_state
 
 
 @pytest.fixture(scope="module")

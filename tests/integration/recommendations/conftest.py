@@ -12,8 +12,6 @@ import pytest
 
 from aibackend.catalog import DECLARATION
 from aibackend.local.runtime import LocalRuntime
-from aibackend.settings import PlatformSettings
-from aibackend.training.local import train_local
 from tests.support import FUNCTIONS, running_runtime
 
 
@@ -31,10 +29,10 @@ def recommendations_functions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def recommendations_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    state = tmp_path_factory.mktemp("rec-state") / "state"
-    train_local("recommendations", PlatformSettings(state_dir=state), echo=lambda _line: None)
-    return state
+def recommendations_state(project_state: Path) -> Path:
+    """A state with the recommendations model trained on the default data: the session's
+    (read only; runtimes copy it)."""
+    return project_state
 
 
 @pytest.fixture(scope="session")

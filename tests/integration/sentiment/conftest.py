@@ -6,17 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from aibackend.settings import PlatformSettings
-from aibackend.training.local import train_local
 from tests.support import FUNCTIONS
 
 
 @pytest.fixture(scope="session")
-def sentiment_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A state folder whose production sentiment model is trained on the whole corpus (~4 s)."""
-    state = tmp_path_factory.mktemp("sentiment-state")
-    train_local("sentiment", PlatformSettings(state_dir=state), echo=lambda _line: None)
-    return state
+def sentiment_state(project_state: Path) -> Path:
+    """A state folder whose production sentiment model is trained on the whole corpus: the
+    session's (read only; runtimes copy it)."""
+    return project_state
 
 
 @pytest.fixture(scope="session")
