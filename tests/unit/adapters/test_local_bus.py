@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from aibackend.adapters.local_bus import LocalEventBus, Target
+from aibackend.adapters.local_bus import BusStats, LocalEventBus, Target
 from aibackend.ports import PutEvent
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC).timestamp()
@@ -517,6 +517,61 @@ def test_a_crashed_dispatchers_claim_comes_back_after_its_lease(
     release.set()
     worker.join(5)
     assert b.stats().delivered == 1
+
+
+def test_a_batch_interrupted_midway_keeps_what_it_finished_and_loses_nothing(
+    make_bus: Callable[..., LocalEventBus], clock: Clock
+) -> None:
+    # GIVEN three events claimed as one batch; the second delivery is interrupted by something
+    # the dispatcher does not catch (the process being stopped)
+    calls: list[str] = []
+
+    def deliver(target: Target, payload: Any) -> None:
+        calls.append(payload["id"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    bus = make_bus(deliver, lease_s=30.0)
+    bus.put_rule("tx", bus="aib", pattern=TX_PATTERN, targets=[fn()])
+    ids = bus.put_events([tx(1.0), tx(2.0), tx(3.0)]).event_ids
+    # WHEN the batch runs
+    with pytest.raises(KeyboardInterrupt):
+        bus.run_due()
+    # THEN the finished delivery is recorded, the other two stay claimed until their lease
+    assert bus.stats() == BusStats(pending=0, in_flight=2, delivered=1, failed=0)
+    # AND after the lease another dispatcher makes them: the interrupted one again, the third
+    later = Recorder()
+    assert make_bus(later, lease_s=30.0).run_due(now=T0 + 31) == 2
+    assert [p["id"] for _, p in later.calls] == list(ids[1:])
+    assert bus.stats().delivered == 3
+
+
+def test_a_batch_hands_back_a_row_that_could_outlive_its_lease(
+    make_bus: Callable[..., LocalEventBus], clock: Clock
+) -> None:
+    # GIVEN two events for a function with a 20 s timeout, a 30 s lease, and a first
+    # delivery that takes 15 s
+    delivered: list[float] = []
+    taken_over: list[int] = []
+    other = make_bus(Recorder(), lease_s=30.0)
+
+    def slow(target: Target, payload: Any) -> None:
+        delivered.append(clock.now)
+        if len(delivered) == 2:
+            # A second dispatcher looks just after the first claim's lease ran out.
+            taken_over.append(other.run_due(now=T0 + 31))
+        clock.now += 15
+
+    bus = make_bus(slow, lease_s=30.0)
+    bus.put_rule("tx", bus="aib", pattern=TX_PATTERN, targets=[fn(timeout_s=20)])
+    bus.put_events([tx(1.0), tx(2.0)])
+    # WHEN one dispatcher claims both
+    assert bus.run_due() == 2
+    # THEN the second was handed back (15 s spent + 20 s timeout > 30 s lease) and claimed
+    # again with a fresh lease: the second dispatcher found nothing to take over midway
+    assert delivered == [T0, T0 + 15]
+    assert taken_over == [0]
+    assert bus.stats() == BusStats(pending=0, in_flight=0, delivered=2, failed=0)
 
 
 CRASHING_DISPATCHER = """
