@@ -34,8 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import RESULTS, ROOT
-from benchlib import pct as _pct
+from benchlib import RESULTS, ROOT, timed
 
 sys.path.insert(0, str(ROOT / "functions"))
 
@@ -137,6 +136,22 @@ def server_run(url: str, sentences: Sequence[str]) -> Callable[[], None]:
     return run
 
 
+def local_runs(
+    backend: Any, st: Any, sentences: Sequence[str]
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """In this process: (the server's backend alone on batches of 32, sentence-transformers'
+    `encode(batch_size=32)`), each over all `sentences`."""
+
+    def backend_run() -> None:
+        for i in range(0, len(sentences), BATCH):
+            backend.encode(sentences[i : i + BATCH])
+
+    def st_run() -> None:
+        st.encode(sentences, batch_size=BATCH, show_progress_bar=False)
+
+    return backend_run, st_run
+
+
 def warm_handler(module: str, sample: str, n: int) -> dict[str, Any]:
     import importlib
 
@@ -145,15 +160,9 @@ def warm_handler(module: str, sample: str, n: int) -> dict[str, Any]:
     handler = importlib.import_module(f"{module}.handler").handler
     event = json.loads((ROOT / "events" / "apigw" / f"{sample}.json").read_text())
     ctx = LocalLambdaContext(function_name=module, memory_limit_in_mb=512, timeout_s=10)
-    for _ in range(20):
-        response = handler(event, ctx)
+    response = handler(event, ctx)
     assert response["statusCode"] == 200, response
-    lat = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        handler(event, ctx)
-        lat.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": round(_pct(lat, 0.5), 2), "p99_ms": round(_pct(lat, 0.99), 2), "n": n}
+    return timed(lambda: handler(event, ctx), n, warmup=20)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,13 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         st = load_sentence_transformer()
         backend = load_backend(folder, "onnx", threads=threads)
 
-        def backend_run() -> None:
-            for i in range(0, len(sentences), BATCH):
-                backend.encode(sentences[i : i + BATCH])
-
-        def st_run() -> None:
-            st.encode(sentences, batch_size=BATCH, show_progress_bar=False)
-
+        backend_run, st_run = local_runs(backend, st, sentences)
         runs: dict[str, Callable[[], None]] = {
             "server": server_run(url, sentences),
             "backend": backend_run,

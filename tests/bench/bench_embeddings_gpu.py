@@ -35,9 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench_embeddings import BATCH, model_folder, server_run, start_server, texts
-from benchlib import RESULTS
-from benchlib import pct as _pct
+from bench_embeddings import BATCH, local_runs, model_folder, server_run, start_server, texts
+from benchlib import RESULTS, timed
 
 CLIENTS = 8
 
@@ -68,17 +67,6 @@ def concurrent_run(url: str, sentences: Sequence[str], clients: int) -> Callable
             f.result()
 
     return run
-
-
-def latency(url: str, inputs: Sequence[str], n: int) -> dict[str, float]:
-    for _ in range(10):
-        post(url, inputs)
-    lat = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        post(url, inputs)
-        lat.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": round(_pct(lat, 0.5), 2), "p99_ms": round(_pct(lat, 0.99), 2), "n": n}
 
 
 def lowest_cosine(a: Any, b: Any) -> float:
@@ -142,13 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         backend = load_backend(folder, "torch")  # in this process, on the GPU too
         st = sentence_transformers.SentenceTransformer(str(folder / TORCH_DIR), device=args.device)
 
-        def backend_run() -> None:
-            for i in range(0, len(sentences), BATCH):
-                backend.encode(sentences[i : i + BATCH])
-
-        def st_run() -> None:
-            st.encode(sentences, batch_size=BATCH, show_progress_bar=False)
-
+        backend_run, st_run = local_runs(backend, st, sentences)
         runs: dict[str, Callable[[], None]] = {
             "server_1_client": server_run(url, sentences),
             f"server_{CLIENTS}_clients": concurrent_run(url, sentences, CLIENTS),
@@ -164,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 run()
                 rates[name].append(len(sentences) / (time.perf_counter() - t0))
         latencies = {
-            "1_text": latency(url, sentences[:1], 200),
-            "32_texts": latency(url, sentences[:BATCH], 100),
+            "1_text": timed(lambda: post(url, sentences[:1]), 200),
+            "32_texts": timed(lambda: post(url, sentences[:BATCH]), 100),
         }
         with urllib.request.urlopen(f"{url}/ping", timeout=5) as r:
             after = json.loads(r.read())

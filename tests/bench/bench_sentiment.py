@@ -16,29 +16,15 @@ import json
 import os
 import platform
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import RESULTS, ROOT, serve_production
-from benchlib import pct as _pct
+from benchlib import RESULTS, ROOT, serve_production, timed
 
 EVENT = ROOT / "events" / "apigw" / "sentiment.json"
 sys.path.insert(0, str(ROOT / "functions"))
-
-
-def latency(fn: Callable[[], Any], n: int, warmup: int) -> dict[str, float]:
-    """p50 / p99 in ms of `n` calls after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    lat = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        lat.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": round(_pct(lat, 0.50), 4), "p99_ms": round(_pct(lat, 0.99), 4), "n": n}
 
 
 def compare(handler: Any, ctx: Any, session: Any, texts: list[str], n: int) -> dict[str, Any]:
@@ -60,7 +46,7 @@ def compare(handler: Any, ctx: Any, session: Any, texts: list[str], n: int) -> d
     samples: dict[str, list[dict[str, float]]] = {k: [] for k in cases}
     for _ in range(rounds):
         for name, fn in cases.items():
-            samples[name].append(latency(fn, per_round, warmup=max(5, per_round // 10)))
+            samples[name].append(timed(fn, per_round, warmup=max(5, per_round // 10), digits=4))
     out: dict[str, Any] = {"texts": len(texts)}
     for name, runs in samples.items():
         # The median round's figures: one noisy round does not decide the result.

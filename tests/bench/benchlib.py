@@ -9,6 +9,8 @@ import os
 import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,18 @@ def pct(xs: list[float], q: float) -> float:
     """The `q` quantile of `xs` (nearest rank)."""
     s = sorted(xs)
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def timed(call: Callable[[], object], n: int, warmup: int = 10, digits: int = 2) -> dict[str, Any]:
+    """p50/p99 wall milliseconds of `n` calls of `call`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        call()
+    lat = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        lat.append((time.perf_counter() - t0) * 1000)
+    return {"p50_ms": round(pct(lat, 0.5), digits), "p99_ms": round(pct(lat, 0.99), digits), "n": n}
 
 
 def cold_start(
