@@ -91,6 +91,22 @@ def test_recording_a_chunk_again_does_not_count_it_twice(runs: RunStore) -> None
     assert (s.chunks_done, s.complete, s.progress) == (1, False, 0.5)
 
 
+def test_one_chunks_counts_read_alone_match_the_full_list(runs: RunStore) -> None:
+    # GIVEN a run whose ingest recorded two chunks and whose validation recorded one
+    run = runs.start(_run())
+    runs.record(run.run_id, "ingest", 0, {"received": 4})
+    runs.record(run.run_id, "ingest", 1, {"received": 3})
+    runs.record(run.run_id, "validate", 1, {"valid": 2, "quarantined": 1})
+    # WHEN each is read alone (what a stage does for every message it takes)
+    alone = [runs.chunk(run.run_id, c.stage, c.chunk) for c in runs.chunks(run.run_id)]
+    # THEN each equals its entry in the full list, and what was not recorded is None
+    assert alone == runs.chunks(run.run_id)
+    second = runs.chunk(run.run_id, "ingest", 1)
+    assert second is not None and second.counts == {"received": 3}
+    assert runs.chunk(run.run_id, "validate", 0) is None
+    assert runs.chunk("no-such-run", "ingest", 0) is None
+
+
 def test_a_failed_chunk_completes_the_run(runs: RunStore) -> None:
     # GIVEN a run of three chunks: one stored, one given up on by the score stage and one by
     # the store stage

@@ -103,7 +103,11 @@ class ChunkMessage(BaseModel):
         if self.columns is not None:
             return self.columns
         assert self.ref is not None
-        columns = json.loads(store.get(self.ref))
+        data = store.get(self.ref)
+        try:
+            columns = orjson.loads(data)
+        except orjson.JSONDecodeError:  # a raw JSON Lines chunk may hold NaN or Infinity
+            columns = json.loads(data)
         if not isinstance(columns, dict):
             raise ValueError(f"{self.ref}: a claim-checked chunk must be a JSON object of columns")
         row_count(columns)

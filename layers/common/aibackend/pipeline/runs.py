@@ -210,6 +210,11 @@ class RunStore(Protocol):
 
     def chunks(self, run_id: str) -> list[ChunkCounts]: ...
 
+    def chunk(self, run_id: str, stage: Stage, chunk: int) -> ChunkCounts | None:
+        """What `stage` recorded of one chunk (a stage's messages ask per chunk: reading
+        every chunk's counts each time made a run quadratic in its chunks)."""
+        ...
+
     def latest(self) -> str | None:
         """The most recently started run's id."""
         ...
@@ -364,6 +369,16 @@ class SqliteRunStore:
                 "SELECT stage, chunk, counts, at FROM chunk_counts WHERE run_id = ?", (run_id,)
             ).fetchall()
         return [ChunkCounts(stage=r[0], chunk=r[1], counts=json.loads(r[2]), at=r[3]) for r in rows]
+
+    def chunk(self, run_id: str, stage: Stage, chunk: int) -> ChunkCounts | None:
+        with connection(self.path) as c:
+            row = c.execute(
+                "SELECT counts, at FROM chunk_counts WHERE run_id = ? AND stage = ? AND chunk = ?",
+                (run_id, stage, chunk),
+            ).fetchone()
+        if row is None:
+            return None
+        return ChunkCounts(stage=stage, chunk=chunk, counts=json.loads(row[0]), at=row[1])
 
     def latest(self) -> str | None:
         with connection(self.path) as c:
@@ -545,6 +560,20 @@ class DynamoRunStore:
                     ChunkCounts(stage=stage, chunk=int(chunk), counts=data["counts"], at=data["at"])
                 )
         return out
+
+    def chunk(self, run_id: str, stage: Stage, chunk: int) -> ChunkCounts | None:
+        got = self._db.get_item(
+            TableName=self.table,
+            Key={"id": {"S": f"run#{run_id}"}},
+            ConsistentRead=True,
+            ProjectionExpression="#c",
+            ExpressionAttributeNames={"#c": f"c#{stage}#{chunk}"},
+        )
+        value = got.get("Item", {}).get(f"c#{stage}#{chunk}")
+        if value is None:
+            return None
+        data = json.loads(value["S"])
+        return ChunkCounts(stage=stage, chunk=chunk, counts=data["counts"], at=data["at"])
 
     def latest(self) -> str | None:
         item = self._item("latest")

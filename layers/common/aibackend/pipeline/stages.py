@@ -102,8 +102,8 @@ def _rows_of(message: ChunkMessage, runs: RunStore, stage: Stage) -> int:
     if message.rows is not None:
         return message.rows
     before, count = _INPUT_COUNT[stage]
-    recorded = (c for c in runs.chunks(message.run_id) if c.stage == before)
-    return next((c.counts[count] for c in recorded if c.chunk == message.chunk), 0)
+    recorded = runs.chunk(message.run_id, before, message.chunk)
+    return 0 if recorded is None else recorded.counts[count]
 
 
 def validate_message(
