@@ -151,9 +151,14 @@ class OnnxBackend:
 
 
 class TorchBackend:
-    """sentence-transformers on the GPU (or the CPU without one), from the folder's `torch/`.
+    """sentence-transformers' modules on the GPU (or the CPU without one), from the folder's
+    `torch/`.
 
-    The artifact's manifest is read from model.onnx's metadata (one CPU session, at start).
+    A batch is tokenized once, by the same `WordPieces` as the ONNX backend (which also gives
+    each text's count), and run through the model's modules (transformer, mean pooling,
+    normalization) under `inference_mode`: `SentenceTransformer.encode` would tokenize it a
+    second time and sort, split and collect it again. The artifact's manifest is read from
+    model.onnx's metadata (one CPU session, at start).
     """
 
     def __init__(self, folder: Path) -> None:
@@ -170,22 +175,30 @@ class TorchBackend:
             "AIB_EMBEDDINGS_BACKEND=torch needs torch and sentence-transformers in the image "
             "(build it with --build-arg WITH_TORCH=1), or use the onnx backend"
         )
-        torch = optional_module("torch", hint)
+        self._torch = torch = optional_module("torch", hint)
         st = optional_module("sentence_transformers", hint)
         self._device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = st.SentenceTransformer(str(folder / TORCH_DIR), device=self._device)
         self.model.max_seq_length = self.artifact.max_tokens
-        self.count = WordPieces(folder / TOKENIZER_FILE, self.artifact.max_tokens).count
+        self.model.eval()
+        self.tokenize = WordPieces(folder / TOKENIZER_FILE, self.artifact.max_tokens)
 
     @property
     def device(self) -> str:
         return self._device
 
     def encode(self, texts: Sequence[str]) -> Encoded:
-        vectors = self.model.encode(
-            list(texts), batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True
-        )
-        return Encoded(vectors=np.asarray(vectors, dtype=np.float32), tokens=self.count(texts))
+        ids, mask, counts = self.tokenize(texts)
+        torch = self._torch
+        with torch.inference_mode():
+            features = {
+                "input_ids": torch.from_numpy(ids).to(self._device),
+                "attention_mask": torch.from_numpy(mask).to(self._device),
+            }
+            pooled = self.model(features)["sentence_embedding"]
+            unit = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            vectors = unit.to(device="cpu", dtype=torch.float32).numpy()
+        return Encoded(vectors=vectors, tokens=counts)
 
 
 def backend_kind(env: dict[str, str] | None = None) -> BackendKind:
