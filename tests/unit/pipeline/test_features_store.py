@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from aibackend.fraud.velocity import DAY_US, HOUR_US, Txn, epoch_us
+from aibackend.fraud.velocity import DAY_US, HOUR_US, Txn, epoch_us, histories
 from aibackend.pipeline.features import DynamoFeatureStore, FeatureStore, SqliteFeatureStore
 
 T = epoch_us("2024-03-10T00:30:00+00:00")
@@ -80,3 +80,37 @@ def test_put_given_a_burst_of_one_cards_day_keeps_every_transaction(store: Featu
     # WHEN written THEN all 120 are read back
     store.put(burst)
     assert len(store.histories(["c1"], T, T + HOUR_US)["c1"].at_us) == 120
+
+
+def test_histories_of_many_cards_match_the_definition_built_from_the_transactions(
+    store: FeatureStore,
+) -> None:
+    # GIVEN many cards' transactions written out of time order, one card with two
+    # transactions at the same instant and one card with none in the window
+    rng = np.random.default_rng(5)
+    txns = [
+        Txn(
+            f"card-{rng.integers(40):02d}",
+            f"t{i}",
+            T + int(rng.integers(-DAY_US, DAY_US)),
+            float(i),
+        )
+        for i in range(400)
+    ]
+    txns += [
+        Txn("twin", "x", T, 1.0),
+        Txn("twin", "y", T, 2.0),
+        Txn("late", "z", T + 2 * DAY_US, 9.0),
+    ]
+    store.put(txns)
+    cards = sorted({t.card_id for t in txns} | {"nobody"})
+    # WHEN all of them are read in one call
+    got = store.histories(reversed(cards), T - DAY_US, T + DAY_US)
+    # THEN each card's history is its transactions in the range, in time order: the same arrays
+    # the in-memory definition (`velocity.histories`) builds, and nothing for the others
+    expected = histories(t for t in txns if T - DAY_US <= t.at_us < T + DAY_US)
+    assert sorted(got) == sorted(expected)
+    for card in expected:
+        assert got[card].at_us.tolist() == expected[card].at_us.tolist(), card
+        assert sorted(got[card].amount_eur.tolist()) == sorted(expected[card].amount_eur.tolist())
+    assert "late" not in got and "nobody" not in got

@@ -21,7 +21,7 @@ chunk changes nothing.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -95,13 +95,36 @@ class CardHistories(Mapping[str, CardHistory]):
     ) -> None:
         """`cards[i]`, `at_us[i]`, `amount_eur[i]`: one transaction; rows grouped by card and,
         within a card, ascending in time (as `ORDER BY card, at` gives them)."""
-        n = len(cards)
+        self._segment(np.array(cards, dtype=object), at_us, amount_eur, lambda c: str(c))
+
+    @classmethod
+    def from_codes(
+        cls,
+        names: Sequence[str],
+        codes: npt.NDArray[np.int64],
+        at_us: npt.NDArray[np.int64],
+        amount_eur: npt.NDArray[np.float64],
+    ) -> CardHistories:
+        """Rows whose card is given as an index into `names` (grouped by card and ascending in
+        time within one): what a store returns when it queries by the card's position in the
+        list it was asked for, without building a string per row."""
+        self = cls.__new__(cls)
+        self._segment(np.asarray(codes, dtype=np.int64), at_us, amount_eur, lambda k: names[k])
+        return self
+
+    def _segment(
+        self,
+        keys: npt.NDArray[Any],
+        at_us: npt.NDArray[np.int64],
+        amount_eur: npt.NDArray[np.float64],
+        name: Callable[[Any], str],
+    ) -> None:
+        n = len(keys)
         if not len(at_us) == len(amount_eur) == n:
             raise ValueError(f"cards, at_us, amount_eur differ in length: {n}, {len(at_us)}")
-        card = np.array(cards, dtype=object)
-        change = np.flatnonzero(card[1:] != card[:-1]) + 1
+        change = np.flatnonzero(keys[1:] != keys[:-1]) + 1
         self._starts = np.concatenate([[0], change, [n] if n else []]).astype(np.int64)
-        self._code = {c: k for k, c in enumerate(card[self._starts[:-1]].tolist())}
+        self._code = {name(c): k for k, c in enumerate(keys[self._starts[:-1]].tolist())}
         if len(self._code) != len(self._starts) - 1:
             raise ValueError("a card's transactions must be contiguous (sort by card, time)")
         self.at_us = np.asarray(at_us, dtype=np.int64)

@@ -54,6 +54,9 @@ def feature_store(settings: PlatformSettings | None = None, table: str = TABLE) 
 
 # --- local: SQLite ----------------------------------------------------------------------------
 
+#: One history row as `histories` reads it: the card's position in the query, time, amount.
+_HISTORY_ROW = np.dtype([("k", np.int64), ("at", np.int64), ("eur", np.float64)])
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS card_txns (
   card TEXT NOT NULL, txn TEXT NOT NULL, at INTEGER NOT NULL, amount_eur REAL NOT NULL,
@@ -90,19 +93,20 @@ class SqliteFeatureStore:
             )
 
     def histories(self, cards: Iterable[str], since_us: int, until_us: int) -> CardHistories:
-        """One query for all the cards (their ids travel as one JSON array parameter)."""
-        wanted = json.dumps(sorted(set(cards)))
+        """One query for all the cards (their ids travel as one JSON array parameter). Rows come
+        back with the card's position in that array, not its id, straight into one numpy
+        array, and are put in (card, time) order by numpy: half the time of fetching tuples
+        with a string each and sorting in SQLite."""
+        names = sorted(set(cards))
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT card, at, amount_eur FROM card_txns "
-                "WHERE card IN (SELECT value FROM json_each(?)) AND at >= ? AND at < ? "
-                "ORDER BY card, at",
-                (wanted, since_us, until_us),
-            ).fetchall()
-        if not rows:
-            return CardHistories([], np.empty(0, np.int64), np.empty(0, np.float64))
-        card, at, eur = zip(*rows, strict=True)
-        return CardHistories(card, np.array(at, np.int64), np.array(eur, np.float64))
+            cursor = self._conn.execute(
+                "SELECT j.key, t.at, t.amount_eur FROM json_each(?) AS j "
+                "JOIN card_txns AS t ON t.card = j.value WHERE t.at >= ? AND t.at < ?",
+                (json.dumps(names), since_us, until_us),
+            )
+            rows = np.fromiter(cursor, dtype=_HISTORY_ROW)
+        rows = rows[np.lexsort((rows["at"], rows["k"]))]
+        return CardHistories.from_codes(names, rows["k"], rows["at"], rows["eur"])
 
 
 # --- AWS: DynamoDB ------------------------------------------------------------------------------
