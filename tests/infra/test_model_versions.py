@@ -11,6 +11,7 @@ import pytest
 from aibackend.errors import ConfigError
 from infra.config import InfraConfig
 from infra.model_versions import resolve_model_version, resolve_model_versions
+from tests.support import create_registry_table
 
 LOCAL = InfraConfig()
 AWS = InfraConfig(registry="aws", registry_table="aib-test-registry")
@@ -82,18 +83,7 @@ def aws_registry(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     with moto.mock_aws():
         ddb = boto3.client("dynamodb", region_name="eu-west-1")
-        ddb.create_table(
-            TableName=AWS.registry_table,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_registry_table(ddb, AWS.registry_table)
         yield ddb
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from aibackend.cli import main
+from tests.support import create_registry_table
 
 
 @pytest.fixture(autouse=True)
@@ -36,18 +37,7 @@ def test_push_publishes_the_production_version_to_aws(
         boto3.client("s3").create_bucket(
             Bucket="models-123", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
         )
-        boto3.client("dynamodb").create_table(
-            TableName="aib-model-registry",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_registry_table(boto3.client("dynamodb"), "aib-model-registry")
         # WHEN the local production version is pushed with --promote
         argv = ["--state-dir", str(tmp_path), "models", "push", "tiny", "--bucket", "models-123"]
         assert main([*argv, "--promote"]) == 0

@@ -15,6 +15,7 @@ from aibackend.embeddings.backends import WordPieces, load_backend, onnx_session
 from aibackend.embeddings.package import TARBALL, tarball_key, write_tarball
 from aibackend.errors import ModelLoadError
 from aibackend.models.card import MODEL_FILE, ModelCard
+from tests.support import create_registry_table
 
 
 @pytest.fixture
@@ -94,18 +95,7 @@ def test_push_registers_on_aws_and_uploads_the_tarball(
         s3.create_bucket(
             Bucket="models-123", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
         )
-        boto3.client("dynamodb").create_table(
-            TableName="aib-model-registry",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_registry_table(boto3.client("dynamodb"), "aib-model-registry")
         # WHEN the local production version is pushed twice, the second time promoted
         lines: list[str] = []
         local = PlatformSettings(state_dir=embeddings_state)

@@ -18,6 +18,7 @@ from aibackend.errors import ConfigError
 from aibackend.settings import PlatformSettings
 from aibackend.training.pipeline_lambda import evaluate, register, split_s3_uri
 from tests.conftest import build_tiny_model
+from tests.support import create_registry_table
 
 BUCKET = "models"
 TABLE = "aib-model-registry"
@@ -41,18 +42,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
         s3.create_bucket(
             Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
         )
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_registry_table(boto3.client("dynamodb"), TABLE)
         # SageMaker's model.tar.gz: the model folder's files at the archive's root
         folder = build_tiny_model(tmp_path / "job-model")
         buf = io.BytesIO()
