@@ -15,6 +15,7 @@ is importable where only numpy and onnxruntime are installed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -22,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +58,57 @@ class TrainingError(AibError):
     """Training cannot go on (bad input, failed check); the message says what to fix."""
 
     title = "Training failed"
+
+
+#: Lines of a failed training process's output quoted in its error.
+TAIL_LINES = 25
+
+
+def sagemaker_env(run_dir: Path, hyperparameters: Mapping[str, HyperValue]) -> dict[str, str]:
+    """The SageMaker training-container contract (`SM_*`), pointed at a local run folder laid
+    out like /opt/ml: `model/`, `input/data/train/`, `output/`."""
+    return {
+        "SM_MODEL_DIR": str(run_dir / "model"),
+        "SM_CHANNEL_TRAIN": str(run_dir / "input" / "data" / "train"),
+        "SM_CHANNELS": json.dumps(["train"]),
+        "SM_OUTPUT_DIR": str(run_dir / "output"),
+        "SM_OUTPUT_DATA_DIR": str(run_dir / "output" / "data"),
+        "SM_HPS": json.dumps(dict(hyperparameters)),
+    }
+
+
+def stream_process(
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    echo: Callable[[str], None],
+    log_file: Path | None = None,
+) -> tuple[int, list[str]]:
+    """Run `command` (stderr into stdout), handing each output line to `echo` as it comes and
+    to `log_file` when given; returns the exit code and the last `TAIL_LINES` lines."""
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(log_file.open("w", encoding="utf-8")) if log_file else None
+        proc = stack.enter_context(
+            subprocess.Popen(
+                list(command),
+                cwd=cwd,
+                env=dict(env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            )
+        )
+        assert proc.stdout is not None  # stdout=PIPE
+        for line in proc.stdout:
+            if out is not None:
+                out.write(line)
+            line = line.rstrip("\n")
+            tail.append(line)
+            echo(line)
+        return proc.wait(), list(tail)
 
 
 def log(message: str) -> None:

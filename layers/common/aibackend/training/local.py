@@ -10,11 +10,8 @@ program a SageMaker job runs.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +20,13 @@ from pathlib import Path
 from aibackend.errors import ConfigError
 from aibackend.ports import ModelRegistry, ModelVersion
 from aibackend.settings import PlatformSettings
-from aibackend.training.common import DATA_SUFFIXES, HyperValue, TrainingError
+from aibackend.training.common import (
+    DATA_SUFFIXES,
+    HyperValue,
+    TrainingError,
+    sagemaker_env,
+    stream_process,
+)
 from aibackend.training.gate import GateConfig, load_config
 
 
@@ -110,7 +113,6 @@ TRAINABLE.update(
 )
 
 #: Lines of the entry point's output quoted when it fails.
-_TAIL_LINES = 25
 
 
 def _run_dir(root: Path, model: str) -> Path:
@@ -140,34 +142,12 @@ def run_entry_point(
     """
     model_dir = run_dir / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
-    child_env = dict(os.environ if env is None else env)
-    child_env.update(
-        {
-            "SM_MODEL_DIR": str(model_dir),
-            "SM_CHANNEL_TRAIN": str(run_dir / "input" / "data" / "train"),
-            "SM_CHANNELS": json.dumps(["train"]),
-            "SM_OUTPUT_DIR": str(run_dir / "output"),
-            "SM_OUTPUT_DATA_DIR": str(run_dir / "output" / "data"),
-            "SM_HPS": json.dumps(dict(hyperparameters or {})),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    tail: deque[str] = deque(maxlen=_TAIL_LINES)
-    with subprocess.Popen(
-        [sys.executable, "-m", module],
-        cwd=run_dir,
-        env=child_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-    ) as proc:
-        assert proc.stdout is not None  # set by stdout=PIPE
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            tail.append(line)
-            echo(line)
-        rc = proc.wait()
+    child_env = {
+        **(os.environ if env is None else env),
+        **sagemaker_env(run_dir, hyperparameters or {}),
+        "PYTHONUNBUFFERED": "1",
+    }
+    rc, tail = stream_process([sys.executable, "-m", module], cwd=run_dir, env=child_env, echo=echo)
     if rc != 0:
         quoted = "\n".join(tail)
         raise TrainingError(

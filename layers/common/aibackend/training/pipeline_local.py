@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -26,13 +24,11 @@ from pathlib import Path
 from typing import Literal
 
 from aibackend.settings import ENV_PREFIX, PlatformSettings
-from aibackend.training.common import TrainingError
-from aibackend.training.pipeline import CHANNEL, MODEL, REGISTERED, PipelineSpec, Step
+from aibackend.training.common import TrainingError, sagemaker_env, stream_process
+from aibackend.training.pipeline import MODEL, REGISTERED, PipelineSpec, Step
 from aibackend.training.step import VERSION_FILE, RunParams
 
 RECORD_FILE = "run.json"
-#: Lines of a failed step's output quoted in the error.
-TAIL_LINES = 25
 
 Status = Literal["pending", "running", "succeeded", "failed", "skipped"]
 
@@ -85,18 +81,6 @@ def settings_env(settings: PlatformSettings) -> dict[str, str]:
     }
 
 
-def sagemaker_env(run_dir: Path, params: RunParams) -> dict[str, str]:
-    """The SageMaker training-container contract, pointed at the run folder."""
-    return {
-        "SM_MODEL_DIR": str(run_dir / MODEL),
-        "SM_CHANNEL_TRAIN": str(run_dir / CHANNEL),
-        "SM_CHANNELS": json.dumps(["train"]),
-        "SM_OUTPUT_DIR": str(run_dir / "output"),
-        "SM_OUTPUT_DATA_DIR": str(run_dir / "output" / "data"),
-        "SM_HPS": json.dumps(params.hyperparameters),
-    }
-
-
 def step_command(step: Step, run_dir: Path, params: RunParams) -> list[str]:
     if step.name == "train":
         return [sys.executable, "-m", params.entry_point]
@@ -110,31 +94,14 @@ def _run_step(
     run_dir: Path,
     record: StepRecord,
     echo: Callable[[str], None],
-) -> deque[str]:
+) -> list[str]:
     """Run one step's process; its output goes to `echo` (indented) and its log file."""
     log = run_dir / "logs" / f"{step.name}.log"
     log.parent.mkdir(exist_ok=True)
     record.log = str(log)
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    with (
-        log.open("w", encoding="utf-8") as out,
-        subprocess.Popen(
-            command,
-            cwd=run_dir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-        ) as proc,
-    ):
-        assert proc.stdout is not None  # stdout=PIPE
-        for line in proc.stdout:
-            out.write(line)
-            line = line.rstrip("\n")
-            tail.append(line)
-            echo(f"  {line}")
-        record.exit_code = proc.wait()
+    record.exit_code, tail = stream_process(
+        command, cwd=run_dir, env=env, echo=lambda line: echo(f"  {line}"), log_file=log
+    )
     return tail
 
 
@@ -158,7 +125,7 @@ def run_pipeline(
     )
     record.write()
     env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
-    train_env = {**env, **sagemaker_env(run_dir, params)}
+    train_env = {**env, **sagemaker_env(run_dir, params.hyperparameters)}
     (run_dir / MODEL).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     n = len(spec.steps)
@@ -186,7 +153,7 @@ def run_pipeline(
     return record
 
 
-def _fail(record: RunRecord, index: int, step: StepRecord, tail: deque[str]) -> None:
+def _fail(record: RunRecord, index: int, step: StepRecord, tail: list[str]) -> None:
     step.status = "failed"
     for later in record.steps[index:]:
         later.status = "skipped"
