@@ -112,8 +112,6 @@ TRAINABLE.update(
     }
 )
 
-#: Lines of the entry point's output quoted when it fails.
-
 
 def _run_dir(root: Path, model: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
