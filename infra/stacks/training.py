@@ -548,22 +548,21 @@ class TrainingStack(cdk.Stack):
                 "evaluation": sfn.JsonPath.object_at("$.evaluation"),
             }
         )
-        register = tasks.LambdaInvoke(
-            scope,
-            "Register",
-            lambda_function=self.register,
-            payload=register_payload,
-            result_selector={"version.$": "$.Payload.version", "stage.$": "$.Payload.stage"},
-            result_path="$.registered",
-        )
-        record_rejection = tasks.LambdaInvoke(
-            scope,
-            "RecordRejection",
-            lambda_function=self.register,
-            payload=register_payload,
-            result_selector={"version.$": "$.Payload.version", "stage.$": "$.Payload.stage"},
-            result_path="$.registered",
-        )
+
+        def invoke_register(task_id: str) -> tasks.LambdaInvoke:
+            """The register function: after a passed gate it registers, after a failed one it
+            records the rejection (the evaluation it is given says which)."""
+            return tasks.LambdaInvoke(
+                scope,
+                task_id,
+                lambda_function=self.register,
+                payload=register_payload,
+                result_selector={"version.$": "$.Payload.version", "stage.$": "$.Payload.stage"},
+                result_path="$.registered",
+            )
+
+        register = invoke_register("Register")
+        record_rejection = invoke_register("RecordRejection")
         for task in (train, evaluate, register, record_rejection):
             task.add_catch(failed, errors=["States.ALL"], result_path="$.error")
         for task in (evaluate, register, record_rejection):
