@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.contracts import parse
+from aibackend.contracts.rejects import rejects_contract_errors
 from aibackend.idempotency import persistence_layer
 from aibackend.masking import masked_logger
 from aibackend.secrets import get_secret
@@ -45,6 +46,7 @@ METRICS = {
 @logger.inject_lambda_context(correlation_id_path="detail.correlation_id || id")
 @metrics.log_metrics
 @idempotent(config=ONCE_PER_EVENT, persistence_store=IDEMPOTENCY)
+@rejects_contract_errors("alerts")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     alert = alert_of(parse(event))  # a ContractError ends in the failure queue with its reason
     outcome = route(alert, STATE, SINKS, ALERTS, time.time())

@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.adapters import event_bus
 from aibackend.capture import Capture
+from aibackend.contracts.rejects import rejects_contract_errors
 from aibackend.fraud.decision import DecisionSettings
 from aibackend.idempotency import persistence_layer
 from aibackend.masking import masked_logger
@@ -48,9 +49,10 @@ CORRELATION_ID = "detail.correlation_id || id"
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID)
 @metrics.log_metrics
 @idempotent(config=ONCE_PER_EVENT, persistence_store=IDEMPOTENCY)
+@rejects_contract_errors("fraud_events")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # A `ContractError` (unknown version, invalid field) propagates: its type and message are
-    # the reason in the on-failure record of the function's failure queue.
+    # A `ContractError` (unknown version, invalid field) goes straight to the failure queue
+    # with its type and message as the reason (`rejects_contract_errors`).
     scored = score_event(event, MODEL, SETTINGS, FEATURES)
     out = scored.events
     result = BUS.put_events(out)

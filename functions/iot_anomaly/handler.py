@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.adapters import event_bus
+from aibackend.contracts.rejects import rejects_contract_errors
 from aibackend.idempotency import persistence_layer
 from aibackend.iot.devices import DEVICE_TYPES
 from aibackend.iot.store import reading_store
@@ -36,8 +37,9 @@ ONCE_PER_EVENT = IdempotencyConfig(event_key_jmespath="id", expires_after_second
 @logger.inject_lambda_context(correlation_id_path="detail.correlation_id || id")
 @metrics.log_metrics
 @idempotent(config=ONCE_PER_EVENT, persistence_store=IDEMPOTENCY)
+@rejects_contract_errors("iot_anomaly")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # A `ContractError` (unknown version, invalid field) propagates to the failure queue.
+    # A `ContractError` (unknown version, invalid field) goes straight to the failure queue.
     score, out = detect(event, DETECTORS, STORE)
     metrics.add_metric(name="Readings", unit=MetricUnit.Count, value=1)
     if not out:

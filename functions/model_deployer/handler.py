@@ -11,6 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.adapters import event_bus, model_registry
+from aibackend.contracts.rejects import rejects_contract_errors
 from aibackend.deploy.service import Deployer
 from aibackend.deploy.targets import ENV, targets_from_env
 from aibackend.masking import masked_logger
@@ -42,6 +43,7 @@ DEPLOYER = _deployer()
 
 @logger.inject_lambda_context(correlation_id_path="detail.correlation_id || id")
 @metrics.log_metrics
+@rejects_contract_errors("model_deployer")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if DEPLOYER is None:
         logger.info(f"{ENV} is not set (not deployed by CDK): the local runtime runs canaries")

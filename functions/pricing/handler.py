@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.adapters import event_bus
+from aibackend.contracts.rejects import rejects_contract_errors
 from aibackend.idempotency import persistence_layer
 from aibackend.masking import masked_logger
 from aibackend.settings import platform_settings
@@ -33,6 +34,7 @@ ONCE_PER_EVENT = IdempotencyConfig(event_key_jmespath="id", expires_after_second
 @logger.inject_lambda_context(correlation_id_path="detail.correlation_id || id")
 @metrics.log_metrics
 @idempotent(config=ONCE_PER_EVENT, persistence_store=IDEMPOTENCY)
+@rejects_contract_errors("pricing")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     out = reprice(event, SETTINGS, STORE)
     metrics.add_metric(name="ViewsPriced", unit=MetricUnit.Count, value=1)

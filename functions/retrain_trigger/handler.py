@@ -12,6 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.contracts import parse
+from aibackend.contracts.rejects import rejects_contract_errors
 from aibackend.masking import masked_logger
 from aibackend.retraining import (
     FINDINGS,
@@ -59,6 +60,7 @@ METRICS = {
 
 @logger.inject_lambda_context(correlation_id_path="detail.correlation_id || id")
 @metrics.log_metrics
+@rejects_contract_errors("retrain_trigger")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("detail-type") in FINDINGS:
         parse(event)  # a ContractError ends in the failure queue with its reason

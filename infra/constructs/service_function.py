@@ -30,7 +30,7 @@ from constructs import Construct
 from aibackend.capture import BUCKET as CAPTURE_BUCKET
 from aibackend.capture import ENV as CAPTURE_ENV
 from aibackend.capture import CaptureSettings, capture_env
-from aibackend.catalog import DECLARATION, AsyncDelivery, FunctionSpec, Grant
+from aibackend.catalog import DECLARATION, AsyncDelivery, FunctionSpec, Grant, failure_queue
 from aibackend.errors import ConfigError
 from aibackend.monitoring.config import ENV as MONITOR_ENV
 from aibackend.monitoring.config import monitor_env, monitored_models
@@ -346,6 +346,11 @@ class ServiceFunction(Construct):
             retry_attempts=delivery.max_attempts,
             max_event_age=cdk.Duration.seconds(delivery.max_event_age_s),
             on_failure=destinations.SqsDestination(self.failures),
+        )
+        # `rejects_contract_errors` sends an event no contract accepts there itself, on the
+        # first attempt, with the send right the destination grants.
+        self.function.add_environment(
+            resource_env("queue", failure_queue(spec.name)), self.failures.queue_url
         )
         self._key_wildcards.append(
             f"Lambda puts {spec.name}'s on-failure records into its failure queue with this "

@@ -373,6 +373,11 @@ def test_alias_retries_then_sends_failures_to_the_functions_failure_queue(plumbi
         "sqs:SendMessage" in actions(s) and s["Resource"] == failures
         for s in statements(plumbing, "OnEvent")
     )
+    # The function knows the queue's URL, to reject an event no contract accepts there itself
+    environment = props(plumbing, "AWS::Lambda::Function", "OnEventFunction")["Environment"]
+    assert environment["Variables"]["AIB_QUEUE_ON_EVENT_FAILURES"] == ref(
+        plumbing, QUEUE, "OnEventFailures"
+    )
     queue = props(plumbing, QUEUE, "OnEventFailures")
     assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
     assert queue["KmsMasterKeyId"] == imported(plumbing, queue_key(plumbing))

@@ -260,6 +260,12 @@ class AlarmSettings(BaseModel):
         return self.p99_ms if self.p99_ms is not None else int(timeout_s * 1000 * 0.8)
 
 
+def failure_queue(function: str) -> str:
+    """The on-failure destination of a function's asynchronous invocations (events, objects,
+    schedules): Lambda's on-failure records, and the events a consumer rejects outright."""
+    return f"{function}-failures"
+
+
 def default_group(name: str, authorizer: bool) -> str:
     """The deploy group of a function that declares none: `api` for the authorizer, else the
     first word of its name (`fraud_score` -> `fraud`)."""

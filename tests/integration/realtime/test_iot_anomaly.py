@@ -107,8 +107,14 @@ def test_a_reading_of_an_unknown_schema_version_is_refused_with_the_reason(
     sample = load_event("eventbridge/sensor_reading")
     sample["id"] = "reading-v9"
     sample["detail"]["schema_version"] = "9"
-    with pytest.raises(Exception, match="unknown schema_version '9'"):
-        host.invoke(sample)
+    # WHEN it is invoked once THEN it is refused at once (retrying cannot help), with the reason
+    answer = host.invoke(sample)
+    assert answer["rejected"]["errorType"] == "UnknownVersionError"
+    assert "unknown schema_version '9'" in answer["rejected"]["errorMessage"]
+    # AND the reading is kept in the function's failure queue, never lost
+    failures = iot_runtime.queues.get("iot_anomaly-failures")
+    records = [json.loads(m.body) for m in failures.receive(10, visibility_timeout_s=0)]
+    assert [r["requestPayload"]["id"] for r in records] == ["reading-v9"]
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from aibackend.catalog import DEFAULT_BUS, FunctionSpec, QueueTrigger
+from aibackend.catalog import DEFAULT_BUS, FunctionSpec, QueueTrigger, failure_queue
 from aibackend.events.schedule import Schedule
 from aibackend.events.shapes import (
     s3_notification,
@@ -41,11 +41,6 @@ POLL_WAIT_S = 1.0
 
 def dlq_name(queue: str) -> str:
     return f"{queue}-dlq"
-
-
-def failure_queue(function: str) -> str:
-    """The on-failure destination of a function's asynchronous invocations."""
-    return f"{function}-failures"
 
 
 def queue_configs(spec: FunctionSpec) -> list[QueueConfig]:
