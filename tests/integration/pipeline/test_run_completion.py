@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from aibackend.adapters.local import LocalObjectStore
+from aibackend.catalog import failure_queue
 from aibackend.fraud.generator import generate_transactions, write_csv
-from aibackend.local import triggers
 from aibackend.local.runtime import LocalRuntime
 from aibackend.pipeline.completion import report_key
 from aibackend.pipeline.report import build_report
@@ -140,5 +140,5 @@ def test_a_corrupt_gzip_fails_its_run_and_is_not_retried(runtime: LocalRuntime) 
     # THEN its run failed on the first attempt, and nothing went to the on-failure queue
     assert s.state == "failed" and s.run.failure is not None
     assert s.run.failure.attempts == 1 and "gzip stream" in s.run.failure.reason
-    failures = runtime.queues.get(triggers.failure_queue("pipeline_ingest")).stats()
+    failures = runtime.queues.get(failure_queue("pipeline_ingest")).stats()
     assert failures.visible == 0

@@ -28,6 +28,7 @@ from aibackend.catalog import (
     AsyncDelivery,
     Catalog,
     FunctionSpec,
+    failure_queue,
     load_function,
 )
 from aibackend.embeddings.local import LocalEndpoints
@@ -214,7 +215,7 @@ class LocalRuntime:
                 input_path=input_path,
                 max_attempts=d.max_attempts,
                 max_event_age_s=d.max_event_age_s,
-                dead_letter_queue=triggers.failure_queue(spec.name),
+                dead_letter_queue=failure_queue(spec.name),
                 timeout_s=spec.timeout_s,
             )
 
