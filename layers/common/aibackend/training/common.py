@@ -438,13 +438,17 @@ class Exported:
     opset: int
     max_abs_diff: float
     probabilities: np.ndarray
+    #: What wrote the graph: skl2onnx, or `aibackend.training.iforest` for isolation forests.
+    converter: str = "skl2onnx"
 
     @property
     def tool_versions(self) -> str:
         import onnxruntime as ort
         import skl2onnx
 
-        return f"skl2onnx {skl2onnx.__version__}, onnxruntime {ort.__version__}"
+        if self.converter == "skl2onnx":
+            return f"skl2onnx {skl2onnx.__version__}, onnxruntime {ort.__version__}"
+        return f"{self.converter}, onnxruntime {ort.__version__}"
 
 
 def to_onnx_bytes(
@@ -452,13 +456,24 @@ def to_onnx_bytes(
 ) -> tuple[bytes, int]:
     """A fitted scikit-learn model as ONNX: one float input `input_name` of shape [None, n].
 
-    Classifiers return probabilities as one tensor (no ZipMap). Returns (bytes, opset used).
+    Classifiers return probabilities as one tensor (no ZipMap). An `IsolationForest` is written
+    by `aibackend.training.iforest` as one tree ensemble instead of skl2onnx's graph of one
+    ensemble per tree (same outputs, about 70 times faster for one row). Returns (bytes,
+    opset used).
     """
     from skl2onnx import __max_supported_opset__, convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.base import is_classifier
+    from sklearn.ensemble import IsolationForest
 
     opset = opset or onnxruntime_max_opset(min(MAX_OPSET, __max_supported_opset__))
+    if isinstance(model, IsolationForest):
+        from aibackend.training.iforest import isolation_forest_onnx
+
+        raw = isolation_forest_onnx(
+            model, n_features, input_name=input_name, opset=opset, ml_opset=ML_OPSET
+        )
+        return raw, opset
     options = {id(model): {"zipmap": False}} if is_classifier(model) else None
     onx = convert_sklearn(
         model,
@@ -467,6 +482,13 @@ def to_onnx_bytes(
         target_opset={"": opset, "ai.onnx.ml": ML_OPSET},
     )
     return onx.SerializeToString(), opset
+
+
+def converter_of(model: Any) -> str:
+    """What `to_onnx_bytes` writes `model`'s graph with."""
+    from sklearn.ensemble import IsolationForest
+
+    return "aibackend.training.iforest" if isinstance(model, IsolationForest) else "skl2onnx"
 
 
 def optimize_offline(model_bytes: bytes, dest: Path) -> Path:
@@ -539,6 +561,7 @@ def export_checked(
         opset=used,
         max_abs_diff=diff,
         probabilities=got,
+        converter=converter_of(model),
     )
 
 
