@@ -64,6 +64,9 @@ def test_a_spike_after_a_steady_window_is_detected_chained_to_its_reading_and_al
     steady = [21.0 + t.noise * (0.5 if i % 2 else -0.5) for i in range(20)]
     for i, v in enumerate(steady):
         iot_runtime.bus.put_events([reading("th-spike", i, v)])
+    # (all of them scored first: the bus delivers concurrently, so a reading put later may be
+    # scored before earlier ones, on the window stored by then)
+    wait_for(lambda: (s := iot_runtime.bus.stats()).pending + s.in_flight == 0 or None)
     # WHEN it jumps by 10 noise sds
     spike_id = iot_runtime.bus.put_events([reading("th-spike", 20, 21.0 + 10 * t.noise)])
     spike = spike_id.event_ids[0]
