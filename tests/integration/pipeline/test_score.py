@@ -76,6 +76,41 @@ def test_reason_codes_are_deterministic_and_at_most_three_known_features(
     assert any(len(r) == TOP_REASONS for r in first.reasons)
 
 
+def full_occlusion_reasons(model: LoadedModel, x: np.ndarray, ref: np.ndarray) -> list[list[str]]:
+    """Reasons by occluding every feature of every row (one scoring per occluded matrix), a
+    feature already at its reference value contributing 0: the definition `score_matrix`
+    computes with one run and without the copies that change nothing."""
+    score = model.predict_proba(x)
+    contribution = np.zeros((x.shape[1], len(x)))
+    for j in range(x.shape[1]):
+        occluded = x.copy()
+        occluded[:, j] = ref[j]
+        contribution[j] = np.where(x[:, j] == ref[j], 0.0, score - model.predict_proba(occluded))
+    order = np.argsort(-contribution, axis=0, kind="stable")[:TOP_REASONS]
+    return [
+        [FEATURE_NAMES[j] for j in js if contribution[j, i] > 0]
+        for i, js in enumerate(order.T.tolist())
+    ]
+
+
+def test_reason_codes_are_full_occlusions_without_the_features_at_their_reference(
+    model: LoadedModel, ref: np.ndarray, tmp_path: Path
+) -> None:
+    # GIVEN a chunk's model input, where some categorical features hold the reference category
+    records = _records(400, seed=5)
+    x = matrix(model_columns(records, online_columns(records, SqliteFeatureStore(tmp_path / "f"))))
+    at_reference = x == ref[np.newaxis, :]
+    assert at_reference.any() and not at_reference.all()
+    # WHEN it is scored by the stage
+    got = score_matrix(model, x, ref)
+    # THEN its reasons are those of occluding every feature one at a time
+    assert got.reasons == full_occlusion_reasons(model, x, ref)
+    # AND a feature at its reference value is never a reason
+    names = np.array(FEATURE_NAMES)
+    for row, reasons in zip(at_reference, got.reasons, strict=True):
+        assert not set(reasons) & set(names[row])
+
+
 def test_a_row_that_differs_from_the_baseline_in_one_feature_has_only_that_reason(
     model: LoadedModel, ref: np.ndarray
 ) -> None:
