@@ -29,7 +29,6 @@ Writes `bench/results/simulate.json` (`simulate-isolate.json` with `--isolate`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -39,12 +38,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import RESULTS, ROOT
+from benchlib import RESULTS, ROOT, quiet_stdout
 from benchlib import pct as _pct
 
 sys.path.insert(0, str(ROOT))
@@ -96,23 +94,6 @@ class LagProbe(threading.Thread):
                 time.sleep(0.005)
             else:
                 self.timeouts += 1
-
-
-@contextlib.contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """The functions' EMF metric lines off the terminal: file descriptor 1 itself goes to
-    /dev/null, so `--isolate`'s worker processes (which inherit it) are quiet too."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
 
 
 def train(state: Path) -> None:

@@ -5,12 +5,14 @@ The scripts run as `python tests/bench/bench_<name>.py`, so this folder is on `s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +79,60 @@ def serve_production(state: Path, model: str, function: str) -> int:
     os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "aibackend"
     os.environ["POWERTOOLS_SERVICE_NAME"] = function
     return prod.version
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """The functions' log and EMF metric lines off the terminal: file descriptor 1 itself goes
+    to /dev/null, so `--isolate`'s worker processes (which inherit it) are quiet too."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _tree_rss_kib(pid: int) -> int:
+    """Resident memory of `pid` and all its descendants (Linux /proc), KiB."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += next(
+                int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+            )
+            for task in Path(f"/proc/{p}/task").iterdir():
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, StopIteration, ValueError):
+            continue  # the process ended meanwhile
+    return total
+
+
+class TreeMemory(threading.Thread):
+    """Samples the resident memory of this process and its children (the `--isolate` workers)
+    every `every_s`; `peak_mb` is the largest sum seen."""
+
+    def __init__(self, every_s: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.every_s = every_s
+        self.peak_kib = 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.every_s):
+            self.peak_kib = max(self.peak_kib, _tree_rss_kib(os.getpid()))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    @property
+    def peak_mb(self) -> float:
+        return round(self.peak_kib / 1024, 1)
