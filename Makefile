@@ -59,6 +59,7 @@ bench: install
 	$(BIN)/python tests/bench/bench_sentiment.py
 	$(BIN)/python tests/bench/bench_byom.py
 	$(BIN)/python tests/bench/bench_pipeline.py
+	$(BIN)/python tests/bench/bench_pipeline.py --isolate
 	$(BIN)/python tests/bench/bench_events.py
 	$(BIN)/python tests/bench/bench_profiles.py
 	$(BIN)/python tests/bench/bench_canary.py
