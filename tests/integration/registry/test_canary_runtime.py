@@ -35,8 +35,11 @@ pytestmark = pytest.mark.slow
 #: Requests per test: with 25% to the candidate, ~60 candidate answers (min_requests 30).
 REQUESTS = 240
 #: `alpha` 1e-4: a healthy candidate passes with near certainty, while the breaches these tests
-#: provoke have p-values far below it.
-CRITERIA = CanaryCriteria(min_requests=30, max_p99_ratio=5.0, alpha=1e-4)
+#: provoke have p-values far below it. `max_p99_ratio` is loose: the p99 of ~60 samples is
+#: their maximum, and one ~3 ms request stalled for 400 ms on a shared 2-core machine once
+#: rolled a healthy candidate back (x147); the latency criterion itself is tested with fixed
+#: samples in tests/unit/canary/test_judge.py.
+CRITERIA = CanaryCriteria(min_requests=30, max_p99_ratio=1000.0, alpha=1e-4)
 
 
 @pytest.fixture(scope="module")

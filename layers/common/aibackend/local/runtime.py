@@ -62,7 +62,7 @@ class LocalRuntime:
         #: Threads that deliver the bus's events. In one process two are enough (more only
         #: contend for the interpreter); isolated, a dispatcher mostly waits on a worker's
         #: pipe, so more of them keep the consumers' processes busy on every core
-        #: (`docs/events.md`: 6 sustained 850 events/s where 2 sustained ~700).
+        #: (`docs/events.md`: with 6 the mixed stream sustained 1,000 events/s, with 2 ~700).
         self.bus_workers = ISOLATED_BUS_WORKERS if isolate else BUS_WORKERS
         self.settings = settings
         self.registry = model_registry(settings)
