@@ -438,7 +438,7 @@ class Exported:
     opset: int
     max_abs_diff: float
     probabilities: np.ndarray
-    #: What wrote the graph: skl2onnx, or `aibackend.training.iforest` for isolation forests.
+    #: What wrote the graph: skl2onnx, or `IFOREST_CONVERTER` for isolation forests.
     converter: str = "skl2onnx"
 
     @property
@@ -464,10 +464,9 @@ def to_onnx_bytes(
     from skl2onnx import __max_supported_opset__, convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.base import is_classifier
-    from sklearn.ensemble import IsolationForest
 
     opset = opset or onnxruntime_max_opset(min(MAX_OPSET, __max_supported_opset__))
-    if isinstance(model, IsolationForest):
+    if converter_of(model) == IFOREST_CONVERTER:
         from aibackend.training.iforest import isolation_forest_onnx
 
         raw = isolation_forest_onnx(
@@ -484,11 +483,15 @@ def to_onnx_bytes(
     return onx.SerializeToString(), opset
 
 
+#: `Exported.converter` of an isolation forest's graph (written without skl2onnx).
+IFOREST_CONVERTER = "aibackend.training.iforest"
+
+
 def converter_of(model: Any) -> str:
     """What `to_onnx_bytes` writes `model`'s graph with."""
     from sklearn.ensemble import IsolationForest
 
-    return "aibackend.training.iforest" if isinstance(model, IsolationForest) else "skl2onnx"
+    return IFOREST_CONVERTER if isinstance(model, IsolationForest) else "skl2onnx"
 
 
 def optimize_offline(model_bytes: bytes, dest: Path) -> Path:
