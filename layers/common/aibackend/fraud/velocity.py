@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -42,12 +42,16 @@ LOOKBACK_US = MONTH_US
 HISTORY_COLUMNS: tuple[str, ...] = ("txn_count_1h", "txn_count_24h", "avg_amount_30d")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+
 def epoch_us(timestamp: datetime | str) -> int:
-    """UTC microseconds since the epoch; a naive timestamp is taken as UTC."""
+    """UTC microseconds since the epoch; a naive timestamp is taken as UTC. Exact: timedelta's
+    floor division is integer arithmetic (and half the cost of summing its fields in Python)."""
     ts = datetime.fromisoformat(timestamp) if isinstance(timestamp, str) else timestamp
     ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
+    return (ts - _EPOCH) // _ONE_US
 
 
 def amount_eur(amount: float, currency: str) -> float:
