@@ -31,6 +31,14 @@ _SETS_PER_UPDATE = 50
 #: SQLite page cache of the local table (KiB): a chunk's writes and reads touch pages all over
 #: the table's two B-trees.
 _CACHE_KIB = 64 * 1024
+#: WAL pages before a checkpoint copies them back into the table (SQLite's default: 1,000). A
+#: chunk's inserts land on pages all over the table (5,000 rows: ~4,500 pages, 18 MB of WAL);
+#: with the default, every commit was followed by a checkpoint rewriting all of them, so each
+#: page went to disk twice per chunk. 20,000 pages (80 MB) lets a page that several chunks
+#: rewrite be copied back once: a 5,000-row put 47 -> 36 ms of CPU (62 -> 41 ms of wall time,
+#: most of it under the write lock) at 1M rows. The WAL file stays at up to that size (a
+#: `journal_size_limit` cutting it back after each checkpoint cost 6 ms a put).
+_CHECKPOINT_PAGES = 20_000
 
 
 class FeatureStore(Protocol):
@@ -82,6 +90,7 @@ class SqliteFeatureStore:
         self._conn = connect(path)
         self._conn.row_factory = None  # plain tuples: a chunk reads thousands of rows
         self._conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        self._conn.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
