@@ -14,11 +14,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.adapters import object_store
 from aibackend.catalog import load_function
+from aibackend.collector import tune_for_batches
 from aibackend.masking import masked_logger
 from aibackend.pipeline.runs import run_store
 from aibackend.pipeline.stages import QueueStage, store_message
 
 logger = masked_logger()
+tune_for_batches()  # chunks of thousands of rows: see aibackend.collector
 
 SPEC = load_function(Path(__file__).parent)
 RUNS = run_store()
