@@ -96,10 +96,8 @@ class SqliteFeatureStore:
 
     def put(self, txns: Sequence[Txn]) -> None:
         with write_transaction(self._conn, self._lock) as c:
-            c.executemany(
-                "INSERT OR REPLACE INTO card_txns VALUES (?, ?, ?, ?)",
-                ((t.card_id, t.transaction_id, t.at_us, t.amount_eur) for t in txns),
-            )
+            # A `Txn` is a tuple in the table's column order: (card, txn, at, amount_eur).
+            c.executemany("INSERT OR REPLACE INTO card_txns VALUES (?, ?, ?, ?)", txns)
 
     def histories(self, cards: Iterable[str], since_us: int, until_us: int) -> CardHistories:
         """One query for all the cards (their ids travel as one JSON array parameter). Rows come
