@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -114,3 +117,79 @@ def test_histories_of_many_cards_match_the_definition_built_from_the_transaction
         assert got[card].at_us.tolist() == expected[card].at_us.tolist(), card
         assert sorted(got[card].amount_eur.tolist()) == sorted(expected[card].amount_eur.tolist())
     assert "late" not in got and "nobody" not in got
+
+
+class _Recording:
+    """A DynamoDB client that counts requests in flight (each takes 20 ms, like a round trip)
+    and answers its first two BatchGetItems with half their keys unprocessed (throttled)."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+        self.in_flight = self.most_in_flight = 0
+        self.throttles_left = 2
+
+    def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(0.02)
+            return fn(**kwargs)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def update_item(self, **kwargs: Any) -> Any:
+        return self._call(self._db.update_item, **kwargs)
+
+    def batch_get_item(self, **kwargs: Any) -> Any:
+        ((table, request),) = kwargs["RequestItems"].items()
+        keys = request["Keys"]
+        with self._lock:
+            throttle = len(keys) > 1 and self.throttles_left > 0
+            self.throttles_left -= throttle
+        if throttle:
+            half = len(keys) // 2
+            got = self._call(
+                self._db.batch_get_item,
+                RequestItems={table: {**request, "Keys": keys[:half]}},
+            )
+            got["UnprocessedKeys"] = {table: {**request, "Keys": keys[half:]}}
+            return got
+        return self._call(self._db.batch_get_item, **kwargs)
+
+
+def test_dynamodb_requests_run_side_by_side_and_throttled_reads_are_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        import boto3
+
+        db = boto3.client("dynamodb")
+        db.create_table(
+            TableName="features",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client = _Recording(db)
+        store = DynamoFeatureStore("features", client, concurrency=8)
+        # GIVEN 60 cards' transactions over three days (180 card-day items)
+        txns = [
+            Txn(f"card-{c:02d}", f"t{c}-{d}", T + d * DAY_US, float(c + d))
+            for c in range(60)
+            for d in range(3)
+        ]
+        # WHEN they are written and read back (240 card-days to look up: three BatchGetItems,
+        # two of them answered with half their keys unprocessed)
+        store.put(txns)
+        writes_in_flight = client.most_in_flight
+        got = store.histories([f"card-{c:02d}" for c in range(60)], T, T + 3 * DAY_US)
+    # THEN the writes overlapped (one at a time, 180 round trips would be 3.6 s)
+    assert writes_in_flight > 1
+    # AND every card's three transactions came back, the unprocessed keys included
+    assert client.throttles_left == 0
+    assert sorted(got) == [f"card-{c:02d}" for c in range(60)]
+    assert all(h.at_us.tolist() == [T, T + DAY_US, T + 2 * DAY_US] for h in got.values())

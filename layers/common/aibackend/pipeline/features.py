@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -28,6 +30,13 @@ TABLE = "pipeline-features"
 _BATCH_GET = 100
 #: Transactions set by one UpdateItem: keeps its expression far below DynamoDB's 4 KB limit.
 _SETS_PER_UPDATE = 50
+#: DynamoDB requests in flight at once. A chunk writes one UpdateItem per card and day and reads
+#: one BatchGetItem per 100 card-days (~31 days a card): a 20,000-row chunk is ~20,000 writes
+#: and ~5,000 reads, minutes of round trips one at a time, seconds 32 at a time.
+_CONCURRENCY = 32
+#: First wait before asking again for a BatchGetItem's unprocessed keys (doubling), and the most.
+_BACKOFF_S = 0.05
+_BACKOFF_MAX_S = 2.0
 #: SQLite page cache of the local table (KiB): a chunk's writes and reads touch pages all over
 #: the table's two B-trees.
 _CACHE_KIB = 64 * 1024
@@ -129,21 +138,29 @@ class DynamoFeatureStore:
     overwrite). A card's 30-day history is at most 31 items, read with BatchGetItem; an item
     stays far below DynamoDB's 400 KB for any real card's day."""
 
-    def __init__(self, table: str, client: Any = None) -> None:
+    def __init__(self, table: str, client: Any = None, *, concurrency: int = _CONCURRENCY) -> None:
         self.table = table
         if client is None:
             import boto3
+            from botocore.config import Config
 
-            client = boto3.client("dynamodb")
+            client = boto3.client("dynamodb", config=Config(max_pool_connections=concurrency))
         self._db = client
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="aib-features")
 
     def put(self, txns: Sequence[Txn]) -> None:
+        """Each card-day item's UpdateItems in turn; different items side by side."""
         by_item: dict[str, list[Txn]] = defaultdict(list)
         for t in txns:
             by_item[f"card#{t.card_id}#{_day(t.at_us)}"].append(t)
-        for key, all_items in by_item.items():
-            for start in range(0, len(all_items), _SETS_PER_UPDATE):
-                self._set(key, all_items[start : start + _SETS_PER_UPDATE])
+        # list(): wait for every item; the first error raised is re-raised here (the chunk is
+        # retried whole, and every write is an overwrite).
+        list(self._pool.map(self._set_all, by_item.items()))
+
+    def _set_all(self, item: tuple[str, list[Txn]]) -> None:
+        key, txns = item
+        for start in range(0, len(txns), _SETS_PER_UPDATE):
+            self._set(key, txns[start : start + _SETS_PER_UPDATE])
 
     def _set(self, key: str, items: list[Txn]) -> None:
         """One UpdateItem setting each transaction's attribute by name (an overwrite)."""
@@ -172,17 +189,25 @@ class DynamoFeatureStore:
         return histories(rows)
 
     def _get_all(self, keys: list[str]) -> Iterator[dict[str, Any]]:
-        for start in range(0, len(keys), _BATCH_GET):
-            pending: dict[str, Any] = {
-                self.table: {
-                    "Keys": [{"id": {"S": k}} for k in keys[start : start + _BATCH_GET]],
-                    "ConsistentRead": True,
-                }
-            }
-            while pending:
-                got = self._db.batch_get_item(RequestItems=pending)
-                yield from got.get("Responses", {}).get(self.table, [])
-                pending = got.get("UnprocessedKeys") or {}
+        batches = [keys[start : start + _BATCH_GET] for start in range(0, len(keys), _BATCH_GET)]
+        for items in self._pool.map(self._get_batch, batches):
+            yield from items
+
+    def _get_batch(self, keys: list[str]) -> list[dict[str, Any]]:
+        """One BatchGetItem, then its unprocessed keys again (backing off) until none is left."""
+        pending: dict[str, Any] = {
+            self.table: {"Keys": [{"id": {"S": k}} for k in keys], "ConsistentRead": True}
+        }
+        items: list[dict[str, Any]] = []
+        wait = _BACKOFF_S
+        while True:
+            got = self._db.batch_get_item(RequestItems=pending)
+            items += got.get("Responses", {}).get(self.table, [])
+            pending = got.get("UnprocessedKeys") or {}
+            if not pending:
+                return items
+            time.sleep(wait)  # throttled: back off before asking again, as the SDK advises
+            wait = min(_BACKOFF_MAX_S, wait * 2)
 
 
 def _days(since_us: int, until_us: int) -> list[str]:
