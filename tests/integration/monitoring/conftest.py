@@ -52,8 +52,19 @@ def ledger(rt: LocalRuntime) -> SqliteLabelStore:
 
 
 def wait_for_captures(rt: LocalRuntime, n: int, key: WindowKey) -> None:
-    """Until the ledger holds `n` predictions of the window (the capture is asynchronous)."""
-    wait_for(lambda: ledger(rt).window(key.start, key.end).predictions >= n, timeout=60)
+    """Until the ledger holds `n` predictions of the window and the capture queue is empty (the
+    capture is asynchronous, and monitor_capture writes a batch's ledger rows before its
+    profile deltas: the ledger alone can be complete while the last deltas are not)."""
+    capture = rt.queues.get("inference-capture")
+
+    def done() -> bool:
+        stats = capture.stats()
+        return (
+            ledger(rt).window(key.start, key.end).predictions >= n
+            and stats.visible + stats.in_flight + stats.delayed == 0
+        )
+
+    wait_for(done, timeout=60)
 
 
 def published(rt: LocalRuntime, detail_type: str) -> list[dict[str, Any]]:
