@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +27,25 @@ def store(
     if request.param == "sqlite":
         yield SqliteFeatureStore(tmp_path / "features.db")
         return
+    with _features_table(monkeypatch) as db:
+        yield DynamoFeatureStore("features", db)
+
+
+@contextmanager
+def _features_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A DynamoDB client (moto) with the table `features`, keyed as CDK keys every data table."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     with mock_aws():
         import boto3
 
         db = boto3.client("dynamodb")
-        db.create_table(  # the layout CDK gives every data table
+        db.create_table(
             TableName="features",
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        yield DynamoFeatureStore("features", db)
+        yield db
 
 
 def _times(store: FeatureStore, card: str, since: int, until: int) -> list[int]:
@@ -163,17 +171,7 @@ class _Recording:
 def test_dynamodb_requests_run_side_by_side_and_throttled_reads_are_asked_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    with mock_aws():
-        import boto3
-
-        db = boto3.client("dynamodb")
-        db.create_table(
-            TableName="features",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+    with _features_table(monkeypatch) as db:
         client = _Recording(db)
         store = DynamoFeatureStore("features", client, concurrency=8)
         # GIVEN 60 cards' transactions over three days (180 card-day items)
