@@ -3,8 +3,8 @@
 CPython's cyclic collector runs a young-generation pass every 700 net container allocations,
 and a full pass over every tracked object every 100 of those (`gc.get_threshold()`: 700, 10,
 10). A full pass walks INIT's objects too: the imported libraries, pydantic's schemas, the
-model, 100,000+ objects in a pipeline stage, every one still alive. A 5,000-row chunk
-allocates tens of thousands of short-lived containers (a dict per row, a list per column
+model, 100,000+ objects in a pipeline stage, every one still alive. A chunk of thousands of
+rows allocates tens of thousands of short-lived containers (a dict per row, a list per column
 value), so each chunk paid for several full passes over objects that can never be garbage.
 
 `tune_for_batches()` makes the young generation 10,000 allocations: passes are 14 times rarer,

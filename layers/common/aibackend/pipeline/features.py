@@ -38,7 +38,7 @@ _CONCURRENCY = 32
 _BACKOFF_S = 0.05
 _BACKOFF_MAX_S = 2.0
 #: SQLite page cache of the local table (KiB): a chunk's writes and reads touch pages all over
-#: the table's two B-trees.
+#: the table's B-tree.
 _CACHE_KIB = 64 * 1024
 #: WAL pages before a checkpoint copies them back into the table (SQLite's default: 1,000). A
 #: chunk's inserts land on pages all over the table (5,000 rows: ~4,500 pages, 18 MB of WAL);
