@@ -40,6 +40,8 @@ from aibackend.models.card import (
     TensorSpec,
     sha256_file,
 )
+from aibackend.training.iforest import CONVERTER as IFOREST_CONVERTER
+from aibackend.training.iforest import isolation_forest_onnx
 
 HyperValue = str | int | float | bool
 
@@ -467,8 +469,6 @@ def to_onnx_bytes(
 
     opset = opset or onnxruntime_max_opset(min(MAX_OPSET, __max_supported_opset__))
     if converter_of(model) == IFOREST_CONVERTER:
-        from aibackend.training.iforest import isolation_forest_onnx
-
         raw = isolation_forest_onnx(
             model, n_features, input_name=input_name, opset=opset, ml_opset=ML_OPSET
         )
@@ -481,10 +481,6 @@ def to_onnx_bytes(
         target_opset={"": opset, "ai.onnx.ml": ML_OPSET},
     )
     return onx.SerializeToString(), opset
-
-
-#: `Exported.converter` of an isolation forest's graph (written without skl2onnx).
-IFOREST_CONVERTER = "aibackend.training.iforest"
 
 
 def converter_of(model: Any) -> str:

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-#: Euler-Mascheroni constant, as scikit-learn's `_average_path_length` uses it.
-_EULER_GAMMA = 0.5772156649015329
+#: What `Exported.converter` and the graph's `producer_name` record for these graphs.
+CONVERTER = __name__
 
 
 def average_path_length(n: np.ndarray) -> np.ndarray:
@@ -39,7 +39,7 @@ def average_path_length(n: np.ndarray) -> np.ndarray:
     big = n > 2
     out[two] = 1.0
     nb = n[big]
-    out[big] = 2.0 * (np.log(nb - 1.0) + _EULER_GAMMA) - 2.0 * (nb - 1.0) / nb
+    out[big] = 2.0 * (np.log(nb - 1.0) + np.euler_gamma) - 2.0 * (nb - 1.0) / nb
     return out
 
 
@@ -162,7 +162,7 @@ def isolation_forest_onnx(
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("ai.onnx.ml", ml_opset)],
-        producer_name="aibackend.training.iforest",
+        producer_name=CONVERTER,
     )
     model.ir_version = min(model.ir_version, 10)
     return bytes(model.SerializeToString())
