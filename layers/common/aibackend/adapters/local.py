@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -222,15 +223,43 @@ def write_transaction(
         conn.execute("COMMIT")
 
 
+#: How long `connect` keeps trying to switch a database that another process is creating
+#: at the same moment into WAL mode (the same as its busy timeout).
+CONNECT_TIMEOUT_S = 30.0
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """SQLite in WAL mode: readers never block the writer; survives a crash of the process."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
+    conn = sqlite3.connect(
+        path, timeout=CONNECT_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    _enter_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def _enter_wal(conn: sqlite3.Connection) -> None:
+    """`PRAGMA journal_mode=WAL`, retried while it reports the database locked.
+
+    When processes open a database that does not exist yet at the same moment (the workers a
+    burst starts, each creating its function's tables), SQLite can answer the switch to WAL
+    with SQLITE_BUSY at once, without calling the busy handler that waits for ordinary locks.
+    """
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() + delay > deadline:
+                conn.close()
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 @contextmanager
