@@ -239,7 +239,11 @@ class ServiceFunction(Construct):
             reserved_concurrent_executions=spec.reserved_concurrency,
         )
         self.alias = lambda_.Alias(
-            self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version
+            self,
+            "Live",
+            alias_name=LIVE_ALIAS,
+            version=self.function.current_version,
+            provisioned_concurrent_executions=spec.provisioned_concurrency,
         )
 
         if spec.models:

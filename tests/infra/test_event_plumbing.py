@@ -29,6 +29,7 @@ FUNCTIONS = {
     "ingest": """
 timeout_s = 30
 reserved_concurrency = 20
+provisioned_concurrency = 2
 [[queues]]
 queue = "transactions"
 batch_size = 100
@@ -255,6 +256,16 @@ def test_reserved_concurrency_is_set_where_declared_only(plumbing: Any) -> None:
     reserved = {k: v["Properties"].get("ReservedConcurrentExecutions") for k, v in fns.items()}
     assert {k for k, v in reserved.items() if v is not None} == {one(fns, "IngestFunction")[0]}
     assert reserved[one(fns, "IngestFunction")[0]] == 20
+
+
+def test_provisioned_concurrency_is_on_the_live_alias_where_declared_only(plumbing: Any) -> None:
+    aliases = services(plumbing, "AWS::Lambda::Alias")
+    provisioned = {
+        k: v["Properties"].get("ProvisionedConcurrencyConfig") for k, v in aliases.items()
+    }
+    (ingest,) = [k for k in aliases if k.startswith("IngestLive")]
+    assert provisioned[ingest] == {"ProvisionedConcurrentExecutions": 2}
+    assert {k for k, v in provisioned.items() if v is not None} == {ingest}
 
 
 # --- the platform bus ---------------------------------------------------------------------------

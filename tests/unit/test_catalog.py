@@ -81,6 +81,19 @@ def test_a_health_route_may_be_public(tmp_path: Path) -> None:
     assert load_function(d).routes[0].access is Access.PUBLIC
 
 
+def test_provisioned_concurrency_stays_within_reserved_concurrency(tmp_path: Path) -> None:
+    # GIVEN a function keeping more environments warm than it may ever run
+    d = _fn(tmp_path / "a", "svc", "reserved_concurrency = 2\nprovisioned_concurrency = 3\n")
+    # THEN its declaration is refused, saying why
+    with pytest.raises(ConfigError, match=re.escape("must not exceed reserved_concurrency (2)")):
+        load_function(d)
+    # and within the limit (or with no limit) it is kept
+    ok = _fn(tmp_path / "b", "svc", "reserved_concurrency = 3\nprovisioned_concurrency = 3\n")
+    assert load_function(ok).provisioned_concurrency == 3
+    free = _fn(tmp_path / "c", "svc", "provisioned_concurrency = 2\n")
+    assert load_function(free).provisioned_concurrency == 2
+
+
 def test_an_authorizer_has_no_triggers_and_there_is_at_most_one(tmp_path: Path) -> None:
     d = _fn(
         tmp_path / "a",

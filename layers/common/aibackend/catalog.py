@@ -300,6 +300,12 @@ class FunctionSpec(BaseModel):
     schedules: tuple[ScheduleTrigger, ...] = ()
     #: Most concurrent invocations of this function (Lambda reserved concurrency).
     reserved_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
+    #: Execution environments kept initialized ahead of traffic (Lambda provisioned
+    #: concurrency on the `live` alias; billed while deployed). Under `aib dev --isolate` this
+    #: many workers run their INIT at load, so a burst does not wait for, or share the CPU
+    #: with, new workers' imports and model loads; one process has one copy of each function
+    #: anyway.
+    provisioned_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
     resources: Resources = Resources()
     environment: dict[str, str] = Field(default_factory=dict)
     #: SSM Parameter Store SecureStrings the function reads, by logical name, e.g.
@@ -414,6 +420,16 @@ class FunctionSpec(BaseModel):
                         "'s3'): name the sources or detail-types it wants, leaving out "
                         "'aws.s3' or 'Object Created', or use [[objects]] for S3's events"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _provisioned_within_reserved(self) -> FunctionSpec:
+        p, r = self.provisioned_concurrency, self.reserved_concurrency
+        if p is not None and r is not None and p > r:
+            raise ValueError(
+                f"provisioned_concurrency ({p}) must not exceed reserved_concurrency ({r}): "
+                "Lambda refuses environments the function may never use"
+            )
         return self
 
     @model_validator(mode="after")

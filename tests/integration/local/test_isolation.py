@@ -85,6 +85,7 @@ FUNCTIONS = {
         HANDLER,
     ),
     "broken": ("", "raise RuntimeError('no model artifact at /nowhere')\n"),
+    "warm": ("provisioned_concurrency = 3\n", HANDLER),
 }
 
 
@@ -261,6 +262,41 @@ def test_the_pool_grows_to_the_limit_and_no_further(host: Callable[[str], Proces
     assert len({r["pid"] for r in out}) == 2
     assert time.monotonic() - t0 >= 0.4
     assert len(svc.pids) == 2
+
+
+def test_provisioned_workers_are_initialized_at_load(
+    host: Callable[[str], ProcessHost],
+) -> None:
+    # GIVEN a function that declares provisioned_concurrency = 3, loaded
+    warm = host("warm")
+    # THEN three workers ran their INIT before any invocation
+    ready = set(warm.pids)
+    assert len(ready) == 3 and warm.max_workers == 3
+    # WHEN three invocations of 0.2 s arrive together
+    out: list[dict[str, Any]] = []
+    threads = [
+        threading.Thread(target=lambda: out.append(warm.invoke({"op": "slow"}))) for _ in range(3)
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    # THEN the provisioned workers served them side by side: no worker started under load
+    assert {r["pid"] for r in out} == ready
+    assert all(r["count"] == 1 for r in out)
+    assert set(warm.pids) == ready
+
+
+def test_a_failed_provisioned_init_leaves_no_worker_behind(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    # GIVEN a function with provisioned workers whose INIT raises
+    spec = catalog.get("broken").model_copy(update={"provisioned_concurrency": 2})
+    h = ProcessHost(spec)
+    # WHEN it is loaded: the error comes back, and no worker is left running
+    with pytest.raises(FunctionInitError):
+        h.load()
+    assert h.pids == []
 
 
 def test_load_swaps_workers_without_failing_invocations(

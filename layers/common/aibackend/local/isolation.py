@@ -303,11 +303,13 @@ class ProcessHost:
     """A function served by a pool of worker processes: the local analogue of Lambda's
     execution environments of one function version.
 
-    Up to `spec.reserved_concurrency` (default 2) workers, each serving one invocation at a
-    time, started lazily and kept warm. `load()` runs a first worker's INIT, and on a later call
-    (a model's production version moved) starts a new worker before retiring the old ones, so
-    serving never stops. Workers inherit this process's environment as it is at `load()` (with
-    the model pins the runtime set there) plus the function's `environment`.
+    Up to `spec.reserved_concurrency` (default 2, or the provisioned concurrency when that is
+    more) workers, each serving one invocation at a time, started lazily and kept warm.
+    `load()` runs the INIT of a first worker, or of `spec.provisioned_concurrency` workers side
+    by side, and on a later call (a model's production version moved) starts as many new ones
+    before retiring the old ones, so serving never stops. Workers inherit this process's
+    environment as it is at `load()` (with the model pins the runtime set there) plus the
+    function's `environment`.
     """
 
     #: `invoke` itself enforces `timeout_s` (counting from the worker being ready, not its INIT)
@@ -324,7 +326,9 @@ class ProcessHost:
         """`log_path`: the function's log file (`aib logs`); its workers append to it."""
         self.spec = spec
         self.log_path = log_path
-        self.max_workers = spec.reserved_concurrency or 2
+        self.max_workers = spec.reserved_concurrency or max(2, spec.provisioned_concurrency or 0)
+        #: Workers `load()` starts ahead of traffic.
+        self.provisioned = spec.provisioned_concurrency or 1
         self.init_timeout_s = init_timeout_s or max(INIT_TIMEOUT_S, float(spec.timeout_s))
         self.loaded_at: float | None = None
         self.models: dict[str, int | None] = {}
@@ -403,6 +407,39 @@ class ProcessHost:
         )
         return worker
 
+    def _spawn_all(self, env: dict[str, str], generation: int, count: int) -> list[_Worker]:
+        """`count` workers whose INITs run side by side; if one fails, the others are retired
+        and its error propagates."""
+        if count == 1:
+            return [self._spawn(env, generation)]
+        started: list[_Worker] = []
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            try:
+                w = self._spawn(env, generation)
+            except BaseException as e:
+                with lock:
+                    errors.append(e)
+                return
+            with lock:
+                started.append(w)
+
+        threads = [
+            threading.Thread(target=one, name=f"aib-init-{self.spec.name}-{i}", daemon=True)
+            for i in range(count)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            for w in started:
+                w.retire()
+            raise errors[0]
+        return started
+
     def load(self) -> None:
         """Start a worker of the function as it is now (INIT); retire the previous workers.
 
@@ -412,14 +449,15 @@ class ProcessHost:
             env = self._environment()
             with self._cond:
                 generation = next(self._generations)
-            worker = self._spawn(env, generation)
+            workers = self._spawn_all(env, generation, self.provisioned)
+            worker = workers[0]
             with self._cond:
                 self._generation = generation
                 self._env = env
-                old, self._idle = self._idle, [worker]
+                old, self._idle = self._idle, workers
                 self._starting = 0
                 self.models = worker.models
-                self.init_ms = worker.init_ms
+                self.init_ms = max(w.init_ms or 0.0 for w in workers)
                 self.loaded_at = time.time()
                 self._cond.notify_all()
             # Busy workers of the previous version retire when their invocation ends.
