@@ -47,8 +47,9 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = ROOT / "events" / "payloads"
 AIB = [sys.executable, "-m", "aibackend.cli"]
-#: fraud_events' idempotency table (functions/fraud_events/handler.py), in idempotency.db.
+#: fraud_events' idempotency table (functions/fraud_events/handler.py), in its own file.
 IDEMPOTENCY_TABLE = "fraud-events-idempotency"
+IDEMPOTENCY_DB = Path("idempotency") / f"{IDEMPOTENCY_TABLE}.db"
 
 
 def _temp_files(root: Path) -> list[Path]:
@@ -165,7 +166,7 @@ def _scored(bus: LocalEventBus) -> dict[str, list[dict[str, Any]]]:
 
 def _in_progress_claims(state: Path, within_s: float) -> int:
     """fraud_events invocations under way (their idempotency claims); polls up to `within_s`."""
-    conn = sqlite3.connect(f"file:{state / 'idempotency.db'}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{state / IDEMPOTENCY_DB}?mode=ro", uri=True)
     sql = f"SELECT COUNT(*) FROM \"{IDEMPOTENCY_TABLE}\" WHERE status = 'INPROGRESS'"
     deadline = time.monotonic() + within_s
     try:

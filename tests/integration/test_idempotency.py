@@ -541,8 +541,25 @@ def test_records_survive_a_new_layer_on_the_same_file(tmp_path: Path) -> None:
 def test_local_settings_give_a_sqlite_layer_in_the_state_folder(tmp_path: Path) -> None:
     layer = persistence_layer(PlatformSettings(adapters="local", state_dir=tmp_path), "orders")
     assert isinstance(layer, SqlitePersistenceLayer)
-    assert layer.db_path == tmp_path / "idempotency.db"
+    assert layer.db_path == tmp_path / "idempotency" / "orders.db"
     assert layer.table == "orders"
+
+
+def test_each_local_table_has_its_own_file(tmp_path: Path) -> None:
+    # GIVEN two functions' idempotency tables (two DynamoDB tables on AWS)
+    settings = PlatformSettings(adapters="local", state_dir=tmp_path)
+    a = persistence_layer(settings, "fraud-events-idempotency")
+    b = persistence_layer(settings, "pricing-idempotency")
+    # THEN they live in different SQLite files: their writers never queue for one lock
+    assert isinstance(a, SqlitePersistenceLayer) and isinstance(b, SqlitePersistenceLayer)
+    assert a.db_path != b.db_path
+    assert {a.db_path.parent, b.db_path.parent} == {tmp_path / "idempotency"}
+
+
+def test_a_local_table_name_cannot_leave_the_idempotency_folder(tmp_path: Path) -> None:
+    settings = PlatformSettings(adapters="local", state_dir=tmp_path)
+    with pytest.raises(ValueError, match="table name"):
+        persistence_layer(settings, "../outside")
 
 
 def test_aws_settings_give_a_dynamodb_layer_on_the_physical_table(

@@ -114,8 +114,11 @@ log = logging.getLogger("aib.idempotency")
 
 #: Default logical name of the idempotency table (SQLite table locally, DynamoDB table on AWS).
 DEFAULT_TABLE = "idempotency"
-#: File of the local idempotency tables and effects, under the state folder.
-LOCAL_DB = "idempotency.db"
+#: Folder of the local idempotency tables, under the state folder: one SQLite file per table
+#: (`<table>.db`, with the effects written in its unit of work), as each is its own DynamoDB
+#: table on AWS. Functions in different worker processes then never wait for one file's
+#: write lock (one shared file had every event consumer queueing for it twice an event).
+LOCAL_DIR = "idempotency"
 #: Partition key attribute of effect tables on AWS (also Powertools' idempotency table key).
 EFFECT_KEY_ATTR = "id"
 
@@ -608,9 +611,9 @@ def persistence_layer(
 ) -> BasePersistenceLayer:
     """The idempotency store of the configured adapter set.
 
-    Local: table `table` of `<state_dir>/idempotency.db`. AWS: `DynamoDBPersistenceLayer` on the
-    table named by `AIB_TABLE_<TABLE>` (else `table` itself), partition key `id`, TTL attribute
-    `expiration`.
+    Local: table `table` in its own file, `<state_dir>/idempotency/<table>.db`. AWS:
+    `DynamoDBPersistenceLayer` on the table named by `AIB_TABLE_<TABLE>` (else `table` itself),
+    partition key `id`, TTL attribute `expiration`.
     """
     if settings.adapters == "aws":
         from aws_lambda_powertools.utilities.idempotency.persistence.dynamodb import (
@@ -618,4 +621,5 @@ def persistence_layer(
         )
 
         return DynamoDBPersistenceLayer(table_name=physical_name("table", table))
-    return SqlitePersistenceLayer(settings.state_dir / LOCAL_DB, table)
+    _check_table(table)
+    return SqlitePersistenceLayer(settings.state_dir / LOCAL_DIR / f"{table}.db", table)
