@@ -173,6 +173,9 @@ def step(
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--train-only"]:
+        train(Path(sys.argv[2]))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="10 s steps (smoke run)")
     ap.add_argument("--rates", default="250,500,750,1000", help="events/s, ascending")
@@ -199,7 +202,9 @@ def main() -> int:
     os.environ.update(AIB_STATE_DIR=str(seed_state), AIB_ADAPTERS="local")
     os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "aibackend"
     os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
-    train(seed_state)
+    # In a process of its own: the runtime's process then starts without training's heap
+    # (as `aib dev` does), whose every object a full garbage collection would walk again.
+    subprocess.run([sys.executable, __file__, "--train-only", str(seed_state)], check=True)
 
     from aibackend.catalog import load_catalog
     from aibackend.local.runtime import BUS_WORKERS, ISOLATED_BUS_WORKERS, LocalRuntime
