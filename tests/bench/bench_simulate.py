@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import RESULTS, ROOT, quiet_stdout
+from benchlib import RESULTS, ROOT, host_speed_s, quiet_stdout
 from benchlib import pct as _pct
 
 sys.path.insert(0, str(ROOT))
@@ -223,6 +223,11 @@ def main() -> int:
             "load_avg_at_start": os.getloadavg()[0],
             "note": "shared with other jobs during the run; see load_avg per step",
         },
+        "host_speed_s": (
+            "seconds a fixed pure-Python loop took just before and after each step "
+            "(benchlib.host_speed_s): ~0.10 when the shared host is quiet; at 0.15 and more "
+            "other tenants had a third of the cores' speed"
+        ),
         "scenario": "mixed (40 % payments, 40 % iot, 20 % shop)",
         "runtime": (
             f"aib dev --isolate ({ISOLATED_BUS_WORKERS} bus dispatchers, consumers in worker "
@@ -248,6 +253,7 @@ def main() -> int:
         rt = LocalRuntime(
             load_catalog(functions), PlatformSettings(state_dir=state), isolate=args.isolate
         )
+        speed_before = host_speed_s()
         print(f"mixed at {rate:g}/s for {duration:g}s ...", flush=True)
         with quiet_stdout():
             rt.start()
@@ -263,6 +269,7 @@ def main() -> int:
             finally:
                 rt.stop()
         out["load_avg_after"] = os.getloadavg()[0]
+        out["host_speed_s"] = {"before": speed_before, "after": host_speed_s()}
         out["throughput_per_s"] = round(out["put"] / (out["duration_s"] + out["drain_s"]), 1)
         out["sustained"] = out["lost"]["total"] == 0 and out["drain_s"] <= args.keep_up
         results["steps"].append(out)
@@ -270,7 +277,7 @@ def main() -> int:
         print(
             f"  put {out['put_rate_per_s']}/s, lost {lost}, drained in {out['drain_s']}s, "
             f"processed p99 {out['to_processed'] and out['to_processed']['p99_ms']} ms, "
-            f"throughput {out['throughput_per_s']}/s",
+            f"throughput {out['throughput_per_s']}/s, host speed {out['host_speed_s']}",
             flush=True,
         )
         if not out["sustained"]:

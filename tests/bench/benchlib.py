@@ -26,6 +26,19 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
+def host_speed_s(n: int = 2_000_000, repeat: int = 3) -> float:
+    """Seconds a fixed pure-Python loop takes (median of `repeat`): how fast this shared
+    machine's cores are right now. Other tenants on the same host make it vary by half again
+    (0.10-0.18 s here) from one minute to the next; a result measured while it is high had
+    that much less CPU."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        sum(i * i for i in range(n))
+        times.append(time.perf_counter() - t0)
+    return round(sorted(times)[len(times) // 2], 3)
+
+
 def timed(call: Callable[[], object], n: int, warmup: int = 10, digits: int = 2) -> dict[str, Any]:
     """p50/p99 wall milliseconds of `n` calls of `call`, after `warmup` untimed ones."""
     for _ in range(warmup):
