@@ -27,6 +27,13 @@ class DemandStore(Protocol):
         """View times of the item in `(since_s, until_s]`."""
         ...
 
+    def view_counts(
+        self, item_id: str, since_s: float, recent_since_s: float, until_s: float
+    ) -> tuple[int, int]:
+        """How many views of the item fall in `(since_s, until_s]`, and how many of those in
+        `(recent_since_s, until_s]`."""
+        ...
+
     def swap_price(self, item_id: str, price: float) -> float | None:
         """Record `price` as the item's last suggestion; return the previous one."""
         ...
@@ -68,6 +75,19 @@ class SqliteDemandStore:
                 (item_id, since_s, until_s),
             ).fetchall()
         return [float(r[0]) for r in rows]
+
+    def view_counts(
+        self, item_id: str, since_s: float, recent_since_s: float, until_s: float
+    ) -> tuple[int, int]:
+        # Counted by SQLite on the (item, at) index: a popular item's hour of views is not
+        # read into Python on every view.
+        with self._lock:
+            total, recent = self._conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(at > ?), 0) FROM item_views "
+                "WHERE item = ? AND at > ? AND at <= ?",
+                (recent_since_s, item_id, since_s, until_s),
+            ).fetchone()
+        return int(total), int(recent)
 
     def swap_price(self, item_id: str, price: float) -> float | None:
         with write_transaction(self._conn, self._lock) as c:
@@ -116,6 +136,12 @@ class DynamoDemandStore:
                     ]
                 pending = got.get("UnprocessedKeys") or {}
         return out
+
+    def view_counts(
+        self, item_id: str, since_s: float, recent_since_s: float, until_s: float
+    ) -> tuple[int, int]:
+        seen = self.views_since(item_id, since_s, until_s)
+        return len(seen), sum(1 for t in seen if t > recent_since_s)
 
     def swap_price(self, item_id: str, price: float) -> float | None:
         got = self._db.update_item(

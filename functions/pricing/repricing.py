@@ -20,11 +20,12 @@ def reprice(event: dict[str, Any], settings: PricingSettings, store: DemandStore
     d = view.detail
     at = d.viewed_at.timestamp()
     store.record_view(d.item_id, view.event_id, at)
-    seen = store.views_since(d.item_id, at - settings.long_window_s, at)
-    recent = sum(1 for t in seen if t > at - settings.short_window_s)
+    total, recent = store.view_counts(
+        d.item_id, at - settings.long_window_s, at - settings.short_window_s, at
+    )
     demand = Demand(
         recent_per_min=recent * 60 / settings.short_window_s,
-        usual_per_min=len(seen) * 60 / settings.long_window_s,
+        usual_per_min=total * 60 / settings.long_window_s,
         short_window_s=settings.short_window_s,
         long_window_s=settings.long_window_s,
     )

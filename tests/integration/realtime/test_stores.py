@@ -90,6 +90,9 @@ def test_views_count_once_per_event_within_the_window(demand: Any) -> None:
     demand.record_view("i2", "x", 500.0)
     # THEN a window counts each view once, only its item's, in (since, until]
     assert sorted(demand.views_since("i1", 100.0, 1_000.0)) == [400.0, 700.0, 1_000.0]
+    # and the counts the price uses agree: 3 in the window, 2 of them after 500 s
+    assert demand.view_counts("i1", 100.0, 500.0, 1_000.0) == (3, 2)
+    assert demand.view_counts("i1", 1_000.0, 1_000.0, 2_000.0) == (0, 0)
 
 
 def test_swap_price_returns_the_previous_suggestion(demand: Any) -> None:
