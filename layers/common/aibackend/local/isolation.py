@@ -441,7 +441,8 @@ class ProcessHost:
         return started
 
     def load(self) -> None:
-        """Start a worker of the function as it is now (INIT); retire the previous workers.
+        """Start the function as it is now in one worker, or in `provisioned_concurrency`
+        workers side by side (INIT); retire the previous workers.
 
         On failure the previous workers keep serving and the error propagates.
         """
