@@ -510,6 +510,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
         if any(r.access == "token" for _, r in rt.catalog.routes()):
             print('  token routes also take: -H "Authorization: Bearer $(aib token --scopes ...)"')
         print()
+        if args.isolate:
+            # Functions run in the workers; what this process holds now (imports, the demo
+            # models' training) stays, and the bus's dispatchers should not pause to walk it.
+            from aibackend.collector import freeze_after_startup
+
+            freeze_after_startup()
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     finally:
         rt.stop()

@@ -16,6 +16,14 @@ the objects of a module that `aib dev` reloads forever, so it is not used.
 
 The setting is per process: on AWS each function's own; in `aib dev` without `--isolate`,
 the whole runtime's (harmless: it only collects less often).
+
+`freeze_after_startup()` is for processes whose startup objects live as long as they do and
+are never reloaded: an `aib dev --isolate` worker after its INIT (a new version gets a new
+worker) and the `--isolate` runtime's own process once started (its functions run in the
+workers). A full pass there walked every import and, in `aib dev`, the demo models' training:
+measured in the runtime's process under the mixed stream at 1,000 events/s, 67-86 ms each,
+every 5-10 s, all the bus's dispatchers stalled meanwhile; 30 ms at most once frozen. A
+worker's full pass after INIT took 34-36 ms (fraud_events, pricing), ~0 once frozen.
 """
 
 from __future__ import annotations
@@ -29,3 +37,10 @@ BATCH_THRESHOLDS = (10_000, 10, 10)
 def tune_for_batches() -> None:
     """Call once at INIT, in a function that processes batches of rows."""
     gc.set_threshold(*BATCH_THRESHOLDS)
+
+
+def freeze_after_startup() -> None:
+    """Move every object alive now to the collector's permanent generation, which later passes
+    skip (startup's own garbage is collected first, so it is not kept)."""
+    gc.collect()
+    gc.freeze()

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 # One handler for direct invocations ({"op": ...}) and gateway ones (the op is the last segment).
 HANDLER = """
-import json, os, signal, time
+import gc, json, os, signal, time
 
 COUNT = 0  # module level: survives between invocations of a warm worker only
 
@@ -55,6 +55,7 @@ def handler(event, context):
         "request_id": context.aws_request_id,
         "greeting": os.environ.get("GREETING"),
         "service": os.environ.get("POWERTOOLS_SERVICE_NAME"),
+        "frozen": gc.get_freeze_count(),
     }
     if "path" in event:
         return {"statusCode": 200, "headers": {"content-type": "application/json"},
@@ -139,6 +140,8 @@ def test_results_come_back_from_a_warm_worker(host: Callable[[str], ProcessHost]
     second = svc.invoke({"op": "echo"})
     # THEN the same worker (another process) answers, its module state kept between calls
     assert first["pid"] == second["pid"] != os.getpid()
+    # and INIT's objects sit in the collector's permanent generation (no full pass walks them)
+    assert first["frozen"] > 10_000
     assert (first["count"], second["count"]) == (1, 2)
     # AND it sees the function's environment (not set in this process), name and deadline
     assert first["greeting"] == "hello from svc" and "GREETING" not in os.environ

@@ -159,6 +159,7 @@ def serve(requests: int, replies: int) -> int:
 
     Returns the exit status: 0 when the parent closes the request pipe, 1 when INIT failed.
     """
+    from aibackend.collector import freeze_after_startup
     from aibackend.local.host import FunctionHost
     from aibackend.local.logs import LogSink
 
@@ -176,6 +177,8 @@ def serve(requests: int, replies: int) -> int:
         traceback.print_exc()
         _write_frame(replies, json.dumps({"ok": False, "error": _error_body(e)}).encode())
         return 1
+    # INIT's objects (imports, models) live as long as this worker: collections skip them.
+    freeze_after_startup()
     ready = {"ok": True, "models": host.models, "init_ms": host.init_ms}
     _write_frame(replies, json.dumps(ready).encode())
     while (msg := _receive(requests)) is not None:
