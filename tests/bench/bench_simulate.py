@@ -29,6 +29,7 @@ Writes `bench/results/simulate.json` (`simulate-isolate.json` with `--isolate`).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -207,6 +208,7 @@ def main() -> int:
     subprocess.run([sys.executable, __file__, "--train-only", str(seed_state)], check=True)
 
     from aibackend.catalog import load_catalog
+    from aibackend.collector import freeze_after_startup
     from aibackend.local.runtime import BUS_WORKERS, ISOLATED_BUS_WORKERS, LocalRuntime
     from aibackend.settings import PlatformSettings
     from tests.support import runtime_client
@@ -257,6 +259,8 @@ def main() -> int:
         print(f"mixed at {rate:g}/s for {duration:g}s ...", flush=True)
         with quiet_stdout():
             rt.start()
+            if args.isolate:  # as `aib dev --isolate` does once started
+                freeze_after_startup()
             try:
                 out = step(
                     rt,
@@ -268,6 +272,7 @@ def main() -> int:
                 )
             finally:
                 rt.stop()
+                gc.unfreeze()  # the stopped runtime's objects may go now
         out["load_avg_after"] = os.getloadavg()[0]
         out["host_speed_s"] = {"before": speed_before, "after": host_speed_s()}
         out["throughput_per_s"] = round(out["put"] / (out["duration_s"] + out["drain_s"]), 1)
