@@ -227,8 +227,8 @@ def main() -> int:
         },
         "host_speed_s": (
             "seconds a fixed pure-Python loop took just before and after each step "
-            "(benchlib.host_speed_s): ~0.10 when the shared host is quiet; at 0.15 and more "
-            "other tenants had a third of the cores' speed"
+            "(benchlib.host_speed_s): ~0.09-0.10 when the shared host is quiet; at 0.15 "
+            "and more, a third of the cores' speed went to other tenants"
         ),
         "scenario": "mixed (40 % payments, 40 % iot, 20 % shop)",
         "runtime": (
