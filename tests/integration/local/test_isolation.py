@@ -87,6 +87,17 @@ FUNCTIONS = {
     ),
     "broken": ("", "raise RuntimeError('no model artifact at /nowhere')\n"),
     "warm": ("provisioned_concurrency = 3\n", HANDLER),
+    # INIT succeeds in the first worker to claim the mark file, fails in any other.
+    "flaky": (
+        "provisioned_concurrency = 2\n",
+        "import os\n"
+        "try:\n"
+        "    os.close(os.open(os.environ['FLAKY_INIT_MARK'], os.O_CREAT | os.O_EXCL))\n"
+        "except FileExistsError:\n"
+        "    raise RuntimeError('only one worker may start') from None\n"
+        "def handler(event, context):\n"
+        "    return {}\n",
+    ),
 }
 
 
@@ -290,16 +301,40 @@ def test_provisioned_workers_are_initialized_at_load(
     assert set(warm.pids) == ready
 
 
+def _worker_children() -> list[int]:
+    """Live worker processes started by this process."""
+    me, out = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == me and fields[0] != "Z" and b"aibackend.local.isolation" in cmdline:
+            out.append(int(entry.name))
+    return out
+
+
 def test_a_failed_provisioned_init_leaves_no_worker_behind(
     catalog: Catalog, tmp_path: Path
 ) -> None:
-    # GIVEN a function with provisioned workers whose INIT raises
-    spec = catalog.get("broken").model_copy(update={"provisioned_concurrency": 2})
+    # GIVEN two provisioned workers of which only the first to start may finish its INIT
+    spec = catalog.get("flaky").model_copy(
+        update={"environment": {"FLAKY_INIT_MARK": str(tmp_path / "mark")}}
+    )
+    before = set(_worker_children())
     h = ProcessHost(spec)
-    # WHEN it is loaded: the error comes back, and no worker is left running
-    with pytest.raises(FunctionInitError):
+    # WHEN it is loaded: the other one's error comes back
+    with pytest.raises(FunctionInitError, match="only one worker may start"):
         h.load()
+    # THEN the worker whose INIT succeeded was stopped too: nothing is left running or serving
+    assert set(_worker_children()) == before
     assert h.pids == []
+    with pytest.raises(RuntimeError, match="not loaded"):
+        h.invoke({})
 
 
 def test_load_swaps_workers_without_failing_invocations(
