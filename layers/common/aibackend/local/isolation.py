@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -413,30 +414,10 @@ class ProcessHost:
     def _spawn_all(self, env: dict[str, str], generation: int, count: int) -> list[_Worker]:
         """`count` workers whose INITs run side by side; if one fails, the others are retired
         and its error propagates."""
-        if count == 1:
-            return [self._spawn(env, generation)]
-        started: list[_Worker] = []
-        errors: list[BaseException] = []
-        lock = threading.Lock()
-
-        def one() -> None:
-            try:
-                w = self._spawn(env, generation)
-            except BaseException as e:
-                with lock:
-                    errors.append(e)
-                return
-            with lock:
-                started.append(w)
-
-        threads = [
-            threading.Thread(target=one, name=f"aib-init-{self.spec.name}-{i}", daemon=True)
-            for i in range(count)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with ThreadPoolExecutor(count, thread_name_prefix=f"aib-init-{self.spec.name}") as pool:
+            futures = [pool.submit(self._spawn, env, generation) for _ in range(count)]
+        errors = [e for f in futures if (e := f.exception()) is not None]
+        started = [f.result() for f in futures if f.exception() is None]
         if errors:
             for w in started:
                 w.retire()
