@@ -152,7 +152,7 @@ def test_ks_false_positive_rate_is_near_the_nominal_level_when_sketches_are_exac
 
 
 def test_ks_on_estimation_mode_sketches_is_conservative() -> None:
-    # GIVEN default sketches (k = 200) in estimation mode on both sides
+    # GIVEN default sketches (k = 1000) in estimation mode on both sides
     runs, rejections = 200, 0
     for i in range(runs):
         ref = _profile(_frame(1_000, seed=30_000 + i), "r")
