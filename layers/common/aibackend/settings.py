@@ -32,6 +32,10 @@ class PlatformSettings(BaseModel):
     model_cache_dir: Path = Path("/tmp/aib-models")
     #: Seconds between checks of the registry's production pointer (local runtime only).
     model_poll_s: float = Field(default=2.0, gt=0)
+    #: Local bus retention: archived events (as the CDK archive's `aib:archive-retention-days`)
+    #: and delivered rows (`stats()` counts deliveries within it). Failed deliveries stay.
+    bus_archive_days: float = Field(default=30.0, gt=0)
+    bus_delivered_hours: float = Field(default=24.0, gt=0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PlatformSettings:

@@ -732,3 +732,119 @@ def test_replay_window_must_be_ordered(make_bus: Callable[..., LocalEventBus]) -
     bus = make_bus()
     with pytest.raises(ValueError, match="before it starts"):
         bus.replay(datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC), name="x")
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+DAY = 86_400.0
+
+
+def test_sweep_deletes_old_archive_and_delivered_rows_and_keeps_what_is_still_needed(
+    make_bus: Callable[..., LocalEventBus], clock: Clock, queues: FakeQueues
+) -> None:
+    # GIVEN a 7-day archive and one day of delivered rows; on day 0 one event is delivered,
+    # one fails for good, and one is still waiting for its retry (the first attempt failed)
+    def deliver(target: Target, payload: Any) -> None:
+        if payload["detail"]["amount"] != 1.0:
+            raise RuntimeError("model endpoint timed out")
+
+    bus = make_bus(deliver, archive_retention_s=7 * DAY, delivered_retention_s=DAY)
+    bus.put_rule("tx", bus="aib", pattern=TX_PATTERN, targets=[fn(max_attempts=0)])
+    bus.put_rule(
+        "retried",
+        bus="aib",
+        pattern={**TX_PATTERN, "detail": {"amount": [3.0]}},
+        targets=[fn("slow", max_attempts=1, max_event_age_s=21_600)],
+    )
+    ok, failed, waiting = bus.put_events([tx(1.0), tx(2.0), tx(3.0)]).event_ids
+    bus.run_due()
+    assert bus.stats() == BusStats(pending=1, in_flight=0, delivered=1, failed=2)
+    # WHEN a sweep runs within both periods
+    # THEN nothing goes
+    clock.now = T0 + DAY / 2
+    assert bus.sweep() == (0, 0)
+    # WHEN a sweep runs after a day: the delivered row goes, the events stay replayable
+    clock.now = T0 + DAY + 1
+    assert bus.sweep() == (0, 1)
+    assert bus.stats() == BusStats(pending=1, in_flight=0, delivered=0, failed=2)
+    bus.delete_rule("tx", bus="aib")
+    bus.delete_rule("retried", bus="aib")  # (its pending delivery stays, as on AWS)
+    window = (datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + 1, UTC))
+    assert bus.replay(*window, name="r") == 3
+    # WHEN a sweep runs after the archive's 7 days, the third event's retry still pending
+    clock.now = T0 + 7 * DAY + 1
+    events, _ = bus.sweep()
+    # THEN the two events nothing waits for are deleted; the third stays with its delivery
+    assert events == 2
+    assert [e["id"] for e in bus.archived()] == [waiting]
+    # AND the failed deliveries keep their on-failure records
+    assert {f["event_id"] for f in bus.failures()} == {failed, waiting}
+    assert ok not in {e["id"] for e in bus.archived()}
+
+
+def test_the_waiting_delivery_of_a_swept_archive_is_still_made(
+    make_bus: Callable[..., LocalEventBus], clock: Clock
+) -> None:
+    # GIVEN an event whose delivery is still pending (a dispatcher down) when retention passes
+    calls = Recorder()
+    bus = make_bus(calls, archive_retention_s=60.0, delivered_retention_s=60.0)
+    bus.put_rule("tx", bus="aib", pattern=TX_PATTERN, targets=[fn(max_event_age_s=3600)])
+    (event_id,) = bus.put_events([tx()]).event_ids
+    clock.now = T0 + 120
+    # WHEN the sweep runs, then the dispatcher comes back
+    assert bus.sweep() == (0, 0)
+    assert bus.run_due() == 1
+    # THEN the event is delivered with its payload; the next sweep removes both rows
+    assert calls.calls[0][1]["id"] == event_id
+    clock.now = T0 + 200
+    assert bus.sweep() == (1, 1)
+    assert bus.archived() == []
+
+
+def test_sweep_deletes_in_chunks_until_done(
+    make_bus: Callable[..., LocalEventBus], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN 25 old delivered events and chunks of 10 rows
+    monkeypatch.setattr("aibackend.adapters.local_bus.SWEEP_CHUNK", 10)
+    bus = make_bus(Recorder(), archive_retention_s=60.0, delivered_retention_s=60.0)
+    bus.put_rule("tx", bus="aib", pattern=TX_PATTERN, targets=[fn()])
+    for _ in range(3):
+        bus.put_events([tx(float(i)) for i in range(10)][: 10 if _ < 2 else 5])
+    bus.run_due()
+    clock.now = T0 + 61
+    # WHEN one sweep runs THEN it removes all of them, ten rows a transaction
+    assert bus.sweep() == (25, 25)
+    assert bus.archived() == [] and bus.stats().delivered == 0
+
+
+def test_retention_periods_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="retention"):
+        LocalEventBus(tmp_path / "e.db", deliver=Recorder(), archive_retention_s=0)
+
+
+def test_a_started_bus_sweeps_on_its_own(tmp_path: Path) -> None:
+    # GIVEN a delivered event already older than both (tiny) retention periods
+    clock = Clock(T0)
+    bus = LocalEventBus(
+        tmp_path / "events.db",
+        deliver=Recorder(),
+        clock=clock,
+        archive_retention_s=1.0,
+        delivered_retention_s=1.0,
+    )
+    bus.put_rule("tx", bus="aib", pattern=TX_PATTERN, targets=[fn()])
+    bus.put_events([tx()])
+    bus.run_due()
+    clock.now = T0 + 10
+    # WHEN the dispatcher starts (its housekeeping thread sweeps at once, then every minute)
+    bus.start(workers=1)
+    try:
+        deadline = time.monotonic() + 5
+        while bus.archived() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # THEN both rows are gone without a call to sweep()
+        assert bus.archived() == []
+        assert bus.stats().delivered == 0
+    finally:
+        bus.stop()
+        bus.close()

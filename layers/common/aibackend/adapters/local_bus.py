@@ -19,6 +19,11 @@ How an event travels:
 
 `run_due()` runs due deliveries in the calling thread (tests, tools); `start()` runs a small
 thread pool woken by `put_events` (and polling for rows written by other processes).
+
+Retention (`sweep`, every minute while started): archived events older than
+`archive_retention_s` (30 days, as the CDK archive) go, unless a pending delivery still needs
+one; delivered rows go `delivered_retention_s` (a day) after they finished. Failed rows stay.
+Without it the file grew by every event and delivery for good: ~1.5 MB/s at 1,000 events/s.
 """
 
 from __future__ import annotations
@@ -58,6 +63,12 @@ _RULE_NAME = re.compile(r"^[.\-_A-Za-z0-9]{1,64}$")
 MAX_TARGETS = 5
 #: How often a running dispatcher checkpoints the WAL (off the commit path).
 CHECKPOINT_EVERY_S = 1.0
+#: How often a running dispatcher applies retention (`LocalEventBus.sweep`).
+SWEEP_EVERY_S = 60.0
+#: Rows deleted per transaction by a sweep: the bus's write lock is held only briefly.
+SWEEP_CHUNK = 2000
+ARCHIVE_RETENTION_S = 30 * 86_400.0
+DELIVERED_RETENTION_S = 86_400.0
 
 Deliver = Callable[["Target", Any], None]
 
@@ -242,6 +253,9 @@ CREATE TABLE IF NOT EXISTS bus_deliveries (
   finished_at REAL
 );
 CREATE INDEX IF NOT EXISTS bus_deliveries_due ON bus_deliveries (due) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS bus_archive_received ON bus_archive (received_at);
+CREATE INDEX IF NOT EXISTS bus_deliveries_finished ON bus_deliveries (finished_at)
+  WHERE state = 'delivered';
 """
 
 
@@ -294,6 +308,8 @@ class LocalEventBus:
         lease_s: float = 900.0,
         poll_s: float = 0.05,
         claim_batch: int = 8,
+        archive_retention_s: float = ARCHIVE_RETENTION_S,
+        delivered_retention_s: float = DELIVERED_RETENTION_S,
     ) -> None:
         """`retry_delays_s[i]` is the wait before retry i+1 (the last one repeats); Lambda waits
         about 1 then 2 minutes. `lease_s` is how long a claimed delivery stays hidden from other
@@ -303,7 +319,8 @@ class LocalEventBus:
         A background worker claims up to `claim_batch` due rows at once (as `run_due` does),
         delivers them one after another and records their outcomes in one transaction: under a
         backlog, two bus transactions per batch instead of two per delivery. A row whose
-        function timeout would carry it past its lease is handed back instead of delivered."""
+        function timeout would carry it past its lease is handed back instead of delivered.
+        `archive_retention_s` and `delivered_retention_s`: see `sweep`."""
         if not retry_delays_s or any(d < 0 for d in retry_delays_s):
             raise ValueError("retry_delays_s needs at least one delay, none negative")
         self.db_path = db_path
@@ -320,6 +337,10 @@ class LocalEventBus:
         if claim_batch < 1:
             raise ValueError(f"claim_batch must be at least 1, got {claim_batch}")
         self._claim_batch = claim_batch
+        if archive_retention_s <= 0 or delivered_retention_s <= 0:
+            raise ValueError("retention periods must be positive")
+        self._archive_retention_s = archive_retention_s
+        self._delivered_retention_s = delivered_retention_s
         self._conn = connect(db_path)
         self._lock = threading.Lock()
         self._conn.executescript(_SCHEMA)
@@ -854,9 +875,18 @@ class LocalEventBus:
                     self._cond.wait(timeout)
 
     def _checkpoint(self) -> None:
+        """The housekeeping thread: a WAL checkpoint every second, retention every minute
+        (the first at start, so a restart after a long pause catches up)."""
         conn = connect(self.db_path)
+        next_sweep = time.monotonic()
         try:
             while True:
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + SWEEP_EVERY_S
+                    try:
+                        self.sweep()
+                    except sqlite3.Error:
+                        log.exception("event bus retention sweep failed; retrying in a minute")
                 # Its own event, not the workers' condition: a notify must reach a worker.
                 stopping = self._stopped.wait(CHECKPOINT_EVERY_S)
                 try:
@@ -897,9 +927,51 @@ class LocalEventBus:
     ) -> None:
         self.close()
 
+    # -- retention ------------------------------------------------------------------------------
+
+    def sweep(self, now: float | None = None) -> tuple[int, int]:
+        """Delete what the bus no longer has to keep; returns (events, deliveries) deleted.
+
+        - archived events received more than `archive_retention_s` ago (EventBridge's archive
+          retention: they can no longer be replayed), except those a pending delivery reads
+          its payload from (a retry waiting its turn, a backlog);
+        - delivered rows finished more than `delivered_retention_s` ago (`stats()` counts
+          deliveries within that period).
+
+        Failed rows are kept: each holds its on-failure record (`failures()`). Deletes run in
+        chunks of `SWEEP_CHUNK` rows, one short write transaction each.
+        """
+        at = self._clock() if now is None else now
+        deliveries = self._delete_chunked(
+            "DELETE FROM bus_deliveries WHERE id IN (SELECT id FROM bus_deliveries "
+            "WHERE state = 'delivered' AND finished_at < ? LIMIT ?)",
+            at - self._delivered_retention_s,
+        )
+        events = self._delete_chunked(
+            "DELETE FROM bus_archive WHERE seq IN (SELECT seq FROM bus_archive "
+            "WHERE received_at < ? AND id NOT IN "
+            "(SELECT event_id FROM bus_deliveries WHERE state = 'pending') LIMIT ?)",
+            at - self._archive_retention_s,
+        )
+        if events or deliveries:
+            log.info(
+                "retention: deleted %d archived event(s), %d delivery row(s)", events, deliveries
+            )
+        return events, deliveries
+
+    def _delete_chunked(self, sql: str, before: float) -> int:
+        total = 0
+        while True:
+            with self._tx() as c:
+                n = c.execute(sql, (before, SWEEP_CHUNK)).rowcount
+            total += n
+            if n < SWEEP_CHUNK:
+                return total
+
     # -- inspection -----------------------------------------------------------------------------
 
     def stats(self) -> BusStats:
+        """Deliveries by state; `delivered` counts those within `delivered_retention_s`."""
         now = self._clock()
         with self._lock:
             rows = self._conn.execute(

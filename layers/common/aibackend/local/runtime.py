@@ -168,7 +168,13 @@ class LocalRuntime:
 
         state = self.settings.state_dir
         self.queues: QueueService = SqliteQueueService(state / "queues.db")
-        self.bus = LocalEventBus(state / "events.db", deliver=self._deliver, queues=self.queues)
+        self.bus = LocalEventBus(
+            state / "events.db",
+            deliver=self._deliver,
+            queues=self.queues,
+            archive_retention_s=self.settings.bus_archive_days * 86_400,
+            delivered_retention_s=self.settings.bus_delivered_hours * 3_600,
+        )
         self.gates = {n: triggers.Gate(h.spec.reserved_concurrency) for n, h in self.hosts.items()}
         for spec in self.catalog.functions:
             for cfg in triggers.queue_configs(spec):
