@@ -14,7 +14,7 @@ from aibackend.contracts import parse
 from aibackend.ports import PutEvent
 from aibackend.simulate.pacer import TokenBucket
 from aibackend.simulate.run import BusRecords, Put, outcome, put_paced
-from aibackend.simulate.scenarios import SimEvent, iot, payments, stream
+from aibackend.simulate.scenarios import SimEvent, iot, payments, shop, stream
 
 
 class FakeClock:
@@ -67,6 +67,42 @@ def test_the_mixed_scenario_interleaves_the_three_streams_in_proportion() -> Non
     assert share["Transaction Created"] == pytest.approx(0.4, abs=0.05)
     assert share["Sensor Reading"] == pytest.approx(0.4, abs=0.05)
     assert share["Product Viewed"] == pytest.approx(0.2, abs=0.05)
+
+
+def test_a_mixed_stream_builds_every_world_before_its_first_event_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the three world builders, recorded (the shop's catalog takes ~1 s)
+    import aibackend.fraud.generator as transactions
+    import aibackend.iot.devices as devices
+    import aibackend.recommend.generator as catalog
+
+    built: list[str] = []
+    for module, name in (
+        (transactions, "generate_transactions"),
+        (devices, "fleet"),
+        (catalog, "generate_interactions"),
+    ):
+        real = getattr(module, name)
+
+        def record(*a: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            built.append(_name)
+            return _real(*a, **kw)
+
+        monkeypatch.setattr(module, name, record)
+    # WHEN the stream is made, before a paced run's clock starts
+    events = stream("mixed", seed=2, run="t")
+    # THEN every world is built already, so no event of the run waits for one
+    assert set(built) == {"generate_transactions", "fleet", "generate_interactions"}
+    # AND none of a stream's events is skipped to get there: the first event of the mix is
+    # the first its own scenario makes (times aside)
+    first = next(events)
+    own = {"Transaction Created": payments, "Sensor Reading": iot, "Product Viewed": shop}
+    offset = {"Transaction Created": 1, "Sensor Reading": 2, "Product Viewed": 3}
+    kind = first.event.detail_type
+    alone = next(own[kind](2 + offset[kind], "t"))
+    untimed = {"timestamp": None, "viewed_at": None, "reading_time": None}
+    assert first.event.detail | untimed == alone.event.detail | untimed
 
 
 def test_payments_contain_card_testing_bursts_and_require_a_score() -> None:

@@ -282,8 +282,7 @@ def simulate(
     try:
         since = records.last_seq()
         run = f"{int(time.time()):x}{seed}"
-        events = stream(scenario, seed, run)
-        next(events, None)  # build the scenario's world before the clock starts
+        events = stream(scenario, seed, run)  # builds the scenario's world: before the clock
 
         def progress(elapsed: float, n: int) -> None:
             if echo is not None:
