@@ -4,6 +4,7 @@ from the local bus's records (latency, lost events by cause)."""
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,21 @@ def test_payments_contain_card_testing_bursts_and_require_a_score() -> None:
     assert max(runs) >= 6
     assert {s.result for s in events} == {"Transaction Scored"}
     assert len({s.event.detail["transaction_id"] for s in events}) == len(events)
+
+
+def test_a_simulated_card_carries_one_day_of_transactions_not_a_month() -> None:
+    # GIVEN 20,000 payment events (the generator gives a card up to ~66 transactions a month
+    # in each 5,000; the stream puts them seconds apart)
+    events = [s.event.detail for s in itertools.islice(payments(seed=5, run="t"), 20_000)]
+    # WHEN the transactions outside card-testing bursts are counted per card
+    per_card = Counter(
+        d["card_id"] for d in events if not (d["amount"] <= 5.0 and not d["card_present"])
+    )
+    # THEN no card has more than a busy day's worth: its velocity features (transactions in
+    # the last hour and day of stamped time) stay those of the training data, instead of a
+    # month landing in one hour and most cards looking like card testing
+    assert max(per_card.values()) <= 10
+    assert len(per_card) > 10_000
 
 
 def test_iot_readings_advance_each_devices_clock_and_include_anomalies() -> None:
