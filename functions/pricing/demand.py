@@ -1,10 +1,19 @@
-"""The pricing function's table: each item's views (by event id, so a redelivered event
-counts once) and the last price suggested for it.
+"""The pricing function's table: each item's views per minute (a redelivered event counts
+once) and the last price suggested for it.
 
-Locally SQLite under the state folder; on AWS the DynamoDB table CDK makes from
-`[resources] tables`: one item per product and 5-minute bucket (`views#<item>#<bucket>`), one
-attribute per view (`v#<event id>` = epoch s), expiring after the long window; the last
-price in `price#<item>`.
+Windows are whole minutes: `view_counts(item, since, recent_since, until)` counts the views
+of the minutes after `since`'s minute up to and including `until`'s (and of those after
+`recent_since`'s), the same in both topologies.
+
+Locally SQLite under the state folder, one row per view. On AWS the DynamoDB table CDK makes
+from `[resources] tables`: a counter item per product and minute (`views#<item>#<minute>`,
+`n` added to atomically) and a marker per counted view (`view#<item>#<event id>`), written in
+one transaction whose condition refuses a marker that exists, so a redelivery adds nothing;
+both expire after `RETENTION_S`. The last price is in `price#<item>`. Reading a window is one
+`BatchGetItem` of its minutes' counters (61 small items for an hour), whatever the traffic.
+It used to be one attribute per view on a five-minute item: an item grew with its product's
+traffic, every view read all of them, and a product viewed ~7,000 times in five minutes
+passed DynamoDB's 400 KB item limit, after which its views failed.
 """
 
 from __future__ import annotations
@@ -17,21 +26,25 @@ from aibackend.adapters.local import connect, write_transaction
 from aibackend.settings import PlatformSettings, physical_name, platform_settings
 
 TABLE = "pricing-demand"
-BUCKET_S = 300
+BUCKET_S = 60
+#: How long counters and view markers live: the longest window `PricingSettings` allows.
+RETENTION_S = 86_400
+
+
+def minute(t: float) -> int:
+    return int(t // BUCKET_S)
 
 
 class DemandStore(Protocol):
-    def record_view(self, item_id: str, view_id: str, at_s: float) -> None: ...
-
-    def views_since(self, item_id: str, since_s: float, until_s: float) -> list[float]:
-        """View times of the item in `(since_s, until_s]`."""
+    def record_view(self, item_id: str, view_id: str, at_s: float) -> bool:
+        """Count one view of the item at `at_s`; False when `view_id` was counted before."""
         ...
 
     def view_counts(
         self, item_id: str, since_s: float, recent_since_s: float, until_s: float
     ) -> tuple[int, int]:
-        """How many views of the item fall in `(since_s, until_s]`, and how many of those in
-        `(recent_since_s, until_s]`."""
+        """Views of the item in the minutes after `since_s`'s up to `until_s`'s, and how many
+        of those in the minutes after `recent_since_s`'s."""
         ...
 
     def swap_price(self, item_id: str, price: float) -> float | None:
@@ -62,30 +75,23 @@ class SqliteDemandStore:
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
-    def record_view(self, item_id: str, view_id: str, at_s: float) -> None:
+    def record_view(self, item_id: str, view_id: str, at_s: float) -> bool:
         with write_transaction(self._conn, self._lock) as c:
-            c.execute(
-                "INSERT OR REPLACE INTO item_views VALUES (?, ?, ?)", (item_id, view_id, at_s)
-            )
-
-    def views_since(self, item_id: str, since_s: float, until_s: float) -> list[float]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT at FROM item_views WHERE item = ? AND at > ? AND at <= ?",
-                (item_id, since_s, until_s),
-            ).fetchall()
-        return [float(r[0]) for r in rows]
+            added = c.execute(
+                "INSERT OR IGNORE INTO item_views VALUES (?, ?, ?)", (item_id, view_id, at_s)
+            ).rowcount
+        return added == 1
 
     def view_counts(
         self, item_id: str, since_s: float, recent_since_s: float, until_s: float
     ) -> tuple[int, int]:
-        # Counted by SQLite on the (item, at) index: a popular item's hour of views is not
-        # read into Python on every view.
+        # Counted by SQLite on the (item, at) index, between minute boundaries.
+        lo, recent_lo, hi = ((minute(t) + 1) * BUCKET_S for t in (since_s, recent_since_s, until_s))
         with self._lock:
             total, recent = self._conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(at > ?), 0) FROM item_views "
-                "WHERE item = ? AND at > ? AND at <= ?",
-                (recent_since_s, item_id, since_s, until_s),
+                "SELECT COUNT(*), COALESCE(SUM(at >= ?), 0) FROM item_views "
+                "WHERE item = ? AND at >= ? AND at < ?",
+                (recent_lo, item_id, lo, hi),
             ).fetchone()
         return int(total), int(recent)
 
@@ -105,43 +111,65 @@ class DynamoDemandStore:
             client = boto3.client("dynamodb")
         self._db = client
 
-    def record_view(self, item_id: str, view_id: str, at_s: float) -> None:
-        bucket = int(at_s // BUCKET_S)
-        self._db.update_item(
-            TableName=self.table,
-            Key={"id": {"S": f"views#{item_id}#{bucket}"}},
-            UpdateExpression="SET #v = :at, #e = :e",
-            ExpressionAttributeNames={"#e": "expiration", "#v": f"v#{view_id}"},
-            ExpressionAttributeValues={
-                ":at": {"N": repr(float(at_s))},
-                ":e": {"N": str((bucket + 1) * BUCKET_S + 86_400)},
-            },
-        )
-
-    def views_since(self, item_id: str, since_s: float, until_s: float) -> list[float]:
-        buckets = range(int(since_s // BUCKET_S), int(until_s // BUCKET_S) + 1)
-        keys = [{"id": {"S": f"views#{item_id}#{b}"}} for b in buckets]
-        out: list[float] = []
-        for start in range(0, len(keys), 100):
-            pending: dict[str, Any] = {
-                self.table: {"Keys": keys[start : start + 100], "ConsistentRead": True}
-            }
-            while pending:
-                got = self._db.batch_get_item(RequestItems=pending)
-                for item in got.get("Responses", {}).get(self.table, []):
-                    out += [
-                        float(v["N"])
-                        for name, v in item.items()
-                        if name.startswith("v#") and since_s < float(v["N"]) <= until_s
-                    ]
-                pending = got.get("UnprocessedKeys") or {}
-        return out
+    def record_view(self, item_id: str, view_id: str, at_s: float) -> bool:
+        m = minute(at_s)
+        expires = {"N": str((m + 1) * BUCKET_S + RETENTION_S)}
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": {
+                                "id": {"S": f"view#{item_id}#{view_id}"},
+                                "expiration": expires,
+                            },
+                            "ConditionExpression": "attribute_not_exists(id)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": {"id": {"S": f"views#{item_id}#{m}"}},
+                            "UpdateExpression": "ADD #n :one SET #e = :e",
+                            "ExpressionAttributeNames": {"#n": "n", "#e": "expiration"},
+                            "ExpressionAttributeValues": {":one": {"N": "1"}, ":e": expires},
+                        }
+                    },
+                ]
+            )
+        except self._db.exceptions.TransactionCanceledException as e:
+            reasons = e.response.get("CancellationReasons", [])
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False  # this view was counted before
+            raise
+        return True
 
     def view_counts(
         self, item_id: str, since_s: float, recent_since_s: float, until_s: float
     ) -> tuple[int, int]:
-        seen = self.views_since(item_id, since_s, until_s)
-        return len(seen), sum(1 for t in seen if t > recent_since_s)
+        minutes = range(minute(since_s) + 1, minute(until_s) + 1)
+        recent_from = minute(recent_since_s) + 1
+        keys = [{"id": {"S": f"views#{item_id}#{m}"}} for m in minutes]
+        total = recent = 0
+        for start in range(0, len(keys), 100):
+            pending: dict[str, Any] = {
+                self.table: {
+                    "Keys": keys[start : start + 100],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "id, #n",
+                    "ExpressionAttributeNames": {"#n": "n"},
+                }
+            }
+            while pending:
+                got = self._db.batch_get_item(RequestItems=pending)
+                for item in got.get("Responses", {}).get(self.table, []):
+                    n = int(item.get("n", {"N": "0"})["N"])
+                    total += n
+                    if int(item["id"]["S"].rsplit("#", 1)[1]) >= recent_from:
+                        recent += n
+                pending = got.get("UnprocessedKeys") or {}
+        return total, recent
 
     def swap_price(self, item_id: str, price: float) -> float | None:
         got = self._db.update_item(

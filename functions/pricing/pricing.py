@@ -56,7 +56,8 @@ class PricingSettings(BaseModel):
 
     elasticity: Annotated[float, Field(ge=0.5, le=100)] = 4.0
     short_window_s: Annotated[int, Field(ge=60)] = 300
-    long_window_s: Annotated[int, Field(ge=600)] = 3600
+    #: At most a day: the demand table keeps a day of views (`demand.RETENTION_S`).
+    long_window_s: Annotated[int, Field(ge=600, le=86_400)] = 3600
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
     #: Per category; `default` for the others.
     guardrails: Mapping[str, Guardrail]

@@ -82,6 +82,13 @@ def test_guardrails_that_exclude_the_list_price_are_refused_with_the_reason() ->
         )
 
 
+def test_a_long_window_beyond_the_tables_day_of_views_is_refused() -> None:
+    # (the demand table keeps a day of views: a longer window would count fewer than it says)
+    with pytest.raises(ConfigError, match="long_window_s"):
+        PricingSettings.from_env({"PRICING_LONG_WINDOW_S": "90000"})
+    assert PricingSettings.from_env({"PRICING_LONG_WINDOW_S": "86400"}).long_window_s == 86_400
+
+
 def test_the_demo_catalog_gives_each_item_a_stable_price_and_category() -> None:
     assert list_price("i00017") == list_price("i00017")
     assert 5 < list_price("i00017") < 501 and round(list_price("i00017") % 1, 2) == 0.99

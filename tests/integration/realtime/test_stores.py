@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from aibackend.recommend.sessions import (
     HALF_LIFE_S,
@@ -76,23 +79,66 @@ def test_a_redelivered_view_is_recorded_once_and_sessions_are_separate(sessions:
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
-def demand(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+def demand(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
     if request.param == "sqlite":
-        return SqliteDemandStore(tmp_path / "d.db")
-    return DynamoDemandStore("t", client=FakeDynamo())
+        yield SqliteDemandStore(tmp_path / "d.db")
+        return
+    # moto, not the fake above: the store writes a view in a transaction with a condition
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(
+            TableName="aib-pricing-demand",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield DynamoDemandStore("aib-pricing-demand", client=ddb)
 
 
-def test_views_count_once_per_event_within_the_window(demand: Any) -> None:
-    # GIVEN views across several 5-minute buckets, one delivered twice
-    for n, at in enumerate([100.0, 400.0, 700.0, 1_000.0]):
-        demand.record_view("i1", f"e{n}", at)
-    demand.record_view("i1", "e3", 1_000.0)
-    demand.record_view("i2", "x", 500.0)
-    # THEN a window counts each view once, only its item's, in (since, until]
-    assert sorted(demand.views_since("i1", 100.0, 1_000.0)) == [400.0, 700.0, 1_000.0]
-    # and the counts the price uses agree: 3 in the window, 2 of them after 500 s
+def test_views_count_once_per_event_in_whole_minutes(demand: Any) -> None:
+    # GIVEN views in minutes 1, 6, 11 and 16 (at 100 s, 400 s, 700 s, 1,000 s), one of them
+    # delivered twice, and another item's view
+    assert [
+        demand.record_view("i1", f"e{n}", at) for n, at in enumerate([100.0, 400.0, 700.0, 1_000.0])
+    ] == [True] * 4
+    assert demand.record_view("i1", "e3", 1_000.0) is False
+    assert demand.record_view("i2", "x", 500.0) is True
+    # THEN a window counts each view once, only its item's, in the minutes after `since`'s up
+    # to `until`'s: 3 after minute 1 (100 s), 2 of them after minute 8 (500 s)
     assert demand.view_counts("i1", 100.0, 500.0, 1_000.0) == (3, 2)
+    # AND the boundaries are whole minutes: since = 59 s is minute 0, so minute 1 counts;
+    # until = 959 s is minute 15, so the view at 1,000 s (minute 16) does not
+    assert demand.view_counts("i1", 59.0, 500.0, 959.0) == (3, 1)
     assert demand.view_counts("i1", 1_000.0, 1_000.0, 2_000.0) == (0, 0)
+    assert demand.view_counts("nothing", 0.0, 0.0, 3_600.0) == (0, 0)
+
+
+def test_a_products_minute_is_one_counter_item_whatever_its_views(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN 300 views of one product within one minute, on DynamoDB (one attribute per view
+    # on a five-minute item passed the 400 KB item limit at ~7,000 views, then views failed)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        store = DynamoDemandStore("t", client=ddb)
+        for n in range(300):
+            store.record_view("hot", f"{n:08d}-7c1e-4f55-9d39-2b6b7a0e5d11", 600.0 + n / 10)
+        # WHEN the minute is read
+        item = ddb.get_item(TableName="t", Key={"id": {"S": "views#hot#10"}})["Item"]
+        # THEN it holds a count, not the views: its size does not grow with the traffic
+        assert set(item) == {"id", "n", "expiration"}
+        assert item["n"] == {"N": "300"}
+        assert store.view_counts("hot", 0.0, 0.0, 659.0) == (300, 300)
 
 
 def test_swap_price_returns_the_previous_suggestion(demand: Any) -> None:
