@@ -789,9 +789,12 @@ class LocalEventBus:
     # -- background dispatcher ------------------------------------------------------------------
 
     def _wake(self, n: int) -> None:
+        """Wake the dispatchers `n` new deliveries need: each claims up to `claim_batch`, so
+        waking more finds them nothing to claim (a read and an empty write transaction each,
+        and threads contending for the interpreter)."""
         with self._cond:
             self._generation += 1
-            self._cond.notify(n)
+            self._cond.notify(-(-n // self._claim_batch))
 
     def _next_due(self) -> float | None:
         with self._lock:
