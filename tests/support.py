@@ -30,6 +30,17 @@ T = TypeVar("T")
 RUNTIME_ENV = ("AIB_STATE_DIR", "AIB_ADAPTERS", "AIB_MODEL_BUCKET", "AIB_CAPTURE")
 
 
+def create_data_table(client: Any, name: str) -> None:
+    """A data table as CDK makes it from `[resources] tables` (partition key `id`), e.g. under
+    moto."""
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def create_registry_table(client: Any, name: str) -> None:
     """The model registry's DynamoDB table as AibModels declares it (pk, sk), e.g. under moto."""
     client.create_table(

@@ -17,6 +17,7 @@ from functions.alerts.alerting import alert_of
 from functions.alerts.sinks import SnsSink, encode
 from functions.alerts.state import AlertState, DynamoAlertState, SqliteAlertState
 from tests.conftest import load_event
+from tests.support import create_data_table
 
 TABLE = "aib-alerts-state"
 T0 = 1_795_000_000.0
@@ -32,12 +33,7 @@ def state(
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     with mock_aws():
         ddb = boto3.client("dynamodb")
-        ddb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_data_table(ddb, TABLE)
         yield DynamoAlertState(TABLE, client=ddb)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from aibackend.recommend.sessions import (
     profile,
 )
 from functions.pricing.demand import DynamoDemandStore, SqliteDemandStore
+from tests.support import create_data_table
 
 
 class FakeDynamo:
@@ -86,16 +88,18 @@ def demand(
         yield SqliteDemandStore(tmp_path / "d.db")
         return
     # moto, not the fake above: the store writes a view in a transaction with a condition
+    with _moto_table(monkeypatch, "aib-pricing-demand") as ddb:
+        yield DynamoDemandStore("aib-pricing-demand", client=ddb)
+
+
+@contextmanager
+def _moto_table(monkeypatch: pytest.MonkeyPatch, name: str) -> Iterator[Any]:
+    """A DynamoDB client under moto with the data table `name`."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     with mock_aws():
         ddb = boto3.client("dynamodb")
-        ddb.create_table(
-            TableName="aib-pricing-demand",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield DynamoDemandStore("aib-pricing-demand", client=ddb)
+        create_data_table(ddb, name)
+        yield ddb
 
 
 def test_views_count_once_per_event_in_whole_minutes(demand: Any) -> None:
@@ -121,15 +125,7 @@ def test_a_products_minute_is_one_counter_item_whatever_its_views(
 ) -> None:
     # GIVEN 300 views of one product within one minute, on DynamoDB (one attribute per view
     # on a five-minute item passed the 400 KB item limit at ~7,000 views, then views failed)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    with mock_aws():
-        ddb = boto3.client("dynamodb")
-        ddb.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+    with _moto_table(monkeypatch, "t") as ddb:
         store = DynamoDemandStore("t", client=ddb)
         for n in range(300):
             store.record_view("hot", f"{n:08d}-7c1e-4f55-9d39-2b6b7a0e5d11", 600.0 + n / 10)
