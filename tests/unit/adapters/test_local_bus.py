@@ -804,17 +804,20 @@ def test_the_waiting_delivery_of_a_swept_archive_is_still_made(
 def test_sweep_deletes_in_chunks_until_done(
     make_bus: Callable[..., LocalEventBus], clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN 25 old delivered events and chunks of 10 rows
+    # GIVEN 25 delivered events past retention, 5 newer ones, and chunks of 10 rows
     monkeypatch.setattr("aibackend.adapters.local_bus.SWEEP_CHUNK", 10)
     bus = make_bus(Recorder(), archive_retention_s=60.0, delivered_retention_s=60.0)
     bus.put_rule("tx", bus="aib", pattern=TX_PATTERN, targets=[fn()])
     for _ in range(3):
         bus.put_events([tx(float(i)) for i in range(10)][: 10 if _ < 2 else 5])
+    clock.now = T0 + 50
+    newer = bus.put_events([tx(float(i)) for i in range(5)]).event_ids
     bus.run_due()
     clock.now = T0 + 61
-    # WHEN one sweep runs THEN it removes all of them, ten rows a transaction
+    # WHEN one sweep runs THEN it removes the old ones, ten rows a transaction, and no newer one
     assert bus.sweep() == (25, 25)
-    assert bus.archived() == [] and bus.stats().delivered == 0
+    assert sorted(e["id"] for e in bus.archived()) == sorted(newer)
+    assert bus.stats().delivered == 5
 
 
 def test_retention_periods_must_be_positive(tmp_path: Path) -> None:
