@@ -22,9 +22,8 @@ thread pool woken by `put_events` (and polling for rows written by other process
 
 Retention (`sweep`, every minute while started): archived events older than
 `archive_retention_s` (30 days, as the CDK archive) go, unless a pending delivery still needs
-one; delivered rows go `delivered_retention_s` (a day) after their event arrived. Failed rows
-stay.
-Without it the file grew by every event and delivery for good: ~1.5 MB/s at 1,000 events/s.
+one; delivered rows go `delivered_retention_s` (a day) after their event arrived; failed rows
+stay. Without it the file kept every event and delivery: ~1.5 MB/s at 1,000 events/s.
 """
 
 from __future__ import annotations
