@@ -38,6 +38,7 @@ from aibackend.idempotency import (
     persistence_layer,
 )
 from aibackend.settings import PlatformSettings
+from tests.support import create_data_table
 
 EXPIRES_S = 600
 
@@ -147,12 +148,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def create_table(name: str) -> None:
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_data_table(boto3.client("dynamodb"), name)
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])

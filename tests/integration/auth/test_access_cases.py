@@ -33,7 +33,7 @@ from aibackend.local.gateway import PROBLEM
 from aibackend.local.host import FunctionHost
 from aibackend.settings import PlatformSettings, platform_settings
 from tests.conftest import load_event
-from tests.support import gateway_client, write_functions
+from tests.support import create_data_table, gateway_client, write_functions
 
 ECHO = """
 import json
@@ -123,12 +123,7 @@ def world(
     with mock_aws(), ExitStack() as stack:
         monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
         ddb = boto3.client("dynamodb")
-        ddb.create_table(
-            TableName="aib-api-keys",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_data_table(ddb, "aib-api-keys")
         apigw = boto3.client("apigateway")
         plans = {name: apigw.create_usage_plan(name=name)["id"] for name in catalog.plans}
         keys = DynamoKeyStore(

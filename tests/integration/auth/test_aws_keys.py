@@ -14,6 +14,7 @@ from aibackend.auth.aws import DynamoKeyStore, key_store_from_stacks
 from aibackend.auth.keys import hash_key
 from aibackend.auth.plans import DEFAULT_PLANS
 from aibackend.errors import ConfigError
+from tests.support import create_data_table
 
 TABLE = "AibData-TableApiKeys-1A2B3C"
 
@@ -23,12 +24,7 @@ def clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     with mock_aws():
         ddb = boto3.client("dynamodb")
-        ddb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_data_table(ddb, TABLE)
         yield ddb, boto3.client("apigateway")
 
 

@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from aibackend.monitoring.dynamo_labels import DynamoLabelStore
 from aibackend.monitoring.labels import CapturedPrediction, Label
+from tests.support import create_data_table
 from tests.unit.monitoring.test_labels import (
     test_a_label_before_its_capture_joins_when_the_capture_arrives,
     test_a_late_label_updates_the_window_of_its_prediction_time,
@@ -37,12 +38,7 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoLabelStore]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     with mock_aws():
         ddb = boto3.client("dynamodb")
-        ddb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_data_table(ddb, TABLE)
         yield DynamoLabelStore(TABLE, "fraud", client=ddb, shards=4)
 
 

@@ -27,6 +27,7 @@ from aibackend.pipeline.runs import (
     status,
 )
 from aibackend.ports import ObjectStore
+from tests.support import create_data_table
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 BUCKET = "data"
@@ -44,12 +45,7 @@ def table(
         import boto3
 
         db = boto3.client("dynamodb")
-        db.create_table(
-            TableName="runs",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_data_table(db, "runs")
         yield DynamoRunStore("runs", db)
 
 

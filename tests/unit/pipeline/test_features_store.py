@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from aibackend.fraud.velocity import DAY_US, HOUR_US, Txn, epoch_us, histories
 from aibackend.pipeline.features import DynamoFeatureStore, FeatureStore, SqliteFeatureStore
+from tests.support import create_data_table
 
 T = epoch_us("2024-03-10T00:30:00+00:00")
 
@@ -39,12 +40,7 @@ def _features_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         import boto3
 
         db = boto3.client("dynamodb")
-        db.create_table(
-            TableName="features",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_data_table(db, "features")
         yield db
 
 

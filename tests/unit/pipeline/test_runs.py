@@ -17,6 +17,7 @@ from aibackend.pipeline.runs import (
     run_id,
     status,
 )
+from tests.support import create_data_table
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -33,12 +34,7 @@ def runs(
         import boto3
 
         db = boto3.client("dynamodb")
-        db.create_table(  # the layout CDK gives every data table
-            TableName="runs",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_data_table(db, "runs")
         yield DynamoRunStore("runs", db)
 
 

@@ -27,6 +27,7 @@ from aibackend.retraining import (
     triggers_of,
 )
 from tests.conftest import ROOT
+from tests.support import create_data_table
 
 EVENTS = ROOT / "events"
 HOUR = 3600.0
@@ -155,12 +156,7 @@ def test_concurrent_alerts_in_processes_sharing_the_table_start_one_run(tmp_path
 def test_dynamodb_claims_are_conditional_writes() -> None:
     # GIVEN the retrain-state table as AibTraining makes it (partition key `id`)
     db = boto3.client("dynamodb", region_name="eu-west-1")
-    db.create_table(
-        TableName="retrain-state",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_data_table(db, "retrain-state")
     one, two = DynamoRetrainState("retrain-state", db), DynamoRetrainState("retrain-state", db)
     starter = Starter()
     # WHEN two triggers race for the same model
