@@ -1,13 +1,17 @@
 """A batch of capture messages (each a JSON list of records of one model) -> per model and
 hour: one JSON Lines object of their records, one bundle of their profile deltas (one delta per
-message, its id from the message id), and their predictions in the model's label ledger.
+message, its id from the message id, kept as rows: `DeltaRows`), and their predictions in the
+model's label ledger.
 
 Why per batch: a capture message usually holds one prediction, and objects per message (two
 synced files each, locally) cost more than the prediction did. Why still a delta per message:
 SQS may redeliver a message in a different batch; its delta keeps its id, so the monitor's
-window counts it once (`Window.add` skips ids it has merged), and the ledger is keyed by
-inference id. The records object of a redelivered message may hold its records a second time
-(in another batch's object): the raw archive is at-least-once, each record carries its
+window counts it once (`Window.add_rows` skips ids it has merged), and the ledger is keyed by
+inference id. Why rows: a one-prediction delta built as a profile of sketches cost more CPU
+than the prediction itself; the monitor profiles a bundle's rows in one vectorized build.
+
+The records object of a redelivered message may hold its records a second time (in another
+batch's object): the raw archive is at-least-once, each record carries its
 `inference_id`; what monitoring counts is exactly-once.
 """
 
@@ -23,8 +27,8 @@ from aibackend.monitoring.config import MonitorSettings
 from aibackend.monitoring.ingest import (
     CaptureRecordError,
     Ingested,
-    bundle_bytes,
     bundle_key,
+    delta_rows,
     ingest,
 )
 from aibackend.monitoring.labels import LabelStore
@@ -89,7 +93,11 @@ def store_batch(
     written, is in `failed` with the reason, and the others are stored regardless."""
     out = BatchResult()
     groups: dict[tuple[str, str], _Group] = {}
+    seen: set[str] = set()
     for m in messages:
+        if m.message_id in seen:  # the same message twice in one batch: stored once
+            continue
+        seen.add(m.message_id)
         try:
             records = _records(m.message_id, m.body)
             model, at = _model_and_time(m.message_id, records)
@@ -133,11 +141,11 @@ def _store_group(
         for r in records
     ]
     store.put(key, b"".join(lines), content_type="application/x-ndjson")
-    deltas = [d.profile for d in done if d.profile is not None]
+    rows = [d.rows for d in done if d.rows is not None]
     pkey = None
-    if deltas:
+    if rows:
         pkey = bundle_key(group.model, group.at, name)
-        store.put(pkey, bundle_bytes(deltas), content_type="application/octet-stream")
+        store.put(pkey, delta_rows(rows).to_bytes(), content_type="application/octet-stream")
     return Stored(
         model=group.model,
         key=key,

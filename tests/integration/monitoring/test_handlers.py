@@ -13,7 +13,7 @@ import pytest
 from aibackend.adapters.local import LocalObjectStore
 from aibackend.cli import main
 from aibackend.local.runtime import LocalRuntime
-from aibackend.monitoring.ingest import bundle_profiles
+from aibackend.monitoring.profiles import DeltaRows, delta_id_for
 from tests.integration.monitoring.conftest import ledger
 from tests.support import running_runtime, wait_for
 
@@ -45,8 +45,8 @@ def test_capture_handler_given_the_sqs_event_stores_records_profile_and_ledger_r
     assert out == {"batchItemFailures": []}
     hour = "fraud/2026-11-27/10/" + message["messageId"]
     assert len(_bucket(rt).get(f"capture/{hour}.jsonl").splitlines()) == 2
-    (delta,) = bundle_profiles(_bucket(rt).get(f"profiles/{hour}.bundle"))
-    assert delta.rows == 2
+    delta = DeltaRows.from_bytes(_bucket(rt).get(f"profiles/{hour}.bundle"))
+    assert delta.deltas == ((delta_id_for(message["messageId"]), 2),)
     joined = ledger(rt).window(
         datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 28, tzinfo=UTC)
     )

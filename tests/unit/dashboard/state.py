@@ -20,7 +20,7 @@ from aibackend.fraud.schema import Transaction
 from aibackend.local.logs import LogSink, log_path, report_line
 from aibackend.models.card import PROFILE_FILE
 from aibackend.monitoring.config import MonitorSettings
-from aibackend.monitoring.ingest import ingest, profile_key
+from aibackend.monitoring.ingest import bundle_key, delta_rows, ingest
 from aibackend.monitoring.labels import Label, SqliteLabelStore
 from aibackend.monitoring.profiles import WindowKey, profile_matrix
 from aibackend.monitoring.service import MonitorReport, Ports, monitor_window
@@ -133,8 +133,8 @@ def _capture(
         ]
         message = f"msg-{key.start:%H}-{first}"
         done = ingest(records, message, attributes=ATTRIBUTES, positive=("decline",))
-        assert done.profile is not None
-        store.put(profile_key("fraud", done.at, message), done.profile.to_bytes())
+        assert done.rows is not None
+        store.put(bundle_key("fraud", done.at, message), delta_rows([done.rows]).to_bytes())
         ledger.put_predictions(done.predictions)
 
 

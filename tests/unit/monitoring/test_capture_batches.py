@@ -8,14 +8,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from aibackend.adapters.local import LocalObjectStore
 from aibackend.fraud.generator import generate_transactions, to_records
 from aibackend.monitoring.config import MonitorSettings
-from aibackend.monitoring.ingest import bundle_bytes, bundle_profiles, ingest
+from aibackend.monitoring.ingest import (
+    Rows,
+    add_bundle,
+    bundle_bytes,
+    bundle_profiles,
+    delta_rows,
+    ingest,
+)
 from aibackend.monitoring.labels import SqliteLabelStore
-from aibackend.monitoring.profiles import WindowKey, delta_id_for
+from aibackend.monitoring.profiles import DeltaRows, Window, WindowKey, delta_id_for
 from aibackend.monitoring.service import merge_window
 from functions.monitor_capture.store import Message, batch_id, store_batch
 
@@ -68,9 +76,9 @@ def test_a_batch_of_messages_becomes_one_records_object_and_one_bundle(tmp_path:
     assert stored.messages == 10 and stored.records == 10
     assert len(env.store.get(stored.key).splitlines()) == 10
     assert stored.profile_key is not None and stored.profile_key.endswith(".bundle")
-    deltas = list(bundle_profiles(env.store.get(stored.profile_key)))
-    # AND each message keeps its own delta id (what makes redelivery safe)
-    assert {d.delta_ids for d in deltas} == {frozenset({delta_id_for(m.message_id)}) for m in batch}
+    bundle = DeltaRows.from_bytes(env.store.get(stored.profile_key))
+    # AND each message keeps its own delta id (what makes redelivery safe), one row each
+    assert bundle.deltas == tuple((delta_id_for(m.message_id), 1) for m in batch)
     assert env.predictions() == 10
     # AND the window merges them into ten rows
     assert merge_window(env.store, "fraud", HOUR).rows == 10
@@ -144,15 +152,78 @@ def test_a_group_whose_write_fails_fails_its_messages_only(
     assert [s.messages for s in done.stored] == [1]
 
 
-def test_a_truncated_bundle_is_refused_with_where_it_ends() -> None:
-    delta = ingest([json.loads(_message(0).body)[0]], "m-0", attributes=(), positive=("decline",))
-    assert delta.profile is not None
-    data = bundle_bytes([delta.profile])
+def _rows(k: int) -> Rows:
+    done = ingest(json.loads(_message(k).body), f"m-{k}", attributes=(), positive=("decline",))
+    assert done.rows is not None
+    return done.rows
+
+
+def test_a_truncated_profile_bundle_is_refused_with_where_it_ends() -> None:
+    data = bundle_bytes([delta_rows([_rows(0)]).profile()])
     assert len(list(bundle_profiles(data))) == 1
     with pytest.raises(ValueError, match="truncated"):
         list(bundle_profiles(data[:-5]))
     with pytest.raises(ValueError, match="not a profile bundle"):
         list(bundle_profiles(b"AIBP" + data))
+
+
+def test_truncated_or_corrupt_delta_rows_are_refused_with_what_is_wrong() -> None:
+    data = delta_rows([_rows(0), _rows(1)]).to_bytes()
+    assert DeltaRows.from_bytes(data).rows == 2
+    with pytest.raises(
+        ValueError,
+        match="truncated: 107 bytes of numbers where 2 rows of 7 numeric columns take 112",
+    ):
+        DeltaRows.from_bytes(data[:-5])
+    with pytest.raises(ValueError, match="corrupt header"):
+        DeltaRows.from_bytes(data[:40])
+    with pytest.raises(ValueError, match="not delta rows"):
+        DeltaRows.from_bytes(b"AIBP" + data)
+
+
+def test_delta_rows_profile_exactly_as_one_profile_per_message_did() -> None:
+    # GIVEN 30 messages (sketches below k are exact: the two paths must agree to the last bit
+    # on counts and quantiles, and within float rounding on moments)
+    rows = [_rows(k) for k in range(30)]
+    # WHEN the window merges them as rows (one bundle, through bytes) or as one profile each
+    as_rows = Window(key=HOUR)
+    assert add_bundle(as_rows, delta_rows(rows).to_bytes()) == 30
+    as_profiles = Window(key=HOUR)
+    assert add_bundle(as_profiles, bundle_bytes([delta_rows([r]).profile() for r in rows])) == 30
+    # THEN both windows hold the same 30 deltas and the same statistics
+    a, b = as_rows.profile, as_profiles.profile
+    assert a is not None and b is not None
+    assert a.delta_ids == b.delta_ids and a.rows == b.rows == 30
+    ranks = np.linspace(0, 1, 11)
+    for name in a.schema.numeric:
+        x, y = a.numeric(name), b.numeric(name)
+        assert (x.count, x.nulls, x.min, x.max) == (y.count, y.nulls, y.min, y.max)
+        assert x.mean == pytest.approx(y.mean) and x.m2 == pytest.approx(y.m2)
+        np.testing.assert_array_equal(x.sketch.quantiles(ranks), y.sketch.quantiles(ranks))
+    for name in a.schema.categorical:
+        assert a.categorical(name).counts() == b.categorical(name).counts()
+    assert a.predicted is not None and b.predicted is not None
+    assert a.predicted.counts() == b.predicted.counts() == {"decline": 8.0, "approve": 22.0}
+
+
+def test_a_message_in_an_old_profile_bundle_and_a_new_rows_bundle_is_counted_once() -> None:
+    # GIVEN an hour with a bundle written before the consumer wrote rows (messages 0-4)
+    window = Window(key=HOUR)
+    add_bundle(window, bundle_bytes([delta_rows([_rows(k)]).profile() for k in range(5)]))
+    # WHEN a rows bundle redelivers messages 3 and 4 next to new ones 5-7
+    new = add_bundle(window, delta_rows([_rows(k) for k in range(3, 8)]).to_bytes())
+    # THEN only the three new messages are merged: 8 rows, two duplicates
+    assert new == 3 and window.rows == 8 and window.duplicates == 2
+    # AND the same rows bundle again adds nothing
+    assert add_bundle(window, delta_rows([_rows(k) for k in range(3, 8)]).to_bytes()) == 0
+    assert window.rows == 8 and window.duplicates == 7
+
+
+def test_the_same_message_twice_in_one_batch_is_stored_once(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    done = env.run([_message(0), _message(1), _message(0)])
+    assert done.failed == {} and done.stored[0].messages == 2
+    assert merge_window(env.store, "fraud", HOUR).rows == 2 and env.predictions() == 2
 
 
 def test_batch_ids_name_one_message_by_its_id_and_several_by_their_sorted_ids() -> None:

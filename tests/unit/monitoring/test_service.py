@@ -15,7 +15,7 @@ import pytest
 from aibackend.adapters.local import LocalObjectStore
 from aibackend.fraud.generator import generate_transactions, to_records
 from aibackend.monitoring.config import MonitorSettings
-from aibackend.monitoring.ingest import CaptureRecordError, ingest, profile_key
+from aibackend.monitoring.ingest import CaptureRecordError, delta_rows, ingest, profile_key
 from aibackend.monitoring.labels import CapturedPrediction, Label, SqliteLabelStore
 from aibackend.monitoring.profiles import WindowKey, delta_id_for
 from aibackend.monitoring.service import (
@@ -92,8 +92,8 @@ def test_a_version_without_a_baseline_profile_is_reported_with_how_to_fix_it(
     # GIVEN fraud v4 in production without profile.bin, and a window of captured deltas
     ports, bus = _ports(tmp_path, version=4)
     done = ingest(_records(50), "m-1", attributes=("region",), positive=("decline",))
-    assert done.profile is not None
-    ports.store.put(profile_key("fraud", AT, "m-1"), done.profile.to_bytes())
+    assert done.rows is not None
+    ports.store.put(profile_key("fraud", AT, "m-1"), delta_rows([done.rows]).profile().to_bytes())
     # WHEN the monitor judges the window
     report = _run(ports, _ledger_with_labels(tmp_path, auc_inverted=False), "run")
     # THEN it says drift was not tested and how to fix that, and still reports accuracy
@@ -178,10 +178,11 @@ def test_a_capture_message_becomes_one_delta_and_ledger_rows_with_groups() -> No
     done = ingest(
         records, "msg-7", attributes=("region", "customer_age_band"), positive=("decline",)
     )
-    # THEN its profile is one delta with the message's id, holding the features and score
-    assert done.profile is not None
-    assert done.profile.delta_ids == frozenset({delta_id_for("msg-7")})
-    assert done.profile.rows == 20 and done.profile.score is not None
+    # THEN its rows are one delta with the message's id, holding the features and score
+    assert done.rows is not None and done.rows.delta_id == delta_id_for("msg-7")
+    delta = delta_rows([done.rows]).profile()
+    assert delta.delta_ids == frozenset({delta_id_for("msg-7")})
+    assert delta.rows == 20 and delta.score is not None and delta.score.count == 20
     # AND each prediction goes to the ledger with its decision as 0/1 and its groups
     assert [p.predicted for p in done.predictions] == [int(k % 10 == 0) for k in range(20)]
     assert done.predictions[0].groups == {

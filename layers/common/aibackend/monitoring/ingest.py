@@ -21,7 +21,15 @@ from pydantic import ValidationError
 
 from aibackend.models.card import Feature
 from aibackend.monitoring.labels import CapturedPrediction
-from aibackend.monitoring.profiles import Profile, delta_id_for, profile_matrix
+from aibackend.monitoring.profiles import (
+    ROWS_MAGIC,
+    DeltaRows,
+    Profile,
+    ProfileSchema,
+    Window,
+    delta_id_for,
+    matrix_frame,
+)
 
 PROFILES_PREFIX = "profiles/"
 
@@ -57,11 +65,40 @@ MONITORED: dict[str, Callable[[], ModelInputs]] = {"fraud": _fraud}
 
 
 @dataclass(frozen=True)
+class Rows:
+    """One message's rows as monitoring profiles them: its delta id, the model's feature matrix
+    of its inputs, the scores and the decisions."""
+
+    delta_id: str
+    features: tuple[Feature, ...]
+    x: np.ndarray
+    scores: np.ndarray
+    decisions: np.ndarray
+
+
+@dataclass(frozen=True)
 class Ingested:
     model: str
     at: datetime
-    profile: Profile | None
+    #: None when monitoring cannot profile the model's inputs (not in `MONITORED`).
+    rows: Rows | None
     predictions: list[CapturedPrediction]
+
+
+def delta_rows(messages: Sequence[Rows]) -> DeltaRows:
+    """The deltas of several messages (of one model) side by side, decoded in one pass."""
+    if not messages:
+        raise ValueError("no messages to bundle")
+    features = messages[0].features
+    if any(m.features != features for m in messages):
+        raise ValueError("messages of different feature sets cannot share a bundle")
+    return DeltaRows(
+        schema=ProfileSchema.from_features(features),
+        deltas=tuple((m.delta_id, len(m.x)) for m in messages),
+        frame=matrix_frame(np.concatenate([m.x for m in messages]), features),
+        scores=np.concatenate([m.scores for m in messages]),
+        predicted=np.concatenate([m.decisions for m in messages]),
+    )
 
 
 def profile_key(model: str, at: datetime, message_id: str) -> str:
@@ -76,8 +113,9 @@ def bundle_key(model: str, at: datetime, batch_id: str) -> str:
     return f"{PROFILES_PREFIX}{model}/{u:%Y-%m-%d}/{u:%H}/{batch_id}{BUNDLE_SUFFIX}"
 
 
-#: A bundle: the magic line, then per delta a 4-byte big-endian length and `Profile.to_bytes()`.
-#: Its deltas keep their own ids (one per capture message), so a message redelivered into a
+#: A bundle of profiles (what `monitor_capture` wrote before it wrote `DeltaRows`, still read):
+#: the magic line, then per delta a 4-byte big-endian length and `Profile.to_bytes()`. Its
+#: deltas keep their own ids (one per capture message), so a message redelivered into a
 #: different batch is a duplicate the window skips, not rows counted twice.
 BUNDLE_MAGIC = b"AIBPBUNDLE1\n"
 BUNDLE_SUFFIX = ".bundle"
@@ -108,6 +146,13 @@ def bundle_profiles(data: bytes) -> Iterator[Profile]:
         at += size
 
 
+def add_bundle(window: Window, data: bytes) -> int:
+    """Merge a `.bundle` object into `window`, either format; returns how many deltas were new."""
+    if data.startswith(ROWS_MAGIC):
+        return window.add_rows(DeltaRows.from_bytes(data))
+    return window.add_all(bundle_profiles(data))
+
+
 def ingest(
     records: Sequence[Mapping[str, Any]],
     message_id: str,
@@ -115,8 +160,8 @@ def ingest(
     attributes: Sequence[str],
     positive: Sequence[str],
 ) -> Ingested:
-    """The profile delta (delta id from `message_id`: a redelivery has the same id) and ledger
-    rows of one capture message's records (all of one model)."""
+    """The rows of the profile delta (delta id from `message_id`: a redelivery has the same id)
+    and the ledger rows of one capture message's records (all of one model)."""
     if not records:
         raise CaptureRecordError(f"message {message_id}: no records")
     model = str(records[0]["model"]["name"])
@@ -133,19 +178,18 @@ def ingest(
         )
         for r, t, s, p, g in zip(records, times, scores, predicted, groups, strict=True)
     ]
-    profile = None
+    rows = None
     make = MONITORED.get(model)
     if make is not None:
         spec = make()
-        x = spec.matrix([r["inputs"] for r in records])
-        profile = profile_matrix(
-            x,
-            spec.features,
+        rows = Rows(
             delta_id=delta_id_for(message_id),
+            features=spec.features,
+            x=spec.matrix([r["inputs"] for r in records]),
             scores=scores,
-            predicted=decisions,
+            decisions=decisions,
         )
-    return Ingested(model=model, at=times[0], profile=profile, predictions=predictions)
+    return Ingested(model=model, at=times[0], rows=rows, predictions=predictions)
 
 
 def _outputs(

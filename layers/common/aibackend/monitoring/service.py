@@ -40,7 +40,7 @@ from aibackend.monitoring.bias import BiasReport, bias_report
 from aibackend.monitoring.config import MonitorSettings
 from aibackend.monitoring.confusion import ConfusionTable
 from aibackend.monitoring.drift import ColumnDrift, DriftReport, detect_drift
-from aibackend.monitoring.ingest import BUNDLE_SUFFIX, PROFILES_PREFIX, bundle_profiles
+from aibackend.monitoring.ingest import BUNDLE_SUFFIX, PROFILES_PREFIX, add_bundle
 from aibackend.monitoring.labels import LabelStore
 from aibackend.monitoring.profiles import Profile, Span, Window, WindowKey
 from aibackend.ports import EventBus, ModelRegistry, ObjectStore, PutEvent
@@ -136,7 +136,7 @@ def merge_window(store: ObjectStore, model: str, key: WindowKey) -> Window:
         if info.key.endswith(".bin"):
             window.add(Profile.from_bytes(store.get(info.key)))
         elif info.key.endswith(BUNDLE_SUFFIX):
-            window.add_all(bundle_profiles(store.get(info.key)))
+            add_bundle(window, store.get(info.key))
     return window
 
 
