@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path, Query, Request
 from aibackend.http import problem_responses, request_id, serve_openapi, service_app
 from aibackend.masking import masked_logger
 from aibackend.recommend.recommender import load_recommender
-from aibackend.recommend.sessions import profile, session_store
+from aibackend.recommend.sessions import session_store
 from aibackend.serving import ModelHealth
 
 from .recommending import (
@@ -85,7 +85,7 @@ async def for_user(
     gets the most popular items, with `strategy` = `popularity`. With `session`, the
     session's recently viewed items (decayed: `aibackend.recommend.sessions`) rank instead,
     excluded from the answer; `session_items` says how many were used."""
-    live = profile(SESSIONS.views(session), time.time()) if session else []
+    live = SESSIONS.profile(session, time.time()) if session else []
     result = recommend_for_user(user_id, k, MODEL, request_id(request), live)
     _record(result)
     return result

@@ -85,7 +85,7 @@ class LagProbe(threading.Thread):
                 [PutEvent(source="aib.shop", detail_type="Product Viewed", detail=detail)]
             )
             while time.perf_counter() - t0 < 30:
-                if not self.sessions.views(session):
+                if not self.sessions.profile(session, time.time()):
                     time.sleep(0.002)
                     continue
                 r = self.client.get("/v1/recommendations/u000001", params={"session": session})

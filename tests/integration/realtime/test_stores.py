@@ -1,10 +1,10 @@
 """The session-profile and pricing-demand tables: the profile's decay, and each store on
-SQLite and on DynamoDB (an in-memory client that applies the same update expressions)."""
+SQLite and on DynamoDB (moto)."""
 
 from __future__ import annotations
 
 import json
-import re
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,39 +17,13 @@ from moto import mock_aws
 from aibackend.recommend.sessions import (
     HALF_LIFE_S,
     MAX_PROFILE_ITEMS,
+    STORED_ITEMS,
     DynamoSessionStore,
     SqliteSessionStore,
     profile,
 )
 from functions.pricing.demand import DynamoDemandStore, SqliteDemandStore
 from tests.support import create_data_table
-
-
-class FakeDynamo:
-    """`SET #a = :x, ...` update_item (ReturnValues UPDATED_OLD), get_item, batch_get_item."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, dict[str, Any]] = {}
-
-    def update_item(self, **kw: Any) -> dict[str, Any]:
-        key = kw["Key"]["id"]["S"]
-        item = self.items.setdefault(key, {"id": kw["Key"]["id"]})
-        old: dict[str, Any] = {}
-        for name, value in re.findall(r"(#\w+) = (:\w+)", kw["UpdateExpression"]):
-            attr = kw["ExpressionAttributeNames"][name]
-            if attr in item:
-                old[attr] = item[attr]
-            item[attr] = kw["ExpressionAttributeValues"][value]
-        return {"Attributes": old} if kw.get("ReturnValues") == "UPDATED_OLD" else {}
-
-    def get_item(self, **kw: Any) -> dict[str, Any]:
-        item = self.items.get(kw["Key"]["id"]["S"])
-        return {} if item is None else {"Item": json.loads(json.dumps(item))}
-
-    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
-        ((table, req),) = RequestItems.items()
-        got = [self.items[k["id"]["S"]] for k in req["Keys"] if k["id"]["S"] in self.items]
-        return {"Responses": {table: json.loads(json.dumps(got))}}
 
 
 def test_the_profile_puts_the_most_viewed_recent_item_last_and_forgets_old_ones() -> None:
@@ -65,19 +39,87 @@ def test_the_profile_keeps_at_most_its_limit_of_heaviest_items() -> None:
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+def sessions(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
     if request.param == "sqlite":
-        return SqliteSessionStore(tmp_path / "s.db")
-    return DynamoSessionStore("t", client=FakeDynamo())
+        yield SqliteSessionStore(tmp_path / "s.db")
+        return
+    with _moto_table(monkeypatch, "aib-recommend-sessions") as ddb:
+        yield DynamoSessionStore("aib-recommend-sessions", client=ddb)
 
 
 def test_a_redelivered_view_is_recorded_once_and_sessions_are_separate(sessions: Any) -> None:
+    # GIVEN a view of i1, delivered twice, then a view of i2, and another session's view
     sessions.record("s1", "evt-1", "i1", 100.0)
     sessions.record("s1", "evt-1", "i1", 100.0)
     sessions.record("s1", "evt-2", "i2", 110.0)
     sessions.record("s2", "evt-3", "i3", 120.0)
-    assert sorted(sessions.views("s1")) == [("i1", 100.0), ("i2", 110.0)]
-    assert sessions.views("nobody") == []
+    # THEN i1 counts once (twice, it would outweigh the later i2 and come last)
+    assert sessions.profile("s1", 200.0) == ["i1", "i2"]
+    assert sessions.profile("s2", 200.0) == ["i3"]
+    assert sessions.profile("nobody", 200.0) == []
+
+
+def test_both_stores_give_the_same_profiles_as_the_definition(sessions: Any) -> None:
+    # GIVEN three hours of a session's views over 40 items, some out of order, some repeated
+    rng = random.Random(7)
+    views = [(f"i{rng.randrange(40)}", 10_000.0 + rng.uniform(0, 3 * 3_600)) for _ in range(150)]
+    for n, (item, at) in enumerate(views):
+        sessions.record("s", f"evt-{n}", item, at)
+    # THEN at any time after the last view the profile is the one `profile` computes from them
+    for now in (20_800.0, 21_000.0, 25_000.0, 40_000.0):
+        assert sessions.profile("s", now) == profile(views, now)
+
+
+def test_a_crawlers_session_stays_a_small_item_on_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a session viewing 300 different products (three times what the item keeps), one a
+    # second (one attribute per view used to pass DynamoDB's 400 KB item limit at ~5,000
+    # views, and later views then failed)
+    with _moto_table(monkeypatch, "t") as ddb:
+        store = DynamoSessionStore("t", client=ddb)
+        for n in range(300):
+            store.record("crawler", f"evt-{n}", f"p{n:05d}", 1_000.0 + n)
+        # WHEN its item is read
+        item = ddb.get_item(TableName="t", Key={"id": {"S": "session#crawler"}})["Item"]
+        # THEN it holds the STORED_ITEMS heaviest weights, not the views: a few KB
+        assert len(json.loads(item["w"]["S"])) == STORED_ITEMS
+        assert len(json.dumps(item)) < 6_000
+        # AND the profile is the most recent MAX_PROFILE_ITEMS, newest last, as from the views
+        latest = [f"p{n:05d}" for n in range(300 - MAX_PROFILE_ITEMS, 300)]
+        assert store.profile("crawler", 2_000.0) == latest
+        # AND an early view delivered again is still recognized and adds nothing
+        store.record("crawler", "evt-0", "p00000", 1_000.0)
+        assert store.profile("crawler", 2_000.0) == latest
+
+
+def test_a_view_written_while_another_is_being_recorded_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a second Lambda recording another view of the session between this one's read and
+    # its write (the session item changes under it)
+    with _moto_table(monkeypatch, "t") as ddb:
+        other = DynamoSessionStore("t", client=ddb)
+
+        class Interleaved:
+            exceptions = ddb.exceptions
+            reads = 0
+
+            def get_item(self, **kw: Any) -> Any:
+                got = ddb.get_item(**kw)
+                Interleaved.reads += 1
+                if Interleaved.reads == 1:
+                    other.record("s1", "evt-9", "i9", 105.0)
+                return got
+
+            def transact_write_items(self, **kw: Any) -> Any:
+                return ddb.transact_write_items(**kw)
+
+        # WHEN this view is recorded
+        DynamoSessionStore("t", client=Interleaved()).record("s1", "evt-1", "i1", 110.0)
+        # THEN its write was refused once, read again, and both views count
+        assert Interleaved.reads == 2
+        assert other.profile("s1", 200.0) == ["i9", "i1"]
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
