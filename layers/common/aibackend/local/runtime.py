@@ -35,6 +35,7 @@ from aibackend.embeddings.local import LocalEndpoints
 from aibackend.errors import ConfigError, ModelLoadError
 from aibackend.local import triggers
 from aibackend.local.canary import CanaryController, routable
+from aibackend.local.checkpoints import WalCheckpoints
 from aibackend.local.host import FunctionHost, Host, check_environments
 from aibackend.local.lifecycle import Sweeper, expiration_rules
 from aibackend.local.logs import LogFolder
@@ -204,6 +205,8 @@ class LocalRuntime:
         for poller in self.pollers:
             poller.start()
         self.bus.start(workers=self.bus_workers)
+        self.checkpoints = WalCheckpoints(state)
+        self.checkpoints.start()
         self.lifecycle: Sweeper | None = None
         if rules := expiration_rules(self.catalog):
             self.lifecycle = Sweeper(rules, lambda bucket: object_store(bucket, self.settings))
@@ -444,7 +447,7 @@ class LocalRuntime:
         self._stop.set()
         for poller in getattr(self, "pollers", []):
             poller.stop()
-        for part in ("scheduler", "watcher", "lifecycle", "bus"):
+        for part in ("scheduler", "watcher", "lifecycle", "bus", "checkpoints"):
             obj = getattr(self, part, None)
             if obj is not None:
                 obj.stop()
