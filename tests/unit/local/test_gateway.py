@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -16,10 +19,21 @@ from aibackend.settings import PlatformSettings
 from tests.support import gateway_client
 
 HANDLER = """
-import base64, json, time
+import base64, json, threading, time
+
+RUNNING = [0, 0]  # invocations running now, most seen at once
+LOCK = threading.Lock()
 
 def handler(event, context):
     path = event["path"]
+    if path.endswith("/overlap"):
+        with LOCK:
+            RUNNING[0] += 1
+            RUNNING[1] = max(RUNNING)
+        time.sleep(0.05)
+        with LOCK:
+            RUNNING[0] -= 1
+        return {"statusCode": 200, "body": json.dumps({"most": RUNNING[1]})}
     if path.endswith("/boom"):
         raise RuntimeError("kaput")
     if path.endswith("/slow"):
@@ -135,6 +149,33 @@ def test_a_function_past_its_timeout_gives_504(client: TestClient) -> None:
     r = client.get("/v1/ops/slow")
     assert r.status_code == 504
     assert "timeout_s = 1" in r.json()["detail"]
+
+
+def test_an_in_process_function_gets_one_request_at_a_time_like_one_lambda_environment(
+    client: TestClient,
+) -> None:
+    # GIVEN six requests to one in-process function at the same moment
+    async def burst() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://aib", headers=client.headers
+        ) as c:
+            return await asyncio.gather(*(c.get("/v1/ops/overlap") for _ in range(6)))
+
+    answers = asyncio.run(burst())
+    # THEN each is answered, and the handler never ran two of them at once
+    assert [r.status_code for r in answers] == [200] * 6
+    assert max(r.json()["most"] for r in answers) == 1
+
+
+def test_a_hung_invocation_frees_its_functions_turn_at_its_timeout(client: TestClient) -> None:
+    # GIVEN a request that hangs past the function's timeout_s = 1 (its thread sleeps on)
+    assert client.get("/v1/ops/slow").status_code == 504
+    # WHEN the function is called again while that invocation still runs
+    t0 = time.monotonic()
+    r = client.get("/v1/items/1")
+    # THEN it is served at once, not after the hung one
+    assert r.status_code == 200 and time.monotonic() - t0 < 0.9
 
 
 def test_a_malformed_lambda_response_is_a_502(client: TestClient) -> None:

@@ -162,6 +162,13 @@ def build_gateway(
             for spec, r in catalog.routes()
         ]
     )
+    # A function hosted in this process is one execution environment, and Lambda never gives
+    # one environment two requests at once: its requests wait their turn here (their timeout
+    # counts the wait). Sixteen threads running one function's handler at once gave it no
+    # parallelism (one GIL) but ~50 context switches a request and Powertools' module-level
+    # logger and metrics to share. A hung invocation frees its turn at its timeout. Worker
+    # processes (`--isolate`) bound concurrency themselves: their pool.
+    turns = {name: anyio.CapacityLimiter(1) for name, h in hosts.items() if not h.enforces_timeout}
 
     async def dispatch(request: Request) -> Response:
         path = request.url.path
@@ -226,7 +233,11 @@ def build_gateway(
         try:
             with anyio.fail_after(limit):
                 result = await anyio.to_thread.run_sync(
-                    host.invoke, event, rid, abandon_on_cancel=True
+                    host.invoke,
+                    event,
+                    rid,
+                    abandon_on_cancel=True,
+                    limiter=turns.get(host.spec.name),
                 )
         except TimeoutError:
             log.error("function %s timed out after %s s", host.spec.name, host.spec.timeout_s)
