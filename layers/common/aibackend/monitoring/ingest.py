@@ -1,5 +1,6 @@
-"""Captured records -> what monitoring keeps of them: a profile delta of the batch (the model's
-input features, its score and decision) and the ledger rows that late labels join.
+"""Captured records -> what monitoring keeps of them: the rows of a profile delta per message
+(the model's input features, its score and decision; profiled when a window merges them, see
+`profiles.DeltaRows`) and the ledger rows that late labels join.
 
 A model is profiled when its inputs can be turned into the feature matrix it was trained on
 (`MONITORED`): the live profile then has the columns of the training baseline (`profile.bin`,
