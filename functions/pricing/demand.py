@@ -5,7 +5,9 @@ Windows are whole minutes: `view_counts(item, since, recent_since, until)` count
 of the minutes after `since`'s minute up to and including `until`'s (and of those after
 `recent_since`'s), the same in both topologies.
 
-Locally SQLite under the state folder, one row per view. On AWS the DynamoDB table CDK makes
+Locally SQLite under the state folder, one row per view; a product's rows older than
+`RETENTION_S` (no window reads them) are deleted when it is next viewed, at most once a
+minute per product. On AWS the DynamoDB table CDK makes
 from `[resources] tables`: a counter item per product and minute (`views#<item>#<minute>`,
 `n` added to atomically) and a marker per counted view (`view#<item>#<event id>`), written in
 one transaction whose condition refuses a marker that exists, so a redelivery adds nothing;
@@ -19,6 +21,7 @@ passed DynamoDB's 400 KB item limit, after which its views failed.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -74,12 +77,24 @@ class SqliteDemandStore:
         self._conn.row_factory = None
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        #: Per product, the minute its old rows were last deleted.
+        self._pruned: dict[str, int] = {}
 
     def record_view(self, item_id: str, view_id: str, at_s: float) -> bool:
+        # A view stamped in the future prunes no more than the present would.
+        now = min(at_s, time.time())
         with write_transaction(self._conn, self._lock) as c:
             added = c.execute(
                 "INSERT OR IGNORE INTO item_views VALUES (?, ?, ?)", (item_id, view_id, at_s)
             ).rowcount
+            if self._pruned.get(item_id, -1) < minute(now):
+                self._pruned[item_id] = minute(now)
+                # Before the first minute the longest window counts (the one after its
+                # `since`'s): no window reads them; DynamoDB's counters and markers expire too.
+                c.execute(
+                    "DELETE FROM item_views WHERE item = ? AND at < ?",
+                    (item_id, (minute(now - RETENTION_S) + 1) * BUCKET_S),
+                )
         return added == 1
 
     def view_counts(

@@ -183,3 +183,20 @@ def test_swap_price_returns_the_previous_suggestion(demand: Any) -> None:
     assert demand.swap_price("i1", 10.5) is None
     assert demand.swap_price("i1", 11.0) == 10.5
     assert demand.swap_price("i2", 3.0) is None
+
+
+def test_the_local_demand_table_forgets_a_products_views_past_the_longest_window(
+    tmp_path: Path,
+) -> None:
+    # GIVEN views of i1 in minutes 1 and 3, and of i2 in minute 2
+    store = SqliteDemandStore(tmp_path / "d.db")
+    for item, view, at in [("i1", "a", 100.0), ("i1", "b", 200.0), ("i2", "c", 150.0)]:
+        store.record_view(item, view, at)
+    # WHEN i1 is viewed again a day and two minutes after its first view
+    later = 100.0 + 86_400 + 120
+    store.record_view("i1", "d", later)
+    # THEN i1's rows from before the day's window are gone, i2's wait for its own next view
+    rows = store._conn.execute("SELECT item, view FROM item_views ORDER BY item, view").fetchall()
+    assert rows == [("i1", "d"), ("i2", "c")]
+    # AND the longest window (a day) counts what it counted before the rows went
+    assert store.view_counts("i1", later - 86_400, later - 3_600, later) == (1, 1)
