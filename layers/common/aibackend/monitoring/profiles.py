@@ -63,6 +63,24 @@ class ProfileSchema:
         if not self.numeric and not self.categorical:
             raise ValueError("a profile schema needs at least one numeric or categorical column")
 
+    def to_json(self) -> dict[str, Any]:
+        """What serialized profiles and delta rows store of their schema."""
+        return {
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "k": self.k,
+            "max_exact": self.max_exact,
+        }
+
+    @classmethod
+    def from_json(cls, s: Mapping[str, Any]) -> ProfileSchema:
+        return cls(
+            numeric=tuple(s["numeric"]),
+            categorical=tuple(s["categorical"]),
+            k=int(s["k"]),
+            max_exact=int(s["max_exact"]),
+        )
+
     @classmethod
     def from_features(cls, features: Sequence[Feature], **params: int) -> ProfileSchema:
         """Numeric features as numeric; boolean and categorical ones as categorical."""
@@ -336,12 +354,7 @@ class Profile:
             return {"nulls": col.nulls, "counts": counts, "blob": put(blob)}
 
         header = {
-            "schema": {
-                "numeric": list(self.schema.numeric),
-                "categorical": list(self.schema.categorical),
-                "k": self.schema.k,
-                "max_exact": self.schema.max_exact,
-            },
+            "schema": self.schema.to_json(),
             "delta_ids": sorted(self.delta_ids),
             "rows": self.rows,
             "numeric": {n: numeric(self.numeric(n)) for n in self.schema.numeric},
@@ -376,13 +389,7 @@ class Profile:
             col.freq = Frequencies.from_state(head["counts"], blob(head["blob"]), schema.max_exact)
             return col
 
-        s = h["schema"]
-        schema = ProfileSchema(
-            numeric=tuple(s["numeric"]),
-            categorical=tuple(s["categorical"]),
-            k=int(s["k"]),
-            max_exact=int(s["max_exact"]),
-        )
+        schema = ProfileSchema.from_json(h["schema"])
         columns: dict[str, Column] = {n: numeric(h["numeric"][n]) for n in schema.numeric}
         columns.update({n: categorical(h["categorical"][n]) for n in schema.categorical})
         return cls(
@@ -682,12 +689,7 @@ class DeltaRows:
             return [None if m else str(v) for v, m in zip(values.tolist(), missing, strict=True)]
 
         header = {
-            "schema": {
-                "numeric": list(self.schema.numeric),
-                "categorical": list(self.schema.categorical),
-                "k": self.schema.k,
-                "max_exact": self.schema.max_exact,
-            },
+            "schema": self.schema.to_json(),
             "deltas": [list(d) for d in self.deltas],
             "categorical": {c: texts(self.frame[c]) for c in self.schema.categorical},
             "scores": self.scores is not None,
@@ -710,13 +712,7 @@ class DeltaRows:
         at += _LEN.size
         try:
             h = json.loads(data[at : at + size])
-            s = h["schema"]
-            schema = ProfileSchema(
-                numeric=tuple(s["numeric"]),
-                categorical=tuple(s["categorical"]),
-                k=int(s["k"]),
-                max_exact=int(s["max_exact"]),
-            )
+            schema = ProfileSchema.from_json(h["schema"])
             deltas = tuple((str(d), int(n)) for d, n in h["deltas"])
             texts = {c: h["categorical"][c] for c in schema.categorical}
             has_scores, predicted = bool(h["scores"]), h["predicted"]
