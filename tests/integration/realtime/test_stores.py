@@ -17,6 +17,7 @@ from moto import mock_aws
 from aibackend.recommend.sessions import (
     HALF_LIFE_S,
     MAX_PROFILE_ITEMS,
+    RETAIN_S,
     STORED_ITEMS,
     DynamoSessionStore,
     SqliteSessionStore,
@@ -200,3 +201,16 @@ def test_the_local_demand_table_forgets_a_products_views_past_the_longest_window
     assert rows == [("i1", "d"), ("i2", "c")]
     # AND the longest window (a day) counts what it counted before the rows went
     assert store.view_counts("i1", later - 86_400, later - 3_600, later) == (1, 1)
+
+
+def test_the_local_session_table_forgets_views_a_day_old(tmp_path: Path) -> None:
+    # GIVEN views of two sessions, 100 s apart
+    store = SqliteSessionStore(tmp_path / "s.db")
+    store.record("s1", "a", "i1", 100.0)
+    store.record("s2", "b", "i2", 200.0)
+    # WHEN another session's view arrives a day and a minute after the first view
+    store.record("s3", "c", "i3", 100.0 + RETAIN_S + 60)
+    # THEN the view more than a day old is gone (DynamoDB would have expired it), the other
+    # stays
+    assert store.views("s1") == []
+    assert store.views("s2") == [("i2", 200.0)]

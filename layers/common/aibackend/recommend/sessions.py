@@ -7,17 +7,17 @@ single view about two hours old) drop out, and at most `MAX_PROFILE_ITEMS` of th
 kept, strongest last (the recommender's "most recent last"). The recommendation service reads
 it on `GET /v1/recommendations/{user_id}?session=<id>`.
 
-Locally a SQLite file under the state folder, one row per view (the profile computed from
-them exactly). On AWS the DynamoDB table CDK makes from `[resources] tables`, bounded whatever
-the session does: one item per session (`session#<id>`) holding its items' decayed weights as
-of its latest view (views decay alike, so weights rescaled to a common time add up exactly),
-at most `STORED_ITEMS` of the heaviest, and one small marker per view (`sessionview#<session>#
-<event id>`) written in the same transaction so that a redelivery adds nothing. Both expire a
-day after the view. A crawler's session of 100,000 views stays a few KB (one attribute per
-view, as before, passed DynamoDB's 400 KB item limit after ~5,000 views and then failed every
-later view). The bound's one approximation: an item pushed out of the top `STORED_ITEMS` and
-viewed again starts from its new view, without its residual weight (at most the weight of the
-`STORED_ITEMS`-th item).
+Locally a SQLite file under the state folder, one row per view (the profile computed from them
+exactly; views older than `RETAIN_S` deleted once a minute). On AWS the DynamoDB table CDK
+makes from `[resources] tables`, bounded whatever the session does: one item per session
+(`session#<id>`) holding its items' decayed weights as of its latest view (views decay alike,
+so weights rescaled to a common time add up exactly), at most `STORED_ITEMS` of the heaviest,
+and one small marker per view (`sessionview#<session>#<event id>`) written in the same
+transaction so that a redelivery adds nothing. Both expire a day after the view. A crawler's
+session of 100,000 views stays a few KB (one attribute per view, as before, passed DynamoDB's
+400 KB item limit after ~5,000 views and then failed every later view). The bound's one
+approximation: an item pushed out of the top `STORED_ITEMS` and viewed again starts from its
+new view, without its residual weight (at most the weight of the `STORED_ITEMS`-th item).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ CREATE TABLE IF NOT EXISTS session_views (
   session TEXT NOT NULL, view TEXT NOT NULL, item TEXT NOT NULL, at REAL NOT NULL,
   PRIMARY KEY (session, view)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS session_views_at ON session_views (at);
 """
 
 
@@ -118,13 +120,19 @@ class SqliteSessionStore:
         self._conn.row_factory = None
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._pruned = -1  # the minute views past RETAIN_S were last deleted
 
     def record(self, session_id: str, view_id: str, item_id: str, at_s: float) -> None:
+        now = min(at_s, time.time())  # a view stamped in the future prunes no more than now
         with write_transaction(self._conn, self._lock) as c:
             c.execute(
                 "INSERT OR REPLACE INTO session_views VALUES (?, ?, ?, ?)",
                 (session_id, view_id, item_id, at_s),
             )
+            if int(now // 60) > self._pruned:
+                # Once a minute, the views DynamoDB would have expired (weight 2^-48 by then).
+                self._pruned = int(now // 60)
+                c.execute("DELETE FROM session_views WHERE at < ?", (now - RETAIN_S,))
 
     def views(self, session_id: str) -> list[View]:
         with self._lock:
