@@ -87,8 +87,9 @@ class SqliteDemandStore:
             added = c.execute(
                 "INSERT OR IGNORE INTO item_views VALUES (?, ?, ?)", (item_id, view_id, at_s)
             ).rowcount
-            if self._pruned.get(item_id, -1) < minute(now):
-                self._pruned[item_id] = minute(now)
+            this_minute = minute(now)
+            if self._pruned.get(item_id, -1) < this_minute:
+                self._pruned[item_id] = this_minute
                 # Before the first minute the longest window counts (the one after its
                 # `since`'s): no window reads them; DynamoDB's counters and markers expire too.
                 c.execute(

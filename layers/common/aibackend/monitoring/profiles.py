@@ -644,9 +644,10 @@ class DeltaRows:
             lengths["scores"] = len(self.scores)
         if self.predicted is not None:
             lengths["predicted"] = len(self.predicted)
-        wrong = {c: n for c, n in lengths.items() if n != self.rows}
+        rows = self.rows
+        wrong = {c: n for c, n in lengths.items() if n != rows}
         if wrong:
-            raise ValueError(f"the deltas list {self.rows} rows but columns have {wrong}")
+            raise ValueError(f"the deltas list {rows} rows but columns have {wrong}")
 
     @property
     def rows(self) -> int:
