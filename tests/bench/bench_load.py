@@ -1,12 +1,19 @@
 """Load test: `aib dev` vs a bare FastAPI + onnxruntime app serving the same model, under wrk.
 
-Both servers run side by side for the whole run, one uvicorn process each with the same
-settings (`uvicorn.run(app, host, port, log_level="info")`, as `aib dev` calls it). wrk drives
-them with identical settings (POST `events/payloads/transaction.json`), in alternating rounds
-(bare, aib, aib, bare, ...) so both see the same machine noise. Latency percentiles come from
-wrk's own histograms, merged across rounds. Writes `bench/results/load.json`.
+The bare app is one uvicorn process (`uvicorn.run(app, host, port, log_level="info")`, as
+`aib dev` calls it) and runs for the whole test. `aib dev` is measured in two phases, one after
+the other on the same state folder: as it starts by default (every function in its one
+process), then with `--isolate` (the gateway in one process, each function in worker
+processes of its own: the topology of API Gateway in front of Lambda). In each phase wrk drives
+both servers with identical settings (POST `events/payloads/transaction.json`) in alternating
+rounds (bare, aib, aib, bare, ...), so both see the same machine noise, and the phase's ratio
+is against the bare rounds of that phase. Latency percentiles come from wrk's own histograms,
+merged across rounds. CPU is counted for each server's whole process tree (`--isolate`'s
+workers included), so `server_cpu_ms_per_request` compares the work done, whatever the number
+of cores it was spread over. Writes `bench/results/load.json`.
 
     .venv/bin/python tests/bench/bench_load.py [--state-dir .aib] [--duration 60] [--quick]
+        [--modes in-process,isolate]
 
 Needs `wrk` on PATH; as root on Debian/Ubuntu the script installs it with apt-get.
 """
@@ -40,7 +47,9 @@ PAYLOAD = ROOT / "events" / "payloads" / "transaction.json"
 #: The current (non-deprecated) version of the API; the baseline serves the same path.
 ROUTE = "/v2/fraud/score"
 TARGET_RATIO_MIN = 0.6
-AIB, BARE = "aib_dev", "bare_fastapi_onnxruntime"
+AIB, AIB_ISOLATE, BARE = "aib_dev", "aib_dev_isolate", "bare_fastapi_onnxruntime"
+#: `--modes` values -> the name a phase's `aib dev` goes by in the results.
+MODES = {"in-process": AIB, "isolate": AIB_ISOLATE}
 
 BARE_APP = '''"""Bare FastAPI + onnxruntime baseline, written and run by bench_load.py."""
 
@@ -141,13 +150,44 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str
         return r.status, json.loads(r.read())
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (Linux; None elsewhere or gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+    fields = _stat(pid)
+    if fields is None:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its live descendants (`aib dev --isolate`'s worker processes)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(parents.get(p, []))
+    return out
+
+
+def _tree_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds so far of each process of `pid`'s tree (a worker retired during a round
+    takes its seconds with it: the count can only err low)."""
+    return {p: _cpu_s(p) for p in _tree(pid)}
+
+
+def _spent(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(v - before.get(p, 0.0) for p, v in after.items())
 
 
 def ensure_wrk() -> str:
@@ -231,6 +271,47 @@ def run_wrk(
     raise RuntimeError(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
 
 
+@dataclass(frozen=True)
+class Runner:
+    """wrk with this test's settings: `run(url, seconds)` -> one round's summary."""
+
+    wrk: str
+    lua: Path
+    threads: int
+    connections: int
+
+    def __call__(self, url: str, seconds: int) -> dict[str, Any]:
+        return run_wrk(self.wrk, self.lua, url, self.threads, self.connections, seconds)
+
+
+def _credentials(state: Path, settings: Any, lua: Path, body: str) -> dict[str, str]:
+    """The development key of `state` and a `predict:fraud` token; writes wrk's script."""
+    from aibackend.auth.factory import dev_signing_key
+
+    key = (state / "auth" / "dev-key").read_text().strip()
+    token = dev_signing_key(settings).issue("bench", ["predict:fraud"], ttl_s=6 * 3600)
+    lua.write_text(WRK_LUA.replace("BODY", body).replace("API_KEY", key).replace("TOKEN", token))
+    return {"x-api-key": key, "Authorization": f"Bearer {token}"}
+
+
+def _check_same_answers(
+    aib: Server, bare: Server, body: bytes, auth: dict[str, str], version: int
+) -> None:
+    """Both servers serve the production version and score the sample alike, or no test."""
+    health = json.loads(urllib.request.urlopen(aib.base + "/health").read())
+    if health["models"].get("fraud") != version:
+        raise RuntimeError(f"{aib.name} serves {health['models']}, the baseline v{version}")
+    answers = {}
+    for srv in (aib, bare):
+        status, answer = _post(srv.base + ROUTE, body, auth)
+        if status != 200:
+            raise RuntimeError(f"{srv.name} answered {status}: {answer}")
+        answers[srv.name] = answer
+    aib_score = answers[aib.name]["results"][0]["risk"]["score"]
+    if abs(aib_score - answers[bare.name]["score"]) > 1e-9:
+        raise RuntimeError(f"scores differ: aib {aib_score}, bare {answers[bare.name]['score']}")
+
+
 def _percentile(hist: dict[int, int], q: float) -> float:
     """Nearest rank: the smallest latency with at least ceil(q * n) samples at or below it."""
     rank = max(1, math.ceil(q * sum(hist.values())))
@@ -279,6 +360,11 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--connections", type=int, default=16, help="wrk open connections")
     ap.add_argument("--quick", action="store_true", help="6 s per server in 2 rounds (smoke run)")
+    ap.add_argument(
+        "--modes",
+        default="in-process,isolate",
+        help="phases, comma-separated: in-process (`aib dev`), isolate (`aib dev --isolate`)",
+    )
     args = ap.parse_args()
     if args.quick:
         args.duration, args.rounds = 6, 2
@@ -309,86 +395,95 @@ def main() -> int:
     fraud_env = load_function(ROOT / "functions" / "fraud_score").environment
     body = PAYLOAD.read_bytes()
     compact = json.dumps(json.loads(body), separators=(",", ":"))
+    aib_cmd = [sys.executable, "-m", "aibackend.cli", "--state-dir", str(state), "dev"]
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = set(modes) - set(MODES)
+    if unknown or not modes:
+        sys.exit(f"--modes: choose from {', '.join(MODES)} (got {args.modes!r})")
 
     with tempfile.TemporaryDirectory(prefix="aib-bench-load-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         (work / "bare_app.py").write_text(BARE_APP)
         lua = work / "load.lua"
-        print(f"starting aib dev (state {state}) and the bare baseline ...", flush=True)
-        bare_port, aib_port = _free_port(), _free_port()
+        bare_port = _free_port()
         bare_env = {
             **child_env,
             "BARE_MODEL_PATH": str(model_path),
             "BARE_PORT": str(bare_port),
             "FRAUD_THRESHOLD": fraud_env["FRAUD_THRESHOLD"],
         }
-        aib_cmd = [sys.executable, "-m", "aibackend.cli", "--state-dir", str(state), "dev"]
-        servers = {
-            BARE: stack.enter_context(
-                serve(
-                    BARE,
-                    [sys.executable, str(work / "bare_app.py")],
-                    bare_env,
-                    bare_port,
-                    work / "bare.log",
-                    60,
-                )
-            ),
-            AIB: stack.enter_context(
-                serve(
-                    AIB,
-                    [*aib_cmd, "--port", str(aib_port)],
-                    child_env,
-                    aib_port,
-                    work / "aib.log",
-                    600,  # trains the demo model first if the state has none
-                )
-            ),
-        }
-        # The development key `aib dev` made, and a token for the route's scope: the load test
-        # pays for access checks and usage plans like any client (the bare app ignores them).
-        from aibackend.auth.factory import dev_signing_key
-
-        key = (state / "auth" / "dev-key").read_text().strip()
-        token = dev_signing_key(settings).issue("bench", ["predict:fraud"], ttl_s=6 * 3600)
-        auth = {"x-api-key": key, "Authorization": f"Bearer {token}"}
-        lua.write_text(
-            WRK_LUA.replace("BODY", compact).replace("API_KEY", key).replace("TOKEN", token)
+        print("starting the bare baseline ...", flush=True)
+        bare = stack.enter_context(
+            serve(
+                BARE,
+                [sys.executable, str(work / "bare_app.py")],
+                bare_env,
+                bare_port,
+                work / "bare.log",
+                60,
+            )
         )
-        health = json.loads(urllib.request.urlopen(servers[AIB].base + "/health").read())
-        if health["models"].get("fraud") != prod.version:
-            raise RuntimeError(f"aib dev serves {health['models']}, the baseline v{prod.version}")
-        answers = {}
-        for name, srv in servers.items():
-            status, answer = _post(srv.base + ROUTE, body, auth)
-            if status != 200:
-                raise RuntimeError(f"{name} answered {status}: {answer}")
-            answers[name] = answer
-        aib_score = answers[AIB]["results"][0]["risk"]["score"]
-        if abs(aib_score - answers[BARE]["score"]) > 1e-9:
-            raise RuntimeError(f"scores differ: aib {aib_score}, bare {answers[BARE]['score']}")
-
-        for srv in servers.values():  # first requests pay for lazy imports and caches
-            run_wrk(wrk, lua, srv.base + ROUTE, args.threads, args.connections, warmup_s)
-        rounds: dict[str, list[dict[str, Any]]] = {BARE: [], AIB: []}
-        cpu = {n: {"own_rounds": 0.0, "other_rounds": 0.0} for n in servers}
-        for i in range(args.rounds):
-            order = [BARE, AIB] if i % 2 == 0 else [AIB, BARE]
-            for name in order:
-                print(f"round {i + 1}/{args.rounds}: {name} for {per_round} s ...", flush=True)
-                before = {n: _cpu_s(s.pid) for n, s in servers.items()}
-                srv = servers[name]
-                rounds[name].append(
-                    run_wrk(wrk, lua, srv.base + ROUTE, args.threads, args.connections, per_round)
+        run = Runner(wrk, lua, args.threads, args.connections)
+        bare_rounds: list[dict[str, Any]] = []
+        bare_cpu = {"own_rounds": 0.0, "other_rounds": 0.0}
+        phases: dict[str, dict[str, Any]] = {}
+        for mode in modes:
+            name = MODES[mode]
+            print(f"starting {name} (state {state}) ...", flush=True)
+            aib_port = _free_port()
+            flags = ["--isolate"] if mode == "isolate" else []
+            with serve(
+                name,
+                [*aib_cmd, "--port", str(aib_port), *flags],
+                child_env,
+                aib_port,
+                work / f"{name}.log",
+                600,  # trains the demo model first if the state has none
+            ) as aib:
+                # The development key `aib dev` made, and a token for the route's scope: the
+                # load test pays for access checks and usage plans like any client (the bare
+                # app ignores them).
+                auth = _credentials(state, settings, lua, compact)
+                _check_same_answers(aib, bare, body, auth, prod.version)
+                servers = {BARE: bare, name: aib}
+                for srv in servers.values():  # first requests pay for lazy imports and caches
+                    run(srv.base + ROUTE, warmup_s)
+                rounds: dict[str, list[dict[str, Any]]] = {BARE: [], name: []}
+                cpu = {n: {"own_rounds": 0.0, "other_rounds": 0.0} for n in servers}
+                for i in range(args.rounds):
+                    order = [BARE, name] if i % 2 == 0 else [name, BARE]
+                    for who in order:
+                        print(
+                            f"{mode}, round {i + 1}/{args.rounds}: {who} for {per_round} s ...",
+                            flush=True,
+                        )
+                        before = {n: _tree_cpu_s(s.pid) for n, s in servers.items()}
+                        rounds[who].append(run(servers[who].base + ROUTE, per_round))
+                        for n, s in servers.items():
+                            spent = _spent(before[n], _tree_cpu_s(s.pid))
+                            cpu[n]["own_rounds" if n == who else "other_rounds"] += spent
+                            if n == BARE:
+                                bare_cpu["own_rounds" if n == who else "other_rounds"] += spent
+                bare_rounds += rounds[BARE]
+                mine, theirs = (
+                    summarize(rounds[name], cpu[name]),
+                    summarize(rounds[BARE], cpu[BARE]),
                 )
-                for n, s in servers.items():
-                    cpu[n]["own_rounds" if n == name else "other_rounds"] += (
-                        _cpu_s(s.pid) - before[n]
-                    )
+                ratio = round(mine["rps"] / theirs["rps"], 3)
+                zero_errors = mine["errors"] == 0 and theirs["errors"] == 0
+                phases[mode] = {
+                    "command": f"aib dev {' '.join(flags)}".strip(),
+                    name: mine,
+                    f"{BARE}_same_phase": theirs,
+                    "ratio": ratio,
+                    "zero_errors": zero_errors,
+                    "targets_met": {
+                        "throughput": ratio >= TARGET_RATIO_MIN,
+                        "zero_errors": zero_errors,
+                    },
+                }
 
-    sides = {n: summarize(rounds[n], cpu[n]) for n in (AIB, BARE)}
-    ratio = round(sides[AIB]["rps"] / sides[BARE]["rps"], 3)
-    zero_errors = sides[AIB]["errors"] == 0 and sides[BARE]["errors"] == 0
     results: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -401,32 +496,32 @@ def main() -> int:
             "tool": wrk_version.split("Copyright")[0].strip(),
             "threads": args.threads,
             "connections": args.connections,
-            "seconds_per_server": per_round * args.rounds,
-            "rounds": args.rounds,
-            "order": "alternating: bare, aib, aib, bare, ...",
+            "seconds_per_server_per_phase": per_round * args.rounds,
+            "rounds_per_phase": args.rounds,
+            "order": "per phase, alternating: bare, aib, aib, bare, ...",
             "request": f"POST {ROUTE} {PAYLOAD.relative_to(ROOT)} ({len(compact)} bytes)",
             "timeout_s": 10,
         },
-        AIB: sides[AIB],
-        BARE: sides[BARE],
-        "ratio": ratio,
+        BARE: summarize(bare_rounds, bare_cpu),
+        "phases": phases,
         "target_ratio_min": TARGET_RATIO_MIN,
-        "zero_errors": zero_errors,
-        "targets_met": {"throughput": ratio >= TARGET_RATIO_MIN, "zero_errors": zero_errors},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "load.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
-    for name in (BARE, AIB):
-        s = sides[name]
+    for mode, phase in phases.items():
+        name = MODES[mode]
+        for who, s in ((f"{BARE} (same phase)", phase[f"{BARE}_same_phase"]), (name, phase[name])):
+            print(
+                f"{who:40} {s['rps']:9.1f} rps  p50 {s['p50_ms']:7.2f} ms  "
+                f"p99 {s['p99_ms']:7.2f} ms  errors {s['errors']}  "
+                f"cpu {s['server_cpu_ms_per_request']:.2f} ms/request"
+            )
         print(
-            f"{name:26} {s['rps']:9.1f} rps  p50 {s['p50_ms']:7.2f} ms  "
-            f"p99 {s['p99_ms']:7.2f} ms  errors {s['errors']}"
+            f"{phase['command']}: ratio {phase['ratio']} (target >= {TARGET_RATIO_MIN}: "
+            f"{'met' if phase['targets_met']['throughput'] else 'NOT met'}); "
+            f"zero errors: {phase['zero_errors']}"
         )
-    print(
-        f"ratio {ratio} (target >= {TARGET_RATIO_MIN}: "
-        f"{'met' if ratio >= TARGET_RATIO_MIN else 'NOT met'}); zero errors: {zero_errors}"
-    )
     print(f"wrote {out.relative_to(ROOT)}")
     return 0
 
