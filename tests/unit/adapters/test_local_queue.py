@@ -146,6 +146,42 @@ def test_a_long_poll_wakes_as_soon_as_another_thread_sends(db: Path) -> None:
     svc.close()
 
 
+def test_a_send_wakes_only_the_long_polls_of_its_own_queue(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a consumer long-polling an empty queue, with polling slowed right down, and the
+    # attempts it makes counted
+    svc = SqliteQueueService(db, poll_interval_s=30)
+    idle = svc.ensure(QueueConfig(name="idle"))
+    busy = svc.ensure(QueueConfig(name="busy"))
+    attempts = Counter[str]()
+    receive_now = SqliteQueue._receive_now
+
+    def counted(self: SqliteQueue, *args: object) -> object:
+        attempts[self.name] += 1
+        return receive_now(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SqliteQueue, "_receive_now", counted)
+    poll = threading.Thread(target=idle.receive, args=(1,), kwargs={"wait_s": 1.0})
+    # WHEN another queue gets 50 messages while it waits
+    poll.start()
+    for i in range(50):
+        busy.send(f"m{i}")
+    poll.join()
+    # THEN the poll was never woken to look (its first attempt only; after it, at most one
+    # more when its wait ended), where every send used to wake it into a write transaction
+    assert attempts["idle"] <= 2
+    # AND a send to its own queue still wakes it at once
+    late = threading.Timer(0.2, idle.send, args=("mine",))
+    late.start()
+    t0 = time.monotonic()
+    got = idle.receive(1, wait_s=10)
+    late.join()
+    assert [m.body for m in got] == ["mine"]
+    assert time.monotonic() - t0 < 5
+    svc.close()
+
+
 def test_a_long_poll_sees_another_processes_send_within_the_poll_interval(db: Path) -> None:
     # GIVEN a consumer long-polling through one service, and a producer with its own service
     # (another connection and no shared notification, like another process)

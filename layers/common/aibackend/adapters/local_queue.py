@@ -24,7 +24,8 @@ Deliberate differences from SQS (standard queues):
   counted by `stats`), not by a background sweep.
 - Long-poll deadlines use the real monotonic clock even when a clock is injected, so a frozen
   test clock cannot make `receive(wait_s=...)` hang. Sends in this process wake a waiting
-  receive at once; other processes' sends are seen within `poll_interval_s`.
+  receive of that queue at once (and only of that queue); other processes' sends are seen
+  within `poll_interval_s`.
 - A message moved to the dead-letter queue keeps its id, body, attributes, send time and receive
   count (as on SQS); `redrive` keeps the id and resets the receive count.
 """
@@ -365,8 +366,10 @@ class SqliteQueueService:
         self._conn = connect(db_path)
         self._conn.row_factory = None  # plain tuples: receive is the hot path
         self._lock = threading.Lock()
-        self._changed = threading.Condition()
-        self._generation = 0
+        #: Per queue id: a condition its long polls wait on, and how often it was notified.
+        self._changed: dict[int, threading.Condition] = {}
+        self._generations: dict[int, int] = {}
+        self._changed_lock = threading.Lock()
         with self._lock:
             self._conn.executescript(_SCHEMA)
 
@@ -385,16 +388,30 @@ class SqliteQueueService:
             finally:
                 self._conn.execute("COMMIT")
 
-    def _notify(self) -> None:
-        """Wake long polls of this process: something may have become visible."""
-        with self._changed:
-            self._generation += 1
-            self._changed.notify_all()
+    def _condition(self, queue_id: int) -> threading.Condition:
+        cond = self._changed.get(queue_id)
+        if cond is None:
+            with self._changed_lock:
+                cond = self._changed.setdefault(queue_id, threading.Condition())
+        return cond
 
-    def _wait(self, generation: int, timeout: float) -> None:
-        with self._changed:
-            if self._generation == generation:
-                self._changed.wait(timeout)
+    def _generation(self, queue_id: int) -> int:
+        return self._generations.get(queue_id, 0)
+
+    def _notify(self, queue_id: int) -> None:
+        """Wake this process's long polls of one queue: a message of it may have become
+        visible. (Waking every queue's pollers on every send made each of them run a write
+        transaction for nothing, contending with the senders for the write lock.)"""
+        cond = self._condition(queue_id)
+        with cond:
+            self._generations[queue_id] = self._generation(queue_id) + 1
+            cond.notify_all()
+
+    def _wait(self, queue_id: int, generation: int, timeout: float) -> None:
+        cond = self._condition(queue_id)
+        with cond:
+            if self._generation(queue_id) == generation:
+                cond.wait(timeout)
 
     def _known(self, c: sqlite3.Connection) -> str:
         names = [r[0] for r in c.execute("SELECT name FROM queues ORDER BY name")]
@@ -478,7 +495,7 @@ class SqliteQueueService:
             target_id = self._queue_id(c, to)
             moved = c.execute(_REDRIVE, (target_id, now, dlq_id)).rowcount
         if moved:
-            self._notify()
+            self._notify(target_id)
         return moved
 
     def close(self) -> None:
@@ -541,7 +558,7 @@ class SqliteQueue:
                     for mid, (body, attrs) in zip(ids, entries, strict=True)
                 ],
             )
-        self._svc._notify()
+        self._svc._notify(self._id)
         return ids
 
     def receive(
@@ -558,12 +575,12 @@ class SqliteQueue:
         check_receive(max_messages, wait_s, visibility_timeout_s)
         deadline = time.monotonic() + wait_s
         while True:
-            generation = self._svc._generation
+            generation = self._svc._generation(self._id)
             got = self._receive_now(max_messages, visibility_timeout_s)
             remaining = deadline - time.monotonic()
             if got or remaining <= 0:
                 return got
-            self._svc._wait(generation, min(remaining, self._svc.poll_interval_s))
+            self._svc._wait(self._id, generation, min(remaining, self._svc.poll_interval_s))
 
     def _receive_now(
         self, max_messages: int, visibility_timeout_s: int | None
@@ -620,7 +637,7 @@ class SqliteQueue:
                     break
                 limit = max_messages - len(taken)
         if moved:
-            svc._notify()
+            svc._notify(dlq_id)
         return [
             QueueMessage(
                 message_id=mid,
@@ -662,7 +679,7 @@ class SqliteQueue:
                 f"{receipt_handle!r} (deleted, or received again since)"
             )
         if timeout_s == 0:
-            self._svc._notify()
+            self._svc._notify(self._id)
 
     def stats(self) -> QueueStats:
         now = self._svc.clock()
