@@ -37,6 +37,11 @@ ACCOUNT = "000000000000"
 REGION = "local"
 #: Long-poll wait of the queue pollers: short enough for a prompt shutdown.
 POLL_WAIT_S = 1.0
+#: Inside a batching window, how long a poller that found the queue empty waits before it
+#: receives again. Receiving each message as it arrived cost a write transaction per message
+#: (under `aib dev`'s load test, the capture queue's pollers spent half a millisecond of CPU
+#: per request on it); a batch that fills up is read 10 at a time without waiting.
+WINDOW_TICK_S = 0.1
 
 
 def dlq_name(queue: str) -> str:
@@ -158,14 +163,19 @@ class QueuePoller:
         if not batch:
             return []
         deadline = time.monotonic() + self.trigger.batching_window_s
-        while len(batch) < self.trigger.batch_size and not self._stop.is_set():
+        drained = len(batch) < 10
+        while len(batch) < self.trigger.batch_size:
             left = deadline - time.monotonic()
-            if left <= 0:
+            # The queue was empty a moment ago: let messages gather for a tick (or until the
+            # window ends) instead of taking each one alone as it arrives.
+            if left <= 0 or self._stop.is_set():
                 break
-            more = self.queue.receive(
-                min(10, self.trigger.batch_size - len(batch)), wait_s=min(left, POLL_WAIT_S)
-            )
+            if drained and self._stop.wait(min(left, WINDOW_TICK_S)):
+                break
+            want = min(10, self.trigger.batch_size - len(batch))
+            more = self.queue.receive(want)
             batch.extend(more)
+            drained = len(more) < want
         return batch
 
     def poll_once(self) -> int:
