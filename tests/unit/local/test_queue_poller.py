@@ -39,20 +39,28 @@ class RecordingHost:
         return {"batchItemFailures": []}
 
 
+def _mapping(
+    svc: SqliteQueueService, name: str, batch_size: int, window_s: int
+) -> tuple[QueuePoller, CountingQueue, RecordingHost]:
+    """A queue `name` and an event source mapping on it, to a function that records batches."""
+    queue = CountingQueue(svc.ensure(QueueConfig(name=name)))
+    host = RecordingHost()
+    poller = QueuePoller(
+        host,  # type: ignore[arg-type]
+        QueueTrigger(queue=name, batch_size=batch_size, batching_window_s=window_s),
+        queue,  # type: ignore[arg-type]
+        Gate(None),
+        build_event=lambda batch, _: {"bodies": [m.body for m in batch]},
+    )
+    return poller, queue, host
+
+
 def test_a_batching_window_gathers_a_stream_without_a_receive_per_message(
     tmp_path: Path,
 ) -> None:
     # GIVEN a mapping with a 2 s batching window and room for 100 messages in a batch
     svc = SqliteQueueService(tmp_path / "queues.db")
-    queue = CountingQueue(svc.ensure(QueueConfig(name="capture")))
-    host = RecordingHost()
-    poller = QueuePoller(
-        host,  # type: ignore[arg-type]
-        QueueTrigger(queue="capture", batch_size=100, batching_window_s=2),
-        queue,  # type: ignore[arg-type]
-        Gate(None),
-        build_event=lambda batch, name: {"bodies": [m.body for m in batch]},
-    )
+    poller, queue, host = _mapping(svc, "capture", batch_size=100, window_s=2)
 
     def stream() -> None:
         for i in range(100):
@@ -78,15 +86,7 @@ def test_a_batching_window_gathers_a_stream_without_a_receive_per_message(
 def test_a_quiet_queue_is_invoked_at_the_end_of_the_window_with_what_came(tmp_path: Path) -> None:
     # GIVEN a mapping with a 1 s window and a batch size it will not reach
     svc = SqliteQueueService(tmp_path / "queues.db")
-    queue = CountingQueue(svc.ensure(QueueConfig(name="jobs")))
-    host = RecordingHost()
-    poller = QueuePoller(
-        host,  # type: ignore[arg-type]
-        QueueTrigger(queue="jobs", batch_size=50, batching_window_s=1),
-        queue,  # type: ignore[arg-type]
-        Gate(None),
-        build_event=lambda batch, name: {"bodies": [m.body for m in batch]},
-    )
+    poller, queue, host = _mapping(svc, "jobs", batch_size=50, window_s=1)
     # WHEN three messages come within the window
     for body in ("a", "b"):
         queue.queue.send(body)
