@@ -209,7 +209,17 @@ def test_an_anomaly_alerts_per_device() -> None:
 def test_the_pipeline_fraud_suspected_alerts_by_transaction_and_card() -> None:
     alert = alert_of(parse(load_event("eventbridge/fraud_suspected_pipeline")))
     assert (alert.key, alert.rate_key, alert.source) == ("txn-7731", "card-0093", "aib.pipeline")
-    assert alert.correlation_id == alert.alert_id  # the pipeline starts its own chain today
+    assert alert.correlation_id == "run-20261127-0600"  # the chain is the file's run
+
+
+def test_a_pipeline_fraud_suspected_from_before_versions_starts_its_own_chain() -> None:
+    # GIVEN the pipeline's event as it was published before it carried a version and a chain
+    event = load_event("eventbridge/fraud_suspected_pipeline")
+    del event["detail"]["schema_version"], event["detail"]["correlation_id"]
+    # WHEN it is routed THEN it reads as version 1 and its own id is its chain's
+    alert = alert_of(parse(event))
+    assert alert.key == "txn-7731"
+    assert alert.correlation_id == alert.alert_id == event["id"]
 
 
 @pytest.mark.parametrize(

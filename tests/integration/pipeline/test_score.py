@@ -149,6 +149,10 @@ def test_score_chunk_rows_carry_online_features_score_band_reasons_and_model(
     assert high, "the chunk should hold some high-risk rows"
     assert [e.detail["idempotency_key"] for e in events] == high
     assert {(e.source, e.detail_type) for e in events} == {("aib.pipeline", "Fraud Suspected")}
+    # AND they are version 1 of the contract, in the chain of their run
+    assert {(e.detail["schema_version"], e.detail["correlation_id"]) for e in events} == {
+        ("1", "run-1")
+    }
 
 
 def test_bands_given_unordered_cut_offs_name_the_variables_to_fix() -> None:

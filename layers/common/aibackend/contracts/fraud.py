@@ -81,8 +81,10 @@ class FraudSuspectedV1(Detail):
 
     From `aib.fraud` (real time): `decision`, `threshold`, `correlation_id` and `caused_by`.
     From `aib.pipeline` (batch): `band`, `reasons`, `run_id` and `idempotency_key` (the
-    transaction id); the pipeline sets neither `correlation_id` nor `caused_by` today, so a
-    consumer takes the event's own id as the correlation id.
+    transaction id); its `correlation_id` is the run id (the chain is the run of one file) and
+    it has no `caused_by` (no single event caused it). Before the pipeline set them, its
+    events had neither field nor `schema_version`: such an event still reads as version 1
+    and starts its own chain.
     """
 
     detail_type = "Fraud Suspected"

@@ -209,12 +209,16 @@ def score_chunk(
 
 def suspected_events(run_id: str, rows: Columns) -> list[PutEvent]:
     """`Fraud Suspected` for each high-risk row; `idempotency_key` is the transaction id, so a
-    redelivered chunk's second publication is recognisable downstream."""
+    redelivered chunk's second publication is recognisable downstream. The chain they belong
+    to is the run (one version of one file): `correlation_id` is the run id, so the alerts of
+    one file share it with the run's log lines and `aib pipeline status`."""
     return [
         PutEvent(
             source=SOURCE,
             detail_type="Fraud Suspected",
             detail={
+                "schema_version": "1",
+                "correlation_id": run_id,
                 "idempotency_key": rows["transaction_id"][i],
                 "transaction_id": rows["transaction_id"][i],
                 "card_id": rows["card_id"][i],
