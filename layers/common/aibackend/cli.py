@@ -537,7 +537,7 @@ def _key_store(args: argparse.Namespace) -> KeyStore:
         return key_store_from_stacks(
             plans,
             data_stack=args.data_stack,
-            services_stack=args.services_stack,
+            api_stack=args.api_stack,
             cloudformation=boto3.client("cloudformation"),
             dynamodb=boto3.client("dynamodb"),
             apigateway=boto3.client("apigateway"),
@@ -746,7 +746,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--aws", action="store_true", help="the deployed keys (boto3 credentials)")
         sp.add_argument("--data-stack", default="AibData", help="--aws: the data stack's name")
         sp.add_argument(
-            "--services-stack",
+            "--api-stack",
+            "--services-stack",  # its name before the API had a stack of its own
+            dest="api_stack",
             default="AibApi",
             help="--aws: the name of the stack with the REST API's usage plans",
         )

@@ -13,6 +13,7 @@ from moto import mock_aws
 from aibackend.auth.aws import DynamoKeyStore, key_store_from_stacks
 from aibackend.auth.keys import hash_key
 from aibackend.auth.plans import DEFAULT_PLANS
+from aibackend.cli import build_parser
 from aibackend.errors import ConfigError
 from tests.support import create_data_table
 
@@ -84,7 +85,7 @@ def test_the_stacks_outputs_name_the_table_and_usage_plans(clients: tuple[Any, A
     store = key_store_from_stacks(
         DEFAULT_PLANS,
         data_stack="AibData",
-        services_stack="AibApi",
+        api_stack="AibApi",
         cloudformation=stacks,
         dynamodb=ddb,
         apigateway=apigw,
@@ -95,7 +96,7 @@ def test_the_stacks_outputs_name_the_table_and_usage_plans(clients: tuple[Any, A
         key_store_from_stacks(
             DEFAULT_PLANS,
             data_stack="Prod-Data",
-            services_stack="AibApi",
+            api_stack="AibApi",
             cloudformation=stacks,
             dynamodb=ddb,
             apigateway=apigw,
@@ -107,3 +108,13 @@ def test_the_development_plan_has_no_deployed_keys(clients: tuple[Any, Any]) -> 
     store = DynamoKeyStore(TABLE, dynamodb=ddb, apigateway=apigw, plans=DEFAULT_PLANS)
     with pytest.raises(ConfigError, match="plan 'dev' is for `aib dev` only"):
         store.create("x", "dev")
+
+
+@pytest.mark.parametrize("flag", ["--api-stack", "--services-stack"])
+def test_keys_aws_takes_the_api_stack_by_its_name_and_its_old_one(flag: str) -> None:
+    # GIVEN a deployment whose API stack is not the default one
+    # WHEN `aib keys list --aws` names it, by the flag's name or the one it had before
+    args = build_parser().parse_args(["keys", "list", "--aws", flag, "Prod-Api"])
+    # THEN the key store reads that stack's usage plans
+    assert args.api_stack == "Prod-Api"
+    assert args.data_stack == "AibData"

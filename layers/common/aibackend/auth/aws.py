@@ -128,7 +128,7 @@ def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
     except Exception as e:  # botocore's ClientError: the stack is not deployed here
         raise ConfigError(
             f"cannot read stack {stack!r} ({e}); deploy it first (`cdk deploy --all`) or pass "
-            "--data-stack / --services-stack with this deployment's stack names"
+            "--data-stack / --api-stack with this deployment's stack names"
         ) from e
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
 
@@ -141,14 +141,14 @@ def key_store_from_stacks(
     plans: Mapping[str, Plan],
     *,
     data_stack: str,
-    services_stack: str,
+    api_stack: str,
     cloudformation: Any,
     dynamodb: Any,
     apigateway: Any,
 ) -> DynamoKeyStore:
     """The deployed keys table and usage plans, found through the stacks' outputs."""
     data = stack_outputs(cloudformation, data_stack)
-    services = stack_outputs(cloudformation, services_stack)
+    api = stack_outputs(cloudformation, api_stack)
     table = data.get("TableApiKeysName")
     if table is None:
         raise ConfigError(
@@ -156,9 +156,9 @@ def key_store_from_stacks(
             "authorizer declares the api-keys table"
         )
     usage_plans = {
-        name: services[f"UsagePlan{pascal(name)}Id"]
+        name: api[f"UsagePlan{pascal(name)}Id"]
         for name in plans
-        if f"UsagePlan{pascal(name)}Id" in services
+        if f"UsagePlan{pascal(name)}Id" in api
     }
     return DynamoKeyStore(
         table, dynamodb=dynamodb, apigateway=apigateway, plans=plans, usage_plans=usage_plans
