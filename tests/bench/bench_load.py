@@ -312,6 +312,27 @@ def _check_same_answers(
         raise RuntimeError(f"scores differ: aib {aib_score}, bare {answers[bare.name]['score']}")
 
 
+def alternate(
+    run: Runner, bare: Server, aib: Server, rounds_n: int, per_round: int, label: str
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, float]]]:
+    """`rounds_n` rounds of each server (bare, aib, aib, bare, ...): wrk's summaries and each
+    server's process-tree CPU seconds, in its own rounds and in the other's, by server name."""
+    servers = {s.name: s for s in (bare, aib)}
+    rounds: dict[str, list[dict[str, Any]]] = {n: [] for n in servers}
+    cpu = {n: {"own_rounds": 0.0, "other_rounds": 0.0} for n in servers}
+    for i in range(rounds_n):
+        for who in (bare, aib) if i % 2 == 0 else (aib, bare):
+            print(
+                f"{label}, round {i + 1}/{rounds_n}: {who.name} for {per_round} s ...", flush=True
+            )
+            before = {n: _tree_cpu_s(s.pid) for n, s in servers.items()}
+            rounds[who.name].append(run(who.base + ROUTE, per_round))
+            for n, s in servers.items():
+                spent = _spent(before[n], _tree_cpu_s(s.pid))
+                cpu[n]["own_rounds" if n == who.name else "other_rounds"] += spent
+    return rounds, cpu
+
+
 def _percentile(hist: dict[int, int], q: float) -> float:
     """Nearest rank: the smallest latency with at least ceil(q * n) samples at or below it."""
     rank = max(1, math.ceil(q * sum(hist.values())))
@@ -446,26 +467,12 @@ def main() -> int:
                 # app ignores them).
                 auth = _credentials(state, settings, lua, compact)
                 _check_same_answers(aib, bare, body, auth, prod.version)
-                servers = {BARE: bare, name: aib}
-                for srv in servers.values():  # first requests pay for lazy imports and caches
+                for srv in (bare, aib):  # first requests pay for lazy imports and caches
                     run(srv.base + ROUTE, warmup_s)
-                rounds: dict[str, list[dict[str, Any]]] = {BARE: [], name: []}
-                cpu = {n: {"own_rounds": 0.0, "other_rounds": 0.0} for n in servers}
-                for i in range(args.rounds):
-                    order = [BARE, name] if i % 2 == 0 else [name, BARE]
-                    for who in order:
-                        print(
-                            f"{mode}, round {i + 1}/{args.rounds}: {who} for {per_round} s ...",
-                            flush=True,
-                        )
-                        before = {n: _tree_cpu_s(s.pid) for n, s in servers.items()}
-                        rounds[who].append(run(servers[who].base + ROUTE, per_round))
-                        for n, s in servers.items():
-                            spent = _spent(before[n], _tree_cpu_s(s.pid))
-                            cpu[n]["own_rounds" if n == who else "other_rounds"] += spent
-                            if n == BARE:
-                                bare_cpu["own_rounds" if n == who else "other_rounds"] += spent
+                rounds, cpu = alternate(run, bare, aib, args.rounds, per_round, mode)
                 bare_rounds += rounds[BARE]
+                for k, v in cpu[BARE].items():
+                    bare_cpu[k] += v
                 mine, theirs = (
                     summarize(rounds[name], cpu[name]),
                     summarize(rounds[BARE], cpu[BARE]),
