@@ -182,6 +182,48 @@ def test_a_send_wakes_only_the_long_polls_of_its_own_queue(
     svc.close()
 
 
+def test_a_long_poll_of_an_idle_queue_does_not_keep_trying_to_receive(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a long poll of an empty queue that checks for other processes' sends every 10 ms
+    svc = SqliteQueueService(db, poll_interval_s=0.01)
+    q = svc.ensure(QueueConfig(name="quiet"))
+    attempts = 0
+    receive_now = SqliteQueue._receive_now
+
+    def counted(self: SqliteQueue, *args: object) -> object:
+        nonlocal attempts
+        attempts += 1
+        return receive_now(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SqliteQueue, "_receive_now", counted)
+    # WHEN it waits half a second and nothing happens
+    got = q.receive(1, wait_s=0.5)
+    # THEN it tried to receive once (a write transaction), not once per poll (~50 times)
+    assert got == []
+    assert attempts == 1
+    svc.close()
+
+
+def test_a_long_poll_gets_a_message_whose_visibility_ends_while_it_waits(db: Path) -> None:
+    # GIVEN a message received once (hidden for the queue's 30 s) and a long poll waiting
+    clock = FakeClock()
+    svc = SqliteQueueService(db, clock=clock, poll_interval_s=0.01)
+    q = svc.ensure(QueueConfig(name="orders", visibility_timeout_s=30))
+    q.send("retry me")
+    assert [m.body for m in q.receive(1)] == ["retry me"]
+    found: list[list[str]] = []
+    poll = threading.Thread(target=lambda: found.append([m.body for m in q.receive(1, wait_s=5)]))
+    poll.start()
+    # WHEN its visibility timeout passes (no send, no commit: only time)
+    time.sleep(0.1)
+    clock.advance(30)
+    poll.join()
+    # THEN the waiting poll receives it again
+    assert found == [["retry me"]]
+    svc.close()
+
+
 def test_a_long_poll_sees_another_processes_send_within_the_poll_interval(db: Path) -> None:
     # GIVEN a consumer long-polling through one service, and a producer with its own service
     # (another connection and no shared notification, like another process)
