@@ -25,7 +25,8 @@ Deliberate differences from SQS (standard queues):
 - Long-poll deadlines use the real monotonic clock even when a clock is injected, so a frozen
   test clock cannot make `receive(wait_s=...)` hang. Sends in this process wake a waiting
   receive of that queue at once (and only of that queue); other processes' sends are seen
-  within `poll_interval_s` (a waiting receive checks SQLite's `data_version`, not the queue).
+  within `poll_interval_s` (a waiting receive checks SQLite's `data_version`, and reads the
+  queue only after another connection committed).
 - A message moved to the dead-letter queue keeps its id, body, attributes, send time and receive
   count (as on SQS); `redrive` keeps the id and resets the receive count.
 """
