@@ -146,22 +146,28 @@ def test_a_long_poll_wakes_as_soon_as_another_thread_sends(db: Path) -> None:
     svc.close()
 
 
+@pytest.fixture
+def attempts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Receive attempts (each a write transaction) per queue name, counted from now on."""
+    counts = Counter[str]()
+    receive_now = SqliteQueue._receive_now
+
+    def counted(self: SqliteQueue, *args: object) -> object:
+        counts[self.name] += 1
+        return receive_now(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SqliteQueue, "_receive_now", counted)
+    return counts
+
+
 def test_a_send_wakes_only_the_long_polls_of_its_own_queue(
-    db: Path, monkeypatch: pytest.MonkeyPatch
+    db: Path, attempts: Counter[str]
 ) -> None:
     # GIVEN a consumer long-polling an empty queue, with polling slowed right down, and the
     # attempts it makes counted
     svc = SqliteQueueService(db, poll_interval_s=30)
     idle = svc.ensure(QueueConfig(name="idle"))
     busy = svc.ensure(QueueConfig(name="busy"))
-    attempts = Counter[str]()
-    receive_now = SqliteQueue._receive_now
-
-    def counted(self: SqliteQueue, *args: object) -> object:
-        attempts[self.name] += 1
-        return receive_now(self, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(SqliteQueue, "_receive_now", counted)
     poll = threading.Thread(target=idle.receive, args=(1,), kwargs={"wait_s": 1.0})
     # WHEN another queue gets 50 messages while it waits
     poll.start()
@@ -183,25 +189,16 @@ def test_a_send_wakes_only_the_long_polls_of_its_own_queue(
 
 
 def test_a_long_poll_of_an_idle_queue_does_not_keep_trying_to_receive(
-    db: Path, monkeypatch: pytest.MonkeyPatch
+    db: Path, attempts: Counter[str]
 ) -> None:
     # GIVEN a long poll of an empty queue that checks for other processes' sends every 10 ms
     svc = SqliteQueueService(db, poll_interval_s=0.01)
     q = svc.ensure(QueueConfig(name="quiet"))
-    attempts = 0
-    receive_now = SqliteQueue._receive_now
-
-    def counted(self: SqliteQueue, *args: object) -> object:
-        nonlocal attempts
-        attempts += 1
-        return receive_now(self, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(SqliteQueue, "_receive_now", counted)
     # WHEN it waits half a second and nothing happens
     got = q.receive(1, wait_s=0.5)
     # THEN it tried to receive once (a write transaction), not once per poll (~50 times)
     assert got == []
-    assert attempts == 1
+    assert attempts["quiet"] == 1
     svc.close()
 
 
