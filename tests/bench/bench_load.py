@@ -376,8 +376,9 @@ def main() -> int:
         "--duration", type=int, default=60, help="seconds of load per server (default 60)"
     )
     ap.add_argument("--rounds", type=int, default=4, help="alternating rounds per server")
-    # 2 cores here: one uvicorn process per server (~1 core, GIL-bound) plus wrk. Two wrk
-    # threads keep the generator from becoming the bottleneck without crowding the server.
+    # 2 cores here: the bare app is one uvicorn process (~1 core, GIL-bound), `aib dev` one
+    # process or (--isolate) several, plus wrk. Two wrk threads keep the generator from
+    # becoming the bottleneck without crowding the servers.
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--connections", type=int, default=16, help="wrk open connections")
     ap.add_argument("--quick", action="store_true", help="6 s per server in 2 rounds (smoke run)")
