@@ -582,16 +582,15 @@ class SqliteQueue:
         check_receive(max_messages, wait_s, visibility_timeout_s)
         deadline = time.monotonic() + wait_s
         while True:
-            # Both taken before the attempt: a change after it shows in one of them.
+            # Taken before the attempt: a notification after it shows.
             generation = self._svc._generation(self._id)
-            version = self._svc._data_version() if wait_s > 0 else 0
             got = self._receive_now(max_messages, visibility_timeout_s)
             if got or deadline - time.monotonic() <= 0:
                 return got
-            if not self._wait_for_change(generation, version, deadline):
+            if not self._wait_for_change(generation, deadline):
                 return []
 
-    def _wait_for_change(self, generation: int, version: int, deadline: float) -> bool:
+    def _wait_for_change(self, generation: int, deadline: float) -> bool:
         """Wait until a message of this queue may be visible, or `deadline` passes (False).
 
         One may be when this process notified the queue (a send, a redrive, a visibility
@@ -602,6 +601,9 @@ class SqliteQueue:
         receive, a write transaction, and the pollers of an idle `aib dev` spent ~3% of a core
         on it."""
         svc = self._svc
+        # The counter first: a commit elsewhere before it shows in `due`, one after it in the
+        # counter.
+        version = svc._data_version()
         due = self._earliest_visible()
         while True:
             if due is not None and svc.clock() >= due:

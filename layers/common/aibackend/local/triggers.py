@@ -39,8 +39,8 @@ REGION = "local"
 POLL_WAIT_S = 1.0
 #: Inside a batching window, how long a poller that found the queue empty waits before it
 #: receives again. Receiving each message as it arrived cost a write transaction per message
-#: (under `aib dev`'s load test, the capture queue's pollers spent half a millisecond of CPU
-#: per request on it); a batch that fills up is read 10 at a time without waiting.
+#: (100 messages: ~100 receives, now at most ~32); a batch that fills up is read 10 at a time
+#: without waiting.
 WINDOW_TICK_S = 0.1
 
 
