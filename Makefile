@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The suite in one pytest-xdist worker per CPU. A folder with its own conftest.py is one unit
+# of work (tests/conftest.py), units go out in collection order (e2e and infra, the longest,
+# first). `make test PARALLEL=` runs it in one process.
+PARALLEL ?= -n auto --dist loadscope --no-loadscope-reorder
 EMB_STAMP := $(VENV)/.installed-embeddings
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -33,11 +37,11 @@ browser:
 ## test: lint, type-check and the whole suite (unit, integration, infra; slow ones included;
 ## the embedding model's parity tests too, so the test install adds the embeddings extra)
 test: install embeddings-extra browser lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest $(PARALLEL)
 
 ## test-fast: everything but the tests marked slow
 test-fast: install
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest $(PARALLEL) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

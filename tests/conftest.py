@@ -1,10 +1,13 @@
-"""Fixtures shared by every test layer: sample events and tiny model artifacts."""
+"""Fixtures shared by every test layer: sample events and tiny model artifacts; how the suite
+runs in parallel (pytest-xdist, `make test`)."""
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,8 @@ from aibackend.models.card import (
     sha256_file,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 EVENTS = ROOT / "events"
 
 
@@ -114,23 +118,84 @@ TEST_ROWS = {
 }
 
 
-@pytest.fixture(scope="session")
-def project_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A state folder in which every model the project's functions declare has a production
-    version (trained once a session), as `aib dev` makes on first start."""
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Path:
+    """The folder `name`, filled by `build` once for the whole run. Under pytest-xdist each
+    worker is a process with its own session fixtures: the first to ask builds the folder in
+    the run's shared temporary folder, the others wait on a file lock and reuse it. Read only
+    for its users (they copy it)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # <run>/popen-gw0 -> <run>, which every worker of this run shares
+    folder, built = root / name, root / f"{name}.built"
+    with FileLock(root / f"{name}.lock"):
+        if not built.exists():
+            folder.mkdir()  # a worker that died mid-build leaves it: the run fails, loudly
+            build(folder)
+            built.touch()
+    return folder
+
+
+def _train_project_models(state: Path) -> None:
     from aibackend.catalog import load_catalog
     from aibackend.settings import PlatformSettings
     from aibackend.training.local import TRAINABLE, train_local
 
-    state = tmp_path_factory.mktemp("project-state")
     settings = PlatformSettings(state_dir=state)
     for name in load_catalog(ROOT / "functions").model_names:
         if name in TRAINABLE:
             train_local(name, settings, rows=TEST_ROWS.get(name), echo=lambda _line: None)
-    return state
+
+
+@pytest.fixture(scope="session")
+def project_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state folder in which every model the project's functions declare has a production
+    version (trained once a run, whatever the number of workers), as `aib dev` makes on first
+    start."""
+    return built_once(tmp_path_factory, "project-state", _train_project_models)
 
 
 @pytest.fixture(scope="session")
 def fraud_state(project_state: Path) -> Path:
     """The project state (it holds the trained fraud model, and every other one)."""
     return project_state
+
+
+@pytest.fixture(autouse=True)
+def _fresh_aws_clients() -> Iterator[None]:
+    """The AWS adapters cache one boto3 client per service and process, and a client keeps the
+    credentials and region of the environment it was made in. Forgotten after each test, so no
+    test depends on which test ran before it in its process (moto's keys, a region)."""
+    yield
+    for module in ("aibackend.adapters.aws", "aibackend.adapters.eventbridge"):
+        if (loaded := sys.modules.get(module)) is not None:
+            loaded._client.cache_clear()
+
+
+def _scope_of(nodeid: str) -> str:
+    """A test's unit of work under pytest-xdist: the folder, when the folder has its own
+    conftest.py (its session fixtures, a synthesized app or a trained model, are then built by
+    one worker only), else the test file."""
+    path = ROOT / nodeid.split("::", 1)[0]
+    folder = path.parent
+    own_conftest = folder != HERE and (folder / "conftest.py").is_file()
+    return (folder if own_conftest else path).relative_to(ROOT).as_posix()
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: unknown when it is not loaded
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadscope` (`make test`) with `_scope_of`'s units instead of modules. (The
+    `xdist_group` mark cannot express it: pytest 9.2's node ids drop the group xdist appends,
+    pytest-xdist#1386.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FolderScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope_of(nodeid)
+
+    return FolderScheduling(config, log)
