@@ -347,6 +347,29 @@ def _ms(t: float) -> str:
     return str(int(t * 1000))
 
 
+class _Signal:
+    """What a queue's long polls in this process wait on: notified when a message of the
+    queue may have become visible (a send, a redrive, a visibility reset)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        #: How often it was notified: a poll that read it before its attempt sees a
+        #: notification that came during the attempt.
+        self.generation = 0
+
+    def notify(self) -> None:
+        with self._cond:
+            self.generation += 1
+            self._cond.notify_all()
+
+    def wait(self, generation: int, timeout: float) -> bool:
+        """Wait up to `timeout` for a notification after `generation`; whether one came."""
+        with self._cond:
+            if self.generation == generation:
+                self._cond.wait(timeout)
+            return self.generation != generation
+
+
 class SqliteQueueService:
     """Every queue of the local runtime in one SQLite database; implements `QueueService`.
 
@@ -368,10 +391,9 @@ class SqliteQueueService:
         self._conn = connect(db_path)
         self._conn.row_factory = None  # plain tuples: receive is the hot path
         self._lock = threading.Lock()
-        #: Per queue id: a condition its long polls wait on, and how often it was notified.
-        self._changed: dict[int, threading.Condition] = {}
-        self._generations: dict[int, int] = {}
-        self._changed_lock = threading.Lock()
+        #: Per queue id: what its long polls in this process wait on.
+        self._signals: dict[int, _Signal] = {}
+        self._signals_lock = threading.Lock()
         with self._lock:
             self._conn.executescript(_SCHEMA)
 
@@ -390,35 +412,19 @@ class SqliteQueueService:
             finally:
                 self._conn.execute("COMMIT")
 
-    def _condition(self, queue_id: int) -> threading.Condition:
-        cond = self._changed.get(queue_id)
-        if cond is None:
-            with self._changed_lock:
-                cond = self._changed.setdefault(queue_id, threading.Condition())
-        return cond
-
-    def _generation(self, queue_id: int) -> int:
-        return self._generations.get(queue_id, 0)
-
-    def _notify(self, queue_id: int) -> None:
-        """Wake this process's long polls of one queue: a message of it may have become
-        visible. (Waking every queue's pollers on every send made each of them run a write
-        transaction for nothing, contending with the senders for the write lock.)"""
-        cond = self._condition(queue_id)
-        with cond:
-            self._generations[queue_id] = self._generation(queue_id) + 1
-            cond.notify_all()
+    def _signal(self, queue_id: int) -> _Signal:
+        """One queue's signal. (One for every queue woke each queue's pollers on every send,
+        and each ran a write transaction for nothing, contending with the senders.)"""
+        signal = self._signals.get(queue_id)
+        if signal is None:
+            with self._signals_lock:
+                signal = self._signals.setdefault(queue_id, _Signal())
+        return signal
 
     def _data_version(self) -> int:
         """SQLite's count of commits by other connections (other processes) to this file."""
         with self._lock:
             return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-
-    def _wait(self, queue_id: int, generation: int, timeout: float) -> None:
-        cond = self._condition(queue_id)
-        with cond:
-            if self._generation(queue_id) == generation:
-                cond.wait(timeout)
 
     def _known(self, c: sqlite3.Connection) -> str:
         names = [r[0] for r in c.execute("SELECT name FROM queues ORDER BY name")]
@@ -502,7 +508,7 @@ class SqliteQueueService:
             target_id = self._queue_id(c, to)
             moved = c.execute(_REDRIVE, (target_id, now, dlq_id)).rowcount
         if moved:
-            self._notify(target_id)
+            self._signal(target_id).notify()
         return moved
 
     def close(self) -> None:
@@ -528,6 +534,7 @@ class SqliteQueue:
         self.name = name
         self._svc = service
         self._id = queue_id
+        self._signal = service._signal(queue_id)
 
     def __repr__(self) -> str:
         return f"SqliteQueue({self.name!r}, db={str(self._svc.db_path)!r})"
@@ -565,7 +572,7 @@ class SqliteQueue:
                     for mid, (body, attrs) in zip(ids, entries, strict=True)
                 ],
             )
-        self._svc._notify(self._id)
+        self._signal.notify()
         return ids
 
     def receive(
@@ -583,7 +590,7 @@ class SqliteQueue:
         deadline = time.monotonic() + wait_s
         while True:
             # Taken before the attempt: a notification after it shows.
-            generation = self._svc._generation(self._id)
+            generation = self._signal.generation
             got = self._receive_now(max_messages, visibility_timeout_s)
             if got or deadline - time.monotonic() <= 0:
                 return got
@@ -611,8 +618,7 @@ class SqliteQueue:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            svc._wait(self._id, generation, min(remaining, svc.poll_interval_s))
-            if svc._generation(self._id) != generation:
+            if self._signal.wait(generation, min(remaining, svc.poll_interval_s)):
                 return True
             now_version = svc._data_version()
             if now_version != version:
@@ -679,7 +685,7 @@ class SqliteQueue:
                     break
                 limit = max_messages - len(taken)
         if moved:
-            svc._notify(dlq_id)
+            svc._signal(dlq_id).notify()
         return [
             QueueMessage(
                 message_id=mid,
@@ -721,7 +727,7 @@ class SqliteQueue:
                 f"{receipt_handle!r} (deleted, or received again since)"
             )
         if timeout_s == 0:
-            self._svc._notify(self._id)
+            self._signal.notify()
 
     def stats(self) -> QueueStats:
         now = self._svc.clock()

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from aibackend.adapters.local_queue import MAX_BATCH
 from aibackend.catalog import DEFAULT_BUS, FunctionSpec, QueueTrigger, failure_queue
 from aibackend.events.schedule import Schedule
 from aibackend.events.shapes import (
@@ -159,11 +160,12 @@ class QueuePoller:
 
     def _collect(self) -> list[QueueMessage]:
         """Up to batch_size messages, waiting at most the batching window once one arrived."""
-        batch = self.queue.receive(min(10, self.trigger.batch_size), wait_s=POLL_WAIT_S)
+        want = min(MAX_BATCH, self.trigger.batch_size)
+        batch = self.queue.receive(want, wait_s=POLL_WAIT_S)
         if not batch:
             return []
         deadline = time.monotonic() + self.trigger.batching_window_s
-        drained = len(batch) < 10
+        drained = len(batch) < want
         while len(batch) < self.trigger.batch_size:
             left = deadline - time.monotonic()
             # The queue was empty a moment ago: let messages gather for a tick (or until the
@@ -172,7 +174,7 @@ class QueuePoller:
                 break
             if drained and self._stop.wait(min(left, WINDOW_TICK_S)):
                 break
-            want = min(10, self.trigger.batch_size - len(batch))
+            want = min(MAX_BATCH, self.trigger.batch_size - len(batch))
             more = self.queue.receive(want)
             batch.extend(more)
             drained = len(more) < want
