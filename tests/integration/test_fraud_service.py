@@ -123,6 +123,13 @@ def test_batches_over_1000_and_malformed_json_are_refused(client: TestClient) ->
     )
     assert r.status_code == 422
     assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["errors"][0]["message"].startswith("the body is not valid JSON")
+    # A bare array of transactions (not the batch object) says what the body must be
+    r = client.post("/v1/fraud/score", json=[_payload("transaction.json")])
+    assert r.status_code == 422
+    assert r.json()["errors"] == [
+        {"field": "body", "message": "the body must be a JSON object, not an array"}
+    ]
 
 
 def test_model_card_and_openapi(client: TestClient) -> None:

@@ -93,12 +93,45 @@ def field_path(loc: Sequence[int | str]) -> str:
     return out or str(loc[0] if loc else "body")
 
 
+#: pydantic's error types for "the input is not an object with fields".
+_NOT_AN_OBJECT = {"model_attributes_type", "model_type", "dict_type"}
+_JSON_TYPES = {
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+}
+
+
+def _body_message(e: Any) -> str | None:
+    """What to fix when the body as a whole is wrong (pydantic's own words describe Python
+    types: "a valid dictionary or object to extract fields from")."""
+    kind, loc, value = e.get("type"), tuple(e.get("loc", ())), e.get("input")
+    if kind == "json_invalid":
+        reason = (e.get("ctx") or {}).get("error") or "not valid JSON"
+        at = f" at character {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
+        return f"the body is not valid JSON: {reason}{at}"
+    if not loc or loc[0] != "body" or field_path(loc) != "body":  # a field inside the body
+        return None
+    if kind == "missing":
+        return "a JSON body is required"
+    if kind not in _NOT_AN_OBJECT:
+        return None
+    if isinstance(value, bytes | bytearray):
+        # FastAPI parses a body as JSON only when the request says it is JSON.
+        return "the body was not read as JSON: send it with `content-type: application/json`"
+    if value is None:
+        return "the body must be a JSON object, not null"
+    return f"the body must be a JSON object, not {_JSON_TYPES.get(type(value), 'a scalar')}"
+
+
 def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     out = []
     for e in errors:
         item = {"field": field_path(e.get("loc", ())), "message": e.get("msg", "invalid")}
-        if e.get("type") == "json_invalid":
-            item["field"] = "body"
+        if (message := _body_message(e)) is not None:
+            item = {"field": "body", "message": message}
         out.append(item)
     return out
 
