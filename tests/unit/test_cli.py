@@ -91,3 +91,42 @@ def test_a_shadow_promotion_against_aws_is_refused_with_the_alternative(
     assert code == 2
     err = capsys.readouterr().err
     assert "--shadow runs under `aib dev` only" in err and "use --canary" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["put-events", "--source", "s", "--detail-type", "t", "--detail", "@missing.json"],
+            "--detail: no file 'missing.json'",
+        ),
+        (["invoke", "fraud_score", "--event", "missing.json"], "--event: no file 'missing.json'"),
+        (["send", "some-queue", "@missing.txt"], "body: no file 'missing.txt'"),
+    ],
+)
+def test_a_file_named_on_the_command_line_that_is_missing_is_named_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    # GIVEN a command that reads a file the user names, and no such file
+    # WHEN it runs
+    code = main(["--state-dir", str(tmp_path), "--functions", str(ROOT / "functions"), *argv])
+    # THEN it fails with the file's name, not a FileNotFoundError traceback
+    assert code == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["token", "--scopes", "predict:fraud", "--ttl", "-1"], ["events", "list", "--limit", "0"]],
+)
+def test_counts_that_must_be_positive_are_refused_by_the_parser(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a token that would be expired when issued, or an empty listing
+    # WHEN it is asked for THEN the parser refuses it (exit status 2) and says why
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert "must be above 0" in capsys.readouterr().err

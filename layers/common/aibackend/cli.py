@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from aibackend.auth.keys import KeyStore
 from aibackend.auth.plans import DEFAULT_PLAN
 from aibackend.catalog import SCOPE, Catalog, default_functions_dir, load_catalog
-from aibackend.errors import AibError
+from aibackend.errors import AibError, ConfigError
 from aibackend.ports import ModelRegistry
 
 if TYPE_CHECKING:
@@ -284,6 +284,12 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     from aibackend.local.host import FunctionHost
     from aibackend.local.runtime import LocalRuntime
 
+    # The event first: a typo in its path should not wait for the function's INIT.
+    text = _read_file(args.event, "--event")
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--event {args.event} is not valid JSON: {e}") from None
     cat = _catalog(args)
     rt = LocalRuntime(cat, _settings(args))
     spec = cat.get(args.function)
@@ -291,25 +297,45 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         rt._pin(m)
     host = FunctionHost(spec)
     host.load()
-    event = json.loads(Path(args.event).read_text(encoding="utf-8"))
     print(json.dumps(host.invoke(event), indent=2))
     return 0
 
 
-def _read_arg(value: str) -> str:
+def _read_file(path: str, what: str) -> str:
+    """A file the user named on the command line, or an error that says which and why."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what}: no file {path!r} (relative to {Path.cwd()})") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what}: cannot read {path!r} as UTF-8 text: {e}") from None
+
+
+def _read_arg(value: str, what: str = "argument") -> str:
     """A literal, `@file`, or `-` for standard input (like the AWS CLI's file:// and curl -d @)."""
     if value == "-":
         return sys.stdin.read()
     if value.startswith("@"):
-        return Path(value[1:]).read_text(encoding="utf-8")
+        return _read_file(value[1:], what)
     return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number above zero."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {n}")
+    return n
 
 
 def cmd_send(args: argparse.Namespace) -> int:
     from aibackend.adapters import queue_service
 
+    bodies = [_read_arg(b, "body") for b in args.body]
     queue = queue_service(_settings(args)).get(args.queue)
-    bodies = [_read_arg(b) for b in args.body]
     if args.lines:
         bodies = [line for b in bodies for line in b.splitlines() if line.strip()]
     ids: list[str] = []
@@ -348,7 +374,7 @@ def cmd_put_events(args: argparse.Namespace) -> int:
     from aibackend.ports import PutEvent
 
     try:
-        detail = json.loads(_read_arg(args.detail))
+        detail = json.loads(_read_arg(args.detail, "--detail"))
     except json.JSONDecodeError as e:
         print(f"--detail is not valid JSON: {e}", file=sys.stderr)
         return 2
@@ -724,7 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--name", help="replay name (added to replayed events as replay-name)")
     rp.set_defaults(func=cmd_replay)
     ls = ev_sub.add_parser("list", help="most recent archived events, newest first")
-    ls.add_argument("--limit", type=int, default=10)
+    ls.add_argument("--limit", type=_positive_int, default=10)
     ls.add_argument("--source")
     ls.add_argument("--detail-type")
     ls.add_argument("--bus")
@@ -760,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scopes", nargs="+", required=True, help="scopes, e.g. predict:fraud models:admin"
     )
     tk.add_argument("--sub", default="developer", help="the token's subject")
-    tk.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    tk.add_argument("--ttl", type=_positive_int, default=3600, help="seconds until it expires")
     tk.set_defaults(func=cmd_token)
 
     se = sub.add_parser("secrets", help="local values of the secrets functions declare")
