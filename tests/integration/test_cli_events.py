@@ -71,8 +71,8 @@ def test_put_events_records_events_for_the_runtime(
 def test_put_and_replay(state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "in.csv"
     src.write_text("a,b\n")
-    assert main(["put", "raw", "in/day1.csv", str(src)]) == 0
-    assert (state / "buckets" / "raw" / "in" / "day1.csv").read_text() == "a,b\n"
+    assert main(["put", "pipeline-data", "in/day1.csv", str(src)]) == 0
+    assert (state / "buckets" / "pipeline-data" / "in" / "day1.csv").read_text() == "a,b\n"
     got: list[object] = []
     bus = LocalEventBus(state / "events.db", deliver=lambda t, p: got.append(p))
     bus.put_rule(
@@ -89,3 +89,21 @@ def test_put_and_replay(state: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "replaying 1 archived event(s)" in capsys.readouterr().out
     bus.run_due()
     assert [p.get("replay-name") for p in got] == [None, "r1"]  # type: ignore[union-attr]
+
+
+def test_put_refuses_a_bucket_no_function_declares_and_a_missing_file(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("a,b\n")
+    # GIVEN a bucket name no function.toml declares (a typo of pipeline-data)
+    # WHEN a file is put there THEN it is refused with the declared buckets, and no folder
+    # appears that no function would ever watch
+    assert main(["put", "pipeline-dta", "in/day1.csv", str(src)]) == 1
+    err = capsys.readouterr().err
+    assert "no function declares a bucket 'pipeline-dta'" in err
+    assert "pipeline-data" in err
+    assert not (state / "buckets" / "pipeline-dta").exists()
+    # GIVEN a declared bucket and a file that does not exist THEN the file is named
+    assert main(["put", "pipeline-data", "in/day1.csv", str(tmp_path / "nope.csv")]) == 1
+    assert "no file" in capsys.readouterr().err

@@ -130,3 +130,21 @@ def test_counts_that_must_be_positive_are_refused_by_the_parser(
         main(argv)
     assert exit_.value.code == 2
     assert "must be above 0" in capsys.readouterr().err
+
+
+def test_times_that_do_not_parse_are_refused_with_the_form_to_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a replay window in words instead of ISO 8601 THEN the parser says what to type
+    with pytest.raises(SystemExit) as exit_:
+        main(["events", "replay", "--since", "yesterday", "--until", "now"])
+    assert exit_.value.code == 2
+    assert "'yesterday' is not an ISO 8601 time" in capsys.readouterr().err
+    # GIVEN a --since for logs and metrics that is neither a duration nor a time (and the
+    # log in the --state-dir folder: every subcommand reads that folder, not $AIB_STATE_DIR)
+    for argv in (["metrics", "--since", "soon"], ["logs", "fraud_score", "--since", "soon"]):
+        (tmp_path / "logs").mkdir(exist_ok=True)
+        (tmp_path / "logs" / "fraud_score.log").touch()
+        # THEN it fails with the accepted forms, not a ValueError traceback
+        assert main(["--state-dir", str(tmp_path), *argv]) == 1
+        assert "give a duration such as 15m, 2h, 1d" in capsys.readouterr().err

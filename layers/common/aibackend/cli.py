@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -320,6 +321,17 @@ def _read_arg(value: str, what: str = "argument") -> str:
     return value
 
 
+def _iso_time(text: str) -> datetime:
+    """argparse type: an ISO 8601 time (UTC when it names no offset)."""
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time, e.g. 2026-11-27T10:00:00+00:00"
+        ) from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
 def _positive_int(text: str) -> int:
     """argparse type: a whole number above zero."""
     try:
@@ -431,7 +443,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_put(args: argparse.Namespace) -> int:
     from aibackend.adapters import object_store
 
-    info = object_store(args.bucket, _settings(args)).put(args.key, Path(args.file).read_bytes())
+    settings = _settings(args)
+    if settings.adapters == "local":
+        # On AWS a bucket exists only if a declaration made CDK create it: a typo here would
+        # make a new folder that no function watches.
+        declared = {settings.model_bucket} | {
+            b
+            for f in _catalog(args).functions
+            for b in (*f.resources.buckets, *(o.bucket for o in f.objects))
+        }
+        if args.bucket not in declared:
+            raise ConfigError(
+                f"no function declares a bucket {args.bucket!r} (declared: "
+                f"{', '.join(sorted(declared))}); add it to a function.toml's [resources] buckets"
+            )
+    try:
+        data = Path(args.file).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"no file {args.file!r} (relative to {Path.cwd()})") from None
+    except (IsADirectoryError, PermissionError) as e:
+        raise ConfigError(f"cannot read {args.file!r}: {e}") from None
+    info = object_store(args.bucket, settings).put(args.key, data)
     print(f"put s3://{args.bucket}/{args.key} ({info.size} bytes, etag {info.etag})")
     return 0
 
@@ -477,9 +509,7 @@ def cmd_events_schemas(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
-    since, until = datetime.fromisoformat(args.since), datetime.fromisoformat(args.until)
+    since, until = args.since, args.until
     name = args.name or f"replay-{since:%Y%m%dT%H%M%S}"
     n = _local_bus(_settings(args)).replay(since, until, name=name)
     print(f"replaying {n} archived event(s); `aib dev` delivers them to today's rules")
@@ -600,8 +630,6 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return 0
     usage: dict[str, int] = {}
     if not args.aws:
-        from datetime import UTC, datetime
-
         usage = getattr(store, "usage", lambda day: {})(datetime.now(UTC).strftime("%Y-%m-%d"))
     print(f"{'key':12} {'name':20} {'plan':10} {'created (UTC)':20} {'today':>7}  status")
     for k in keys:
@@ -745,8 +773,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("events", help="event archive")
     ev_sub = ev.add_subparsers(dest="events_command", required=True)
     rp = ev_sub.add_parser("replay", help="replay archived events in a time window")
-    rp.add_argument("--since", required=True, help="ISO time, e.g. 2026-11-27T10:00:00+00:00")
-    rp.add_argument("--until", required=True)
+    rp.add_argument(
+        "--since", required=True, type=_iso_time, help="ISO time, e.g. 2026-11-27T10:00:00+00:00"
+    )
+    rp.add_argument("--until", required=True, type=_iso_time)
     rp.add_argument("--name", help="replay name (added to replayed events as replay-name)")
     rp.set_defaults(func=cmd_replay)
     ls = ev_sub.add_parser("list", help="most recent archived events, newest first")
@@ -820,6 +850,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "state_dir", None):
+        # For every subcommand, including those that read the settings from the environment.
+        os.environ["AIB_STATE_DIR"] = str(args.state_dir)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -6,8 +6,10 @@ import argparse
 import json
 import sys
 import threading
+from datetime import datetime
 from typing import Any, TextIO
 
+from aibackend.errors import ConfigError
 from aibackend.local.logs import follow, log_folder, log_path, pretty, read_lines
 from aibackend.local.metrics import aggregate, parse_since, samples
 from aibackend.settings import PlatformSettings
@@ -16,6 +18,13 @@ from aibackend.settings import PlatformSettings
 def _known(settings: PlatformSettings) -> list[str]:
     folder = log_folder(settings.state_dir)
     return sorted(p.stem for p in folder.glob("*.log")) if folder.exists() else []
+
+
+def _since(text: str) -> datetime:
+    try:
+        return parse_since(text)
+    except ValueError as e:  # `aib: <what to type>`, not a traceback
+        raise ConfigError(str(e)) from None
 
 
 def cmd_logs(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -28,7 +37,7 @@ def cmd_logs(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             file=sys.stderr,
         )
         return 1
-    since = parse_since(args.since) if args.since else None
+    since = _since(args.since) if args.since else None
 
     def show(line: Any) -> None:
         text = line.text if args.raw else pretty(line)
@@ -49,7 +58,7 @@ def cmd_logs(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 def cmd_metrics(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     settings = PlatformSettings.from_env()
-    since = parse_since(args.since)
+    since = _since(args.since)
     series = aggregate(
         s
         for s in samples(settings.state_dir, args.function, since)
