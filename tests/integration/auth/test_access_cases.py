@@ -85,6 +85,8 @@ class World:
     keys: KeyStore
     signer: DevSigningKey
     decide: Callable[[Route, dict[str, str]], Verdict]
+    #: "local" (the gateway's answer) or "aws" (the Lambda authorizer's).
+    topology: str = "local"
 
     def token(self, *scopes: str, **kw: Any) -> str:
         return self.signer.issue("alice", scopes, **kw)
@@ -183,7 +185,7 @@ def world(
             assert result["usageIdentifierKey"] == headers["x-api-key"]
             return Verdict(200)
 
-        yield World(keys, signer, through_lambda)
+        yield World(keys, signer, through_lambda, "aws")
         platform_settings.cache_clear()
         authorizer._setup.cache_clear()
 
@@ -264,7 +266,12 @@ def test_a_revoked_key_is_403_naming_the_key(world: World, catalog: Catalog) -> 
 
 def test_a_token_route_without_a_bearer_token_is_401(world: World, catalog: Catalog) -> None:
     route = _route(catalog, "POST", "/v1/fraud/predict")
-    assert world.decide(route, {"x-api-key": _key(world)}).status == 401
+    v = world.decide(route, {"x-api-key": _key(world)})
+    assert v.status == 401
+    if world.topology == "local":
+        # The answer names the command that makes the token this route takes (on AWS the
+        # 401 is API Gateway's UNAUTHORIZED response, which carries no per-route reason)
+        assert "`aib token --scopes predict:fraud`" in v.reason
 
 
 def test_a_token_without_a_key_is_401(world: World, catalog: Catalog) -> None:

@@ -9,7 +9,7 @@ for a credential that is wrong, revoked, expired or lacks a scope.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -98,8 +98,12 @@ class Authorizer:
             )
         return key, secret
 
-    def authenticate(self, headers: Mapping[str, str] | None, *, token: bool) -> Principal:
-        """The caller, with the token's claims when `token` (a bearer token is then required)."""
+    def authenticate(
+        self, headers: Mapping[str, str] | None, *, token: bool, scopes: Sequence[str] = ()
+    ) -> Principal:
+        """The caller, with the token's claims when `token` (a bearer token is then required).
+
+        `scopes`: what the route asks for, named in the answer when the token is missing."""
         key, _ = self.key(headers)
         if not token:
             return Principal(key)
@@ -110,7 +114,7 @@ class Authorizer:
                 401,
                 "Bearer token required",
                 "this route needs `Authorization: Bearer <token>` as well as the API key "
-                "(locally: `aib token --scopes SCOPE`)",
+                f"(locally: `aib token --scopes {' '.join(scopes) or 'SCOPE'}`)",
                 challenge='Bearer realm="aibackend"',
             )
         if self.tokens is None:
@@ -147,7 +151,9 @@ class Authorizer:
         """The principal allowed to call `route` (None for a public route), or `Denied`."""
         if route.access is Access.PUBLIC:
             return None
-        principal = self.authenticate(headers, token=route.access is Access.TOKEN)
+        principal = self.authenticate(
+            headers, token=route.access is Access.TOKEN, scopes=route.scopes
+        )
         reason = self.permits(principal, route)
         if reason is not None:
             scope = " ".join(route.scopes)
