@@ -107,3 +107,33 @@ def test_put_refuses_a_bucket_no_function_declares_and_a_missing_file(
     # GIVEN a declared bucket and a file that does not exist THEN the file is named
     assert main(["put", "pipeline-data", "in/day1.csv", str(tmp_path / "nope.csv")]) == 1
     assert "no file" in capsys.readouterr().err
+
+
+def test_queues_with_a_name_shows_a_failure_queues_reasons_without_receiving(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aibackend.contracts.base import ContractError
+    from aibackend.contracts.rejects import rejection_record
+
+    # GIVEN a consumer's failure queue holding the record of a rejected event, and a DLQ
+    # holding a plain message
+    q = SqliteQueueService(state / "queues.db")
+    failures = q.ensure(QueueConfig(name="fraud_events-failures"))
+    event = {"id": "ev-1", "detail-type": "Transaction Created", "detail": {"amount": -1}}
+    record = rejection_record(event, ContractError("amount: must be above 0"), None)
+    failures.send(json.dumps(record))
+    q.get("orders-dlq").send('{"id": 7}')
+    # WHEN `aib queues NAME` shows them
+    assert main(["queues", "fraud_events-failures"]) == 0
+    out = capsys.readouterr().out
+    # THEN the reason and the event are on one line
+    assert (
+        "Transaction Created ev-1 -- ContractRejected, ContractError: amount: must be above 0"
+        in out
+    )
+    assert main(["queues", "orders-dlq", "--json"]) == 0
+    [shown] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert shown["body"] == '{"id": 7}' and shown["receive_count"] == 0
+    # AND nothing was received: both messages are still visible
+    assert failures.stats().visible == 1
+    assert q.get("orders-dlq").stats().visible == 1

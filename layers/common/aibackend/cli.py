@@ -357,9 +357,57 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _failure_summary(body: str) -> str | None:
+    """One line for a Lambda on-failure record (a `<function>-failures` message): why, and
+    which event; None for any other body."""
+    try:
+        record = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(record, dict) or "requestContext" not in record:
+        return None
+    condition = (record.get("requestContext") or {}).get("condition", "?")
+    response = record.get("responsePayload") or {}
+    error = f"{response.get('errorType', '?')}: {response.get('errorMessage', '')}".strip()
+    event = record.get("requestPayload")
+    what = ""
+    if isinstance(event, dict) and "detail-type" in event:
+        what = f"{event.get('detail-type')} {event.get('id')} -- "
+    return f"{what}{condition}, {error}"
+
+
+def _show_queue(settings: PlatformSettings, name: str, limit: int, as_json: bool) -> int:
+    from aibackend.adapters.local_queue import SqliteQueueService
+
+    if settings.adapters != "local":
+        raise ConfigError("`aib queues NAME` reads the local state folder (aib dev's queues)")
+    with SqliteQueueService(settings.state_dir / "queues.db") as service:
+        messages = service.get(name).peek(limit)
+    if as_json:
+        for m in messages:
+            print(json.dumps({**m.__dict__, "sent_at": _iso(m.sent_at)}))
+        return 0
+    if not messages:
+        print(f"{name}: empty")
+        return 0
+    for m in messages:
+        state = "visible" if m.visible else "in flight or delayed"
+        print(f"{_iso(m.sent_at)}  {m.message_id}  received {m.receive_count}x, {state}")
+        summary = _failure_summary(m.body)
+        body = m.body if len(m.body) <= 300 else m.body[:300] + f"... ({len(m.body)} chars)"
+        print(f"  {summary if summary is not None else body}")
+    return 0
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
 def cmd_queues(args: argparse.Namespace) -> int:
     from aibackend.adapters import queue_service
 
+    if args.queue:
+        return _show_queue(_settings(args), args.queue, args.limit, args.json)
     rows = queue_service(_settings(args)).list()
     if not rows:
         print("no queues yet: `aib dev` creates the queues that functions declare")
@@ -736,7 +784,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--lines", action="store_true", help="one message per line (JSON Lines)")
     q.set_defaults(func=cmd_send)
 
-    qs = sub.add_parser("queues", help="queue depths: visible, in flight, dead-letter")
+    qs = sub.add_parser(
+        "queues",
+        help="queue depths: visible, in flight, dead-letter; with a name, its oldest messages",
+    )
+    qs.add_argument(
+        "queue",
+        nargs="?",
+        help="show this queue's oldest messages without receiving them (a failure queue's "
+        "reasons, a DLQ's messages)",
+    )
+    qs.add_argument("--limit", type=_positive_int, default=10, help="messages to show")
+    qs.add_argument("--json", action="store_true", help="one JSON object per message")
     qs.set_defaults(func=cmd_queues)
 
     r = sub.add_parser("redrive", help="move a dead-letter queue's messages back to its source")

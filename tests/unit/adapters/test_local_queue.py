@@ -437,3 +437,25 @@ def test_redrive_of_a_dlq_no_queue_uses_needs_a_target(service: SqliteQueueServi
 def test_bodies_with_characters_sqs_refuses_are_refused(queue: SqliteQueue, body: str) -> None:
     with pytest.raises(QueueRequestError, match="SQS accepts only"):
         queue.send(body)
+
+
+def test_peek_shows_the_oldest_messages_without_receiving_them(
+    queue: SqliteQueue, clock: FakeClock
+) -> None:
+    # GIVEN three messages, one of them received (in flight)
+    for body in ("a", "b", "c"):
+        queue.send(body, message_attributes={"reason": {"DataType": "String", "StringValue": body}})
+        clock.advance(1)
+    [received] = queue.receive(1)
+    # WHEN the queue is peeked
+    peeked = queue.peek(limit=2)
+    # THEN the two oldest come back, in flight or not, with their attributes
+    assert [(m.body, m.visible, m.receive_count) for m in peeked] == [
+        ("a", False, 1),
+        ("b", True, 0),
+    ]
+    assert peeked[1].attributes == {"reason": {"DataType": "String", "StringValue": "b"}}
+    # AND nothing moved: no receive count, no visibility change
+    assert [(m.body, m.receive_count) for m in queue.peek()] == [("a", 1), ("b", 0), ("c", 0)]
+    assert [m.body for m in queue.receive(10)] == ["b", "c"]
+    assert received.body == "a"

@@ -44,8 +44,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from aibackend.adapters.local import connect, write_transaction
 from aibackend.errors import AibError, NotFoundError
@@ -334,6 +336,18 @@ _TOKEN_CHARS = 16
 
 # One row as it leaves a receive transaction: (seq, id, body, attrs, sent_at, count, first).
 _Received = tuple[int, str, str, str | None, float, int, float]
+
+
+@dataclass(frozen=True)
+class PeekedMessage:
+    """A message as `SqliteQueue.peek` shows it (not received: no receipt handle)."""
+
+    message_id: str
+    body: str
+    attributes: dict[str, Any]
+    sent_at: float
+    visible: bool
+    receive_count: int
 
 
 def _parse_handle(handle: str) -> tuple[int, str]:
@@ -728,6 +742,34 @@ class SqliteQueue:
             )
         if timeout_s == 0:
             self._signal.notify()
+
+    def peek(self, limit: int = 10) -> list[PeekedMessage]:
+        """The oldest `limit` messages, visible or not, without receiving them: no receive
+        count moves, no visibility changes (what the SQS console's "poll for messages" cannot
+        promise). For reading a dead-letter or failure queue's reasons."""
+        now = self._svc.clock()
+        with self._svc._read() as c:
+            retention = c.execute(
+                "SELECT retention_s FROM queues WHERE id = ?", (self._id,)
+            ).fetchone()
+            if retention is None:
+                raise QueueNotFoundError(f"queue {self.name!r} no longer exists")
+            rows = c.execute(
+                "SELECT id, body, attrs, sent_at, visible_at, receive_count FROM queue_messages "
+                "WHERE queue = ? AND sent_at >= ? ORDER BY sent_at, seq LIMIT ?",
+                (self._id, now - retention[0], limit),
+            ).fetchall()
+        return [
+            PeekedMessage(
+                message_id=r[0],
+                body=r[1],
+                attributes=json.loads(r[2]) if r[2] else {},
+                sent_at=r[3],
+                visible=r[4] <= now,
+                receive_count=r[5],
+            )
+            for r in rows
+        ]
 
     def stats(self) -> QueueStats:
         now = self._svc.clock()
