@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aibackend.fraud.currencies import CURRENCY_TO_EUR
 from aibackend.fraud.schema import Transaction
@@ -17,6 +19,7 @@ from aibackend.fraud.velocity import (
     card_features,
     epoch_us,
     histories,
+    history_columns,
     with_history,
 )
 
@@ -111,3 +114,33 @@ def test_with_history_gives_transactions_their_cards_own_features() -> None:
         (1, 1, 10.0),
         (0, 1, 20.0),
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["c1", "c2"]),
+            # Around T, on the window edges too: whole hours, days and 30 days before it
+            st.one_of(
+                st.integers(-MONTH_US - DAY_US, DAY_US),
+                st.sampled_from([0, -HOUR_US, -DAY_US, -MONTH_US, -MONTH_US - 1, 1]),
+            ),
+            st.floats(0.01, 5_000, allow_nan=False),
+        ),
+        max_size=40,
+    ),
+    card=st.sampled_from(["c1", "c2", "never-seen"]),
+    currency=st.sampled_from(sorted(CURRENCY_TO_EUR)),
+)
+def test_one_transactions_columns_equal_the_table_wide_computation(
+    rows: list[tuple[str, int, float]], card: str, currency: str
+) -> None:
+    # GIVEN any two cards' histories around T (ties and window edges included)
+    table = histories(Txn(c, f"t{i}", T + dt, eur) for i, (c, dt, eur) in enumerate(rows))
+    # WHEN one transaction's columns are computed alone (the real-time path) and in a call of
+    # two (the table-wide ranking the pipeline uses)
+    alone = history_columns([card], [T], [currency], table)
+    together = history_columns([card, "c1"], [T, T], [currency, "EUR"], table)
+    # THEN they are the same values, bit for bit
+    assert alone == {name: values[:1] for name, values in together.items()}

@@ -199,6 +199,25 @@ def _window_starts(
     return out
 
 
+def _one_transaction(
+    card_id: str, at: int, currency: str, history: Mapping[str, CardHistory]
+) -> dict[str, list[Any]]:
+    """`history_columns` of one transaction: the first index of each window's start (and of
+    `at`, the end) in the card's ascending times, by the same left-sided search."""
+    card = history.get(card_id)
+    if card is None or not len(card.at_us):
+        return {"txn_count_1h": [0], "txn_count_24h": [0], "avg_amount_30d": [None]}
+    bounds = np.array([at, at - HOUR_US, at - DAY_US, at - MONTH_US], dtype=np.int64)
+    end, start_1h, start_24h, start_30d = np.searchsorted(card.at_us, bounds).tolist()
+    n_30d = end - start_30d
+    eur = card.amount_eur[start_30d:end].tolist()
+    return {
+        "txn_count_1h": [end - start_1h],
+        "txn_count_24h": [end - start_24h],
+        "avg_amount_30d": [math.fsum(eur) / n_30d / CURRENCY_TO_EUR[currency] if n_30d else None],
+    }
+
+
 def history_columns(
     card_ids: Sequence[str],
     at_us: Sequence[int] | npt.NDArray[np.int64],
@@ -208,6 +227,10 @@ def history_columns(
     """`HISTORY_COLUMNS` for many transactions at once, each from its card's history (see the
     module docstring for the windows). Counts come from one vectorized search per window; each
     average is an exact `math.fsum` of its window's EUR amounts."""
+    if len(card_ids) == 1:
+        # The real-time scorer's case: the table-wide ranking below costs ~0.19 ms for one
+        # transaction, a search in the card's own (sorted) times ~0.02 ms. Same windows.
+        return _one_transaction(card_ids[0], int(at_us[0]), currencies[0], history)
     table = CardHistories.of(history)
     at = np.asarray(at_us, dtype=np.int64)
     codes = table.codes(card_ids)
