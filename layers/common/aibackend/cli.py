@@ -565,12 +565,26 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    from aibackend.local.lock import StateLock, check_port_free
+
+    settings = _settings(args)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    base = f"http://{args.host}:{args.port}"
+    # Before the models are trained and the functions loaded: refused at once, not a minute on.
+    check_port_free(args.host, args.port)
+    lock = StateLock(settings.state_dir)
+    lock.acquire(base)
+    try:
+        return _serve(args, settings, base)
+    finally:
+        lock.release()
+
+
+def _serve(args: argparse.Namespace, settings: PlatformSettings, base: str) -> int:
     import uvicorn
 
     from aibackend.local.runtime import LocalRuntime
 
-    settings = _settings(args)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
     rt = LocalRuntime(_catalog(args), settings, isolate=args.isolate)
     # SIGTERM (a supervisor, `docker stop`, `kill`) must stop the runtime as Ctrl-C does:
     # uvicorn shuts down on it, then raises it again, and Python's default action would end the
@@ -587,7 +601,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
         rt.start()
         rt.watch()
         app = rt.gateway()  # follows function folders added later (`aib model train`)
-        base = f"http://{args.host}:{args.port}"
         mode = "isolated worker processes" if args.isolate else "one process"
         print(
             f"aib dev: {len(rt.hosts)} function(s) in {mode}, "
