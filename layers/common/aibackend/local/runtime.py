@@ -5,17 +5,22 @@ each model is resolved at start and whenever the registry's pointer moves: the f
 serve it are re-imported, the local analogue of publishing a new Lambda version. A function
 folder that appears while it runs (`aib model train` scaffolds one) is loaded and routed
 without a restart if it declares only HTTP routes (`poll_functions`); other triggers, and
-edited or removed declarations, take a restart.
+edited or removed declarations, take a restart. A function's edited code (any `.py` file of
+its folder) is re-imported on the next poll (`poll_code`); if it does not import, the
+previous code keeps serving and the error is logged.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aibackend.adapters import model_registry, object_store
@@ -75,6 +80,8 @@ class LocalRuntime:
         self.generation = 0
         #: Why a function folder found at run time is not served yet (logged once per reason).
         self._pending: dict[str, str] = {}
+        #: Each function's code and declaration as last loaded (`poll_code`).
+        self._code: dict[str, tuple[Fingerprint, Fingerprint]] = {}
         #: Each function's log file (`aib logs`, `aib metrics`), as CloudWatch Logs on AWS.
         self.logs = LogFolder(settings.state_dir)
         if not isolate:
@@ -154,7 +161,9 @@ class LocalRuntime:
         if self.endpoints is not None:  # before the functions: they read the URLs at import
             self.endpoints.sync()
             self.endpoints.export()
-        for host in self.hosts.values():
+        for name, host in self.hosts.items():
+            # Before the import: an edit made while it runs is seen by the next poll.
+            self._code[name] = _fingerprints(host.spec)
             host.load()
         if sources:
             self.start_sources()
@@ -388,6 +397,42 @@ class LocalRuntime:
             added.append(name)
         return added
 
+    def poll_code(self) -> list[str]:
+        """Re-import the functions whose code changed since it was loaded; returns their names.
+
+        Code that fails to import is tried once (until the next save): the function keeps
+        serving what it served, as after a refused model version. An edited `function.toml`
+        is reported once per edit; applying it takes a restart."""
+        reloaded: list[str] = []
+        for name, host in list(self.hosts.items()):
+            seen = self._code.get(name)
+            code, declaration = _fingerprints(host.spec)
+            if seen is None:
+                self._code[name] = (code, declaration)
+                continue
+            if declaration != seen[1]:
+                log.warning(
+                    "%s: function.toml changed; restart `aib dev` to apply the declaration "
+                    "(code changes are reloaded as they are saved)",
+                    host.spec.directory / DECLARATION,
+                )
+            self._code[name] = (code, declaration)
+            if code == seen[0]:
+                continue
+            _forget_bytecode(host.spec.directory, set(code) - set(seen[0]))
+            try:
+                host.load()
+            except Exception:
+                log.exception(
+                    "function %s: the edited code does not load; the previous code keeps "
+                    "serving (fix it and save again)",
+                    name,
+                )
+                continue
+            log.info("function %s reloaded: its code changed", name)
+            reloaded.append(name)
+        return reloaded
+
     def _add_function(self, spec: FunctionSpec) -> None:
         wired_at_start = ("queues", "events", "objects", "schedules", "endpoints")
         others = [t for t in wired_at_start if getattr(spec, t)]
@@ -407,6 +452,7 @@ class LocalRuntime:
         for model in spec.models:
             self._pin(model)
         host = self._host(spec)
+        self._code[spec.name] = _fingerprints(spec)
         host.load()
         # Hosts, then the catalog, then the generation: no reader sees a route without its host.
         self.hosts = {**self.hosts, spec.name: host}
@@ -427,6 +473,10 @@ class LocalRuntime:
                     self.poll_functions()
                 except Exception:
                     log.exception("looking for new function folders failed")
+                try:
+                    self.poll_code()
+                except Exception:
+                    log.exception("looking for edited function code failed")
                 try:
                     self.canaries.tick()
                 except Exception:
@@ -509,3 +559,36 @@ class LiveGateway:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.current()(scope, receive, send)
+
+
+#: What a function folder's files looked like: (path, mtime_ns, size) of each.
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def _fingerprints(spec: FunctionSpec) -> tuple[Fingerprint, Fingerprint]:
+    """(its `.py` files, its declaration): what `poll_code` compares."""
+    folder = spec.directory
+    code = []
+    for path in sorted(folder.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        try:
+            st = path.stat()
+        except OSError:  # removed between the listing and the stat: the next poll sees it
+            continue
+        code.append((str(path.relative_to(folder)), st.st_mtime_ns, st.st_size))
+    try:
+        st = (folder / DECLARATION).stat()
+        declaration: Fingerprint = ((DECLARATION, st.st_mtime_ns, st.st_size),)
+    except OSError:
+        declaration = ()
+    return tuple(code), declaration
+
+
+def _forget_bytecode(folder: Path, changed: set[tuple[str, int, int]]) -> None:
+    """Drop the cached bytecode of changed files: Python trusts a `.pyc` whose recorded source
+    mtime (whole seconds) and size match, so a same-size edit within a second would otherwise
+    import the previous code."""
+    for relative, _, _ in changed:
+        with contextlib.suppress(OSError, ValueError):
+            Path(importlib.util.cache_from_source(str(folder / relative))).unlink()
