@@ -4,12 +4,15 @@ the edit does not import, and says that an edited declaration takes a restart.""
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from aibackend.errors import ConfigError
+from aibackend.local.isolation import FunctionInitError
 from tests.support import running_runtime
 
 HANDLER = "def handler(event, context):\n    return {{'version': {v}}}\n"
@@ -87,3 +90,40 @@ def test_an_edited_declaration_is_reported_once_as_needing_a_restart(
         assert "function.toml changed; restart `aib dev` to apply the declaration" in warnings[0]
         # The code did not change: nothing was re-imported
         assert rt.hosts["echo"].invoke({}) == {"version": 1}
+
+
+@pytest.mark.parametrize("isolate", [False, True], ids=["one process", "isolated"])
+def test_a_function_that_cannot_start_leaves_the_others_serving_until_its_fix_is_saved(
+    functions: Path, tmp_path: Path, isolate: bool
+) -> None:
+    # GIVEN a second function whose code does not import
+    broken = functions / "broken"
+    shutil.copytree(functions / "echo", broken)
+    (broken / "handler.py").write_text("def handler(event, context:\n")
+    # WHEN the runtime starts
+    with running_runtime(functions, tmp_path / "state", isolate=isolate, sources=False) as rt:
+        # THEN the other function serves, and the broken one's invocations name its INIT error
+        assert rt.hosts["echo"].invoke({}) == {"version": 1}
+        with pytest.raises(RuntimeError, match=r"function broken is not loaded: its INIT failed"):
+            rt.hosts["broken"].invoke({})
+        # AND once its fix is saved, the next poll loads it
+        (broken / "handler.py").write_text(HANDLER.format(v=7))
+        assert rt.poll_code() == ["broken"]
+        assert rt.hosts["broken"].invoke({}) == {"version": 7}
+
+
+@pytest.mark.parametrize("isolate", [False, True], ids=["one process", "isolated"])
+def test_a_refusal_of_the_platform_at_init_still_stops_the_start(
+    functions: Path, tmp_path: Path, isolate: bool
+) -> None:
+    # GIVEN a function whose INIT raises one of the platform's refusals (as a model that fails
+    # its checksum does: a ModelLoadError; here a ConfigError)
+    (functions / "echo" / "handler.py").write_text(
+        "from aibackend.errors import ConfigError\nraise ConfigError('AIB_X must be set')\n"
+    )
+    # WHEN the runtime starts THEN the start fails with that message, not a half-served state
+    with (
+        pytest.raises((ConfigError, FunctionInitError), match="AIB_X must be set"),
+        running_runtime(functions, tmp_path / "state", isolate=isolate, sources=False),
+    ):
+        pass

@@ -62,6 +62,16 @@ class Host(Protocol):
     def stop(self) -> None: ...
 
 
+def not_loaded(function: str, error: str | None) -> str:
+    """What an invocation of a function that never loaded answers."""
+    if error is None:
+        return f"function {function} is not loaded"
+    return (
+        f"function {function} is not loaded: its INIT failed ({error}); `aib dev` loads it "
+        "again when its code is saved or its model's production version moves"
+    )
+
+
 class FunctionHost:
     """A function's loaded code, in this process: the local analogue of one Lambda version."""
 
@@ -78,6 +88,8 @@ class FunctionHost:
         self.loaded_at: float | None = None
         self.models: dict[str, int | None] = {}
         self.init_ms: float | None = None
+        #: Why the latest load failed (None once one succeeds).
+        self.load_error: str | None = None
 
     def load(self) -> None:
         """Import (or re-import) the function's package; INIT work such as model loads runs here."""
@@ -96,6 +108,7 @@ class FunctionHost:
                     module = importlib.import_module(self.spec.handler_module)
             except BaseException as e:
                 sys.modules.update(saved)  # keep serving the previous version
+                self.load_error = f"{type(e).__name__}: {e}"
                 self._log_error(e)
                 raise
             handler = getattr(module, self.spec.handler_attr, None)
@@ -105,6 +118,7 @@ class FunctionHost:
                     f"{self.spec.handler_module}.{self.spec.handler_attr} is not a function"
                 )
             self._handler = handler
+            self.load_error = None
             self.init_ms = (time.perf_counter() - t0) * 1000
             self._cold_init_ms = self.init_ms
             self.loaded_at = time.time()
@@ -119,7 +133,7 @@ class FunctionHost:
     def invoke(self, event: Any, request_id: str | None = None) -> Any:
         handler = self._handler
         if handler is None:
-            raise RuntimeError(f"function {self.spec.name} is not loaded")
+            raise RuntimeError(not_loaded(self.spec.name, self.load_error))
         ctx = LocalLambdaContext(
             function_name=self.spec.name,
             memory_limit_in_mb=self.spec.memory_mb,

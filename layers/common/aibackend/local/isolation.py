@@ -39,6 +39,7 @@ from typing import Any
 import aibackend
 from aibackend.catalog import FunctionSpec
 from aibackend.errors import AibError
+from aibackend.local.host import not_loaded
 
 log = logging.getLogger("aib.runtime")
 
@@ -338,6 +339,8 @@ class ProcessHost:
         self.models: dict[str, int | None] = {}
         #: Wall time of the latest INIT: process start, interpreter, imports, model loads.
         self.init_ms: float | None = None
+        #: Why the latest load failed (None once one succeeds).
+        self.load_error: str | None = None
         self._cond = threading.Condition()
         self._load_lock = threading.Lock()
         self._env: dict[str, str] | None = None
@@ -434,7 +437,12 @@ class ProcessHost:
             env = self._environment()
             with self._cond:
                 generation = next(self._generations)
-            workers = self._spawn_all(env, generation, self.provisioned)
+            try:
+                workers = self._spawn_all(env, generation, self.provisioned)
+            except Exception as e:
+                self.load_error = f"{type(e).__name__}: {e}"
+                raise
+            self.load_error = None
             worker = workers[0]
             with self._cond:
                 self._generation = generation
@@ -479,7 +487,7 @@ class ProcessHost:
         with self._cond:
             while True:
                 if self._env is None:
-                    raise RuntimeError(f"function {self.spec.name} is not loaded")
+                    raise RuntimeError(not_loaded(self.spec.name, self.load_error))
                 if self._idle:
                     worker = self._idle.pop()  # the most recently used: the warmest
                     self._busy.add(worker)

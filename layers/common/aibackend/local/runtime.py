@@ -42,6 +42,7 @@ from aibackend.local import triggers
 from aibackend.local.canary import CanaryController, routable
 from aibackend.local.checkpoints import WalCheckpoints
 from aibackend.local.host import FunctionHost, Host, check_environments
+from aibackend.local.isolation import FunctionInitError
 from aibackend.local.lifecycle import Sweeper, expiration_rules
 from aibackend.local.logs import LogFolder
 from aibackend.monitoring.config import ENV as MONITOR_ENV
@@ -164,7 +165,21 @@ class LocalRuntime:
         for name, host in self.hosts.items():
             # Before the import: an edit made while it runs is seen by the next poll.
             self._code[name] = _fingerprints(host.spec)
-            host.load()
+            try:
+                host.load()
+            except Exception as e:
+                if _refused_by_platform(e):
+                    # A model that fails its checksum, a declaration that does not hold: the
+                    # start stops, with the message that says what to do.
+                    raise
+                # Code that does not run (a syntax error mid-edit, a bad import) never keeps
+                # the other functions from serving: its invocations fail with the reason, as
+                # Lambda's do after an INIT error, and its next saved edit loads it.
+                log.exception(
+                    "function %s did not load; every other function is served, and its "
+                    "invocations fail until an edit of its code loads",
+                    name,
+                )
         if sources:
             self.start_sources()
 
@@ -592,3 +607,15 @@ def _forget_bytecode(folder: Path, changed: set[tuple[str, int, int]]) -> None:
     for relative, _, _ in changed:
         with contextlib.suppress(OSError, ValueError):
             Path(importlib.util.cache_from_source(str(folder / relative))).unlink()
+
+
+#: What the platform refuses at a function's INIT, as opposed to its code failing to run.
+_REFUSALS: tuple[type[Exception], ...] = (ModelLoadError, ConfigError)
+
+
+def _refused_by_platform(e: Exception) -> bool:
+    """Whether a load failed on a refusal (`_REFUSALS`), raised in this process or reported
+    by an isolated worker (by its type's name)."""
+    if isinstance(e, FunctionInitError):
+        return e.error_type in {c.__name__ for c in _REFUSALS}
+    return isinstance(e, _REFUSALS)
