@@ -106,10 +106,16 @@ def test_a_function_that_cannot_start_leaves_the_others_serving_until_its_fix_is
         assert rt.hosts["echo"].invoke({}) == {"version": 1}
         with pytest.raises(RuntimeError, match=r"function broken is not loaded: its INIT failed"):
             rt.hosts["broken"].invoke({})
+        # AND the runtime's health says which function is down, and why
+        health = rt.health()
+        assert health["status"] == "degraded"
+        down = {f["name"]: f["error"] for f in health["functions"] if "error" in f}
+        assert list(down) == ["broken"] and "SyntaxError" in down["broken"]
         # AND once its fix is saved, the next poll loads it
         (broken / "handler.py").write_text(HANDLER.format(v=7))
         assert rt.poll_code() == ["broken"]
         assert rt.hosts["broken"].invoke({}) == {"version": 7}
+        assert rt.health()["status"] == "ok"
 
 
 @pytest.mark.parametrize("isolate", [False, True], ids=["one process", "isolated"])

@@ -255,6 +255,14 @@ class RoutedHost:
     def loaded_at(self, value: float | None) -> None:
         self.inner.loaded_at = value
 
+    @property
+    def load_error(self) -> str | None:
+        return self.inner.load_error
+
+    @load_error.setter
+    def load_error(self, value: str | None) -> None:
+        self.inner.load_error = value
+
     def load(self) -> None:
         self.inner.load()
 

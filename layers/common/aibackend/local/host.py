@@ -52,6 +52,8 @@ class Host(Protocol):
     models: dict[str, int | None]
     init_ms: float | None
     loaded_at: float | None
+    #: Why the latest load failed (None once one succeeds).
+    load_error: str | None
     #: True when the host kills an invocation at its timeout itself (worker processes).
     enforces_timeout: bool
 

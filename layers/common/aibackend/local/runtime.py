@@ -527,19 +527,23 @@ class LocalRuntime:
     def health(self) -> dict[str, Any]:
         # Endpoints: each server's URL, or why it is not there ("not built (make embeddings)").
         endpoints = {} if self.endpoints is None else {"endpoints": self.endpoints.health()}
+        functions = []
+        for h in self.hosts.values():
+            entry: dict[str, Any] = {
+                "name": h.spec.name,
+                "routes": [f"{r.method} {r.path}" for r in h.spec.routes],
+                "models": h.models,
+                "init_ms": None if h.init_ms is None else round(h.init_ms, 1),
+            }
+            if h.loaded_at is None:  # its INIT failed at start (`start`): why
+                entry["error"] = h.load_error or "not loaded"
+            functions.append(entry)
         return {
-            "status": "ok",
+            # degraded: a function's code did not load; every other one serves
+            "status": "degraded" if any("error" in f for f in functions) else "ok",
             "state_dir": str(self.settings.state_dir),
             "uptime_s": round(time.time() - self.started_at, 1),
-            "functions": [
-                {
-                    "name": h.spec.name,
-                    "routes": [f"{r.method} {r.path}" for r in h.spec.routes],
-                    "models": h.models,
-                    "init_ms": None if h.init_ms is None else round(h.init_ms, 1),
-                }
-                for h in self.hosts.values()
-            ],
+            "functions": functions,
             "models": {
                 n: int(v) if (v := os.environ.get(model_version_env(n))) else None
                 for n in self.catalog.model_names
