@@ -743,21 +743,26 @@ class SqliteQueue:
         if timeout_s == 0:
             self._signal.notify()
 
+    def _settings(self, c: sqlite3.Connection) -> tuple[float, str | None]:
+        """(retention in seconds, dead-letter queue) of this queue, read in `c`."""
+        row = c.execute(
+            "SELECT retention_s, dead_letter_queue FROM queues WHERE id = ?", (self._id,)
+        ).fetchone()
+        if row is None:
+            raise QueueNotFoundError(f"queue {self.name!r} no longer exists")
+        return row[0], row[1]
+
     def peek(self, limit: int = 10) -> list[PeekedMessage]:
         """The oldest `limit` messages, visible or not, without receiving them: no receive
         count moves, no visibility changes (what the SQS console's "poll for messages" cannot
         promise). For reading a dead-letter or failure queue's reasons."""
         now = self._svc.clock()
         with self._svc._read() as c:
-            retention = c.execute(
-                "SELECT retention_s FROM queues WHERE id = ?", (self._id,)
-            ).fetchone()
-            if retention is None:
-                raise QueueNotFoundError(f"queue {self.name!r} no longer exists")
+            retention, _ = self._settings(c)
             rows = c.execute(
                 "SELECT id, body, attrs, sent_at, visible_at, receive_count FROM queue_messages "
                 "WHERE queue = ? AND sent_at >= ? ORDER BY sent_at, seq LIMIT ?",
-                (self._id, now - retention[0], limit),
+                (self._id, now - retention, limit),
             ).fetchall()
         return [
             PeekedMessage(
@@ -774,12 +779,7 @@ class SqliteQueue:
     def stats(self) -> QueueStats:
         now = self._svc.clock()
         with self._svc._read() as c:
-            row = c.execute(
-                "SELECT retention_s, dead_letter_queue FROM queues WHERE id = ?", (self._id,)
-            ).fetchone()
-            if row is None:
-                raise QueueNotFoundError(f"queue {self.name!r} no longer exists")
-            retention, dlq = row
+            retention, dlq = self._settings(c)
             visible, in_flight, delayed = c.execute(
                 _STATS, {"now": now, "queue": self._id, "oldest": now - retention}
             ).fetchone()
