@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -302,14 +303,22 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_file(path: str, what: str) -> str:
+def _read_bytes(path: str, what: str) -> bytes:
     """A file the user named on the command line, or an error that says which and why."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{what}: no file {path!r} (relative to {Path.cwd()})") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{what}: cannot read {path!r} as UTF-8 text: {e}") from None
+    except (IsADirectoryError, PermissionError) as e:
+        raise ConfigError(f"{what}: cannot read {path!r}: {e}") from None
+
+
+def _read_file(path: str, what: str) -> str:
+    """`_read_bytes` as UTF-8 text."""
+    try:
+        return _read_bytes(path, what).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what}: {path!r} is not UTF-8 text: {e}") from None
 
 
 def _read_arg(value: str, what: str = "argument") -> str:
@@ -385,7 +394,7 @@ def _show_queue(settings: PlatformSettings, name: str, limit: int, as_json: bool
         messages = service.get(name).peek(limit)
     if as_json:
         for m in messages:
-            print(json.dumps({**m.__dict__, "sent_at": _iso(m.sent_at)}))
+            print(json.dumps({**dataclasses.asdict(m), "sent_at": _iso(m.sent_at)}))
         return 0
     if not messages:
         print(f"{name}: empty")
@@ -505,12 +514,7 @@ def cmd_put(args: argparse.Namespace) -> int:
                 f"no function declares a bucket {args.bucket!r} (declared: "
                 f"{', '.join(sorted(declared))}); add it to a function.toml's [resources] buckets"
             )
-    try:
-        data = Path(args.file).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"no file {args.file!r} (relative to {Path.cwd()})") from None
-    except (IsADirectoryError, PermissionError) as e:
-        raise ConfigError(f"cannot read {args.file!r}: {e}") from None
+    data = _read_bytes(args.file, "file")
     info = object_store(args.bucket, settings).put(args.key, data)
     print(f"put s3://{args.bucket}/{args.key} ({info.size} bytes, etag {info.etag})")
     return 0
