@@ -1,0 +1,116 @@
+"""Powertools Metrics state per function and per invocation, as Lambda's environments keep it.
+
+Powertools keeps the metrics, dimensions and metadata of every `Metrics()` instance in dicts
+shared by the class: in a Lambda environment that is one function and one invocation at a
+time. `aib dev` runs every function in one process, with invocations of several functions (and
+of one function) side by side on threads; with the shared dicts, a flush at the end of one
+invocation emitted what another had added under its own `service` (seen: iot_anomaly's
+`Readings` counted as fraud_events'), and cleared it from the other's.
+
+`install()` replaces those class dicts, before any function module makes its `Metrics()`, with
+mappings that resolve to the current invocation's own dicts (default dimensions: the current
+function's, as they are set at INIT). `FunctionHost` enters `function_scope` around a
+function's import and `invocation_scope` around each call. Context variables carry the scope
+into the threads FastAPI runs sync routes on. Outside any scope (a test calling a handler
+directly) one process-wide set applies, as Powertools has it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, MutableMapping
+from contextvars import ContextVar
+from typing import Any
+
+#: Which dicts the current code writes to: the function's (default dimensions) and the
+#: invocation's (metrics, dimensions, metadata).
+_function: ContextVar[dict[str, Any] | None] = ContextVar("aib_fn", default=None)
+_invocation: ContextVar[dict[str, dict[str, Any]] | None] = ContextVar("aib_inv", default=None)
+
+
+class _Scoped(MutableMapping[str, Any]):
+    """A dict that is the current scope's `slot`, or a process-wide one outside any scope."""
+
+    def __init__(self, scope: ContextVar[dict[str, Any] | None], slot: str) -> None:
+        self._scope = scope
+        self._slot = slot
+        self._outside: dict[str, Any] = {}
+
+    def _data(self) -> dict[str, Any]:
+        state = self._scope.get()
+        return self._outside if state is None else state.setdefault(self._slot, {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._data()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def clear(self) -> None:
+        self._data().clear()
+
+    def __repr__(self) -> str:
+        return repr(self._data())
+
+
+_installed = False
+
+
+def install() -> None:
+    """Scope Powertools' shared Metrics state (idempotent; call before functions import)."""
+    global _installed
+    if _installed:
+        return
+    from aws_lambda_powertools.metrics import Metrics
+
+    Metrics._metrics = _Scoped(_invocation, "metrics")  # type: ignore[assignment]
+    Metrics._dimensions = _Scoped(_invocation, "dimensions")  # type: ignore[assignment]
+    Metrics._metadata = _Scoped(_invocation, "metadata")  # type: ignore[assignment]
+    Metrics._default_dimensions = _Scoped(_function, "default_dimensions")  # type: ignore[assignment]
+    _installed = True
+
+
+#: Key of a function's state under which its INIT's metrics wait for the first invocation.
+_INIT = "init"
+
+
+@contextlib.contextmanager
+def function_scope(state: dict[str, Any]) -> Iterator[None]:
+    """A function's INIT: Metrics default dimensions go to `state` (one per function), and
+    what INIT adds (dimensions the defaults set, a metric) waits there for the first
+    invocation, which flushes it, as in a Lambda environment."""
+    init: dict[str, dict[str, Any]] = {}
+    state[_INIT] = init
+    fn, inv = _function.set(state), _invocation.set(init)
+    try:
+        yield
+    finally:
+        _invocation.reset(inv)
+        _function.reset(fn)
+
+
+@contextlib.contextmanager
+def invocation_scope(function_state: dict[str, Any]) -> Iterator[None]:
+    """One invocation of the function whose state is `function_state`: the first after its
+    INIT continues what INIT added; the others start with no metrics or metadata and the
+    function's default dimensions (as Powertools leaves them after each flush)."""
+    state = function_state.pop(_INIT, None)
+    if state is None:
+        defaults = function_state.get("default_dimensions", {})
+        dims = {k: v if isinstance(v, str) else str(v) for k, v in defaults.items()}
+        state = {"dimensions": dims}
+    fn, inv = _function.set(function_state), _invocation.set(state)
+    try:
+        yield
+    finally:
+        _invocation.reset(inv)
+        _function.reset(fn)
