@@ -81,3 +81,69 @@ def test_overlapping_invocations_of_two_functions_flush_only_their_own_metrics(
     finally:
         for name in ("fn_a", "fn_a.handler", "fn_b", "fn_b.handler"):
             sys.modules.pop(name, None)
+
+
+LOGGING_HANDLER = """
+import threading
+from aws_lambda_powertools import Logger
+
+logger = Logger()
+logger.append_keys(model_version=3)  # at INIT: on every line of every invocation
+#: Per event id: set when the invocation is inside the handler; the gate it waits for.
+ENTERED, GATES = {}, {}
+
+
+@logger.inject_lambda_context(correlation_id_path="id")
+def handler(event, context):
+    ENTERED[event["id"]].set()
+    GATES[event["id"]].wait(10)
+    logger.info("scored", extra={"event_id": event["id"]})
+    return {}
+"""
+
+
+def test_overlapping_invocations_of_one_function_log_their_own_request_and_correlation_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    folder = tmp_path / "fn_log"
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    (folder / "handler.py").write_text(LOGGING_HANDLER)
+    (folder / "function.toml").write_text('handler = "handler.handler"\n')
+    host = FunctionHost(load_function(folder), LogSink(tmp_path / "fn_log.log"))
+    host.load()
+    try:
+        module = sys.modules["fn_log.handler"]
+        gates, entered = module.GATES, module.ENTERED
+        for event_id in ("a", "b"):
+            gates[event_id], entered[event_id] = threading.Event(), threading.Event()
+        # GIVEN invocation a started, then invocation b started before a logged
+        first = threading.Thread(target=host.invoke, args=({"id": "a"}, "request-a"))
+        first.start()
+        second = threading.Thread(target=host.invoke, args=({"id": "b"}, "request-b"))
+        second.start()
+        assert entered["a"].wait(10) and entered["b"].wait(10)
+        # WHEN a logs, then b
+        gates["a"].set()
+        first.join(10)
+        gates["b"].set()
+        second.join(10)
+        # THEN each line names its own invocation, and keeps what INIT added
+        lines = [
+            json.loads(x.split("\t", 1)[1])
+            for x in (tmp_path / "fn_log.log").read_text().splitlines()
+            if '"scored"' in x
+        ]
+        got = {
+            line["event_id"]: (
+                line["correlation_id"],
+                line["function_request_id"],
+                line["model_version"],
+            )
+            for line in lines
+        }
+        assert got == {"a": ("a", "request-a", 3), "b": ("b", "request-b", 3)}
+    finally:
+        for name in ("fn_log", "fn_log.handler"):
+            sys.modules.pop(name, None)
