@@ -93,8 +93,8 @@ class FunctionHost:
         self.init_ms: float | None = None
         #: Why the latest load failed (None once one succeeds).
         self.load_error: str | None = None
-        #: This function's Powertools Metrics state (`powertools_scope`), kept across reloads.
-        self._metrics_state: dict[str, dict[str, Any]] = {}
+        #: This function's Powertools state (`powertools_scope`), kept across reloads.
+        self._powertools_state: dict[str, dict[str, Any]] = {}
 
     def load(self) -> None:
         """Import (or re-import) the function's package; INIT work such as model loads runs here."""
@@ -108,9 +108,9 @@ class FunctionHost:
             stale = [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")]
             saved = {m: sys.modules.pop(m) for m in stale}
             t0 = time.perf_counter()
-            powertools_scope.install()  # before the module makes its `Metrics()`
+            powertools_scope.install()  # before the module makes its `Metrics()` and `Logger()`
             try:
-                with routed(self.log_sink), powertools_scope.function_scope(self._metrics_state):
+                with routed(self.log_sink), powertools_scope.function_scope(self._powertools_state):
                     module = importlib.import_module(self.spec.handler_module)
             except BaseException as e:
                 sys.modules.update(saved)  # keep serving the previous version
@@ -147,7 +147,7 @@ class FunctionHost:
             aws_request_id=request_id or new_request_id(),
         )
         _ensure_event_loop()
-        scope = powertools_scope.invocation_scope(self._metrics_state)
+        scope = powertools_scope.invocation_scope(self._powertools_state)
         if self.log_sink is None:
             with scope:
                 return handler(event, ctx)
