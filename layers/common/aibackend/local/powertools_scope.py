@@ -19,6 +19,10 @@ formatter's keys to a copy made for the invocation from the keys it had after IN
 `FunctionHost` enters `function_scope` around a function's import and `invocation_scope`
 around each call. Context variables carry the scope into the threads FastAPI runs sync routes
 on. Outside any scope (a test calling a handler directly) Powertools behaves as it does alone.
+
+One difference remains, on purpose: keys a handler appends during an invocation last for that
+invocation only. On Lambda they would stay in the environment for the next invocations
+(until overwritten, or dropped by Powertools' `clear_state`), which no handler should rely on.
 """
 
 from __future__ import annotations
