@@ -78,6 +78,15 @@ def test_overlapping_invocations_of_two_functions_flush_only_their_own_metrics(
         # AND a second invocation starts from the function's default dimensions again
         a.invoke({})
         assert _emf(tmp_path / "fn_a.log")[1]["team"] == "fn_a-team"
+        # AND a new version of the code that sets no default dimension has none: it starts
+        # from nothing, as a new Lambda environment does
+        v2 = HANDLER.format(name="fn_a", metric="Alpha").replace(
+            'metrics.set_default_dimensions(team="fn_a-team")', ""
+        )
+        (tmp_path / "fn_a" / "handler.py").write_text(textwrap.dedent(v2))
+        a.load()
+        a.invoke({})
+        assert "team" not in _emf(tmp_path / "fn_a.log")[2]
     finally:
         for name in ("fn_a", "fn_a.handler", "fn_b", "fn_b.handler"):
             sys.modules.pop(name, None)

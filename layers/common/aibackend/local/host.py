@@ -93,8 +93,8 @@ class FunctionHost:
         self.init_ms: float | None = None
         #: Why the latest load failed (None once one succeeds).
         self.load_error: str | None = None
-        #: This function's Powertools state (`powertools_scope`), kept across reloads.
-        self._powertools_state: dict[str, dict[str, Any]] = {}
+        #: The loaded version's Powertools state (`powertools_scope`).
+        self._powertools_state: dict[str, Any] = {}
 
     def load(self) -> None:
         """Import (or re-import) the function's package; INIT work such as model loads runs here."""
@@ -109,8 +109,11 @@ class FunctionHost:
             saved = {m: sys.modules.pop(m) for m in stale}
             t0 = time.perf_counter()
             powertools_scope.install()  # before the module makes its `Metrics()` and `Logger()`
+            # A new version starts from nothing, as a new Lambda environment does; the
+            # previous one keeps its state if this one fails.
+            state: dict[str, Any] = {}
             try:
-                with routed(self.log_sink), powertools_scope.function_scope(self._powertools_state):
+                with routed(self.log_sink), powertools_scope.function_scope(state):
                     module = importlib.import_module(self.spec.handler_module)
             except BaseException as e:
                 sys.modules.update(saved)  # keep serving the previous version
@@ -123,7 +126,7 @@ class FunctionHost:
                     f"{self.spec.directory / 'function.toml'}: handler: "
                     f"{self.spec.handler_module}.{self.spec.handler_attr} is not a function"
                 )
-            self._handler = handler
+            self._handler, self._powertools_state = handler, state
             self.load_error = None
             self.init_ms = (time.perf_counter() - t0) * 1000
             self._cold_init_ms = self.init_ms

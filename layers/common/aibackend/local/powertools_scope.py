@@ -76,7 +76,8 @@ _installed = False
 
 
 def install() -> None:
-    """Scope Powertools' shared Metrics state (idempotent; call before functions import)."""
+    """Scope Powertools' shared Metrics and Logger state (idempotent; call before functions
+    import)."""
     global _installed
     if _installed:
         return
