@@ -39,9 +39,7 @@ _PATTERN_FIELDS = {
 def data_bucket_names(catalog: Catalog) -> tuple[str, ...]:
     """Buckets the declarations name (`[[objects]]` or `resources.buckets`), except the model
     store: AibData creates each once, whoever reads, writes or subscribes to it."""
-    names = {o.bucket for f in catalog.functions for o in f.objects}
-    names |= {b for f in catalog.functions for b in f.resources.buckets}
-    return tuple(sorted(names - {MODEL_BUCKET}))
+    return tuple(b for b in catalog.bucket_names if b != MODEL_BUCKET)
 
 
 def bucket_expirations(catalog: Catalog) -> dict[str, list[tuple[str, int]]]:

@@ -564,6 +564,14 @@ class Catalog(BaseModel):
         return tuple(sorted({m for f in self.functions for m in f.models}))
 
     @property
+    def bucket_names(self) -> tuple[str, ...]:
+        """Buckets the declarations name (`[[objects]]` or `resources.buckets`), the model
+        store's included if a function names it."""
+        names = {o.bucket for f in self.functions for o in f.objects}
+        names |= {b for f in self.functions for b in f.resources.buckets}
+        return tuple(sorted(names))
+
+    @property
     def groups(self) -> dict[str, tuple[FunctionSpec, ...]]:
         """Deploy group -> its functions, both in name order."""
         out: dict[str, list[FunctionSpec]] = {}

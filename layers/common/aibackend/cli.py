@@ -25,12 +25,6 @@ if TYPE_CHECKING:
 from aibackend.settings import PlatformSettings
 
 
-def _settings(args: argparse.Namespace) -> PlatformSettings:
-    if getattr(args, "state_dir", None):
-        os.environ["AIB_STATE_DIR"] = str(args.state_dir)
-    return PlatformSettings.from_env()
-
-
 def _catalog(args: argparse.Namespace) -> Catalog:
     return load_catalog(Path(args.functions) if args.functions else default_functions_dir())
 
@@ -86,13 +80,13 @@ def _train(name: str, settings: PlatformSettings, args: argparse.Namespace | Non
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    return 0 if _train(args.model, _settings(args), args) else 1
+    return 0 if _train(args.model, PlatformSettings.from_env(), args) else 1
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from aibackend.adapters import model_registry
 
-    reg = model_registry(_settings(args))
+    reg = model_registry(PlatformSettings.from_env())
     if args.action != "list" and not args.name:
         print(f"aib models {args.action} needs a model NAME", file=sys.stderr)
         return 2
@@ -134,7 +128,7 @@ def _models_promote(reg: ModelRegistry, args: argparse.Namespace, version: int, 
     from aibackend import canary_cli
     from aibackend.adapters import event_bus
 
-    if args.shadow and _settings(args).adapters == "aws":
+    if args.shadow and PlatformSettings.from_env().adapters == "aws":
         print(
             "--shadow runs under `aib dev` only: on AWS a Lambda alias answers each request with "
             "one version, so the deployer cannot shadow; use --canary (CodeDeploy shifts a share "
@@ -172,14 +166,16 @@ def _models_promote(reg: ModelRegistry, args: argparse.Namespace, version: int, 
             actor=actor,
             reason=args.reason,
         )
-    return 0 if canary_cli.publish(event_bus(_settings(args)), event) else 1
+    return 0 if canary_cli.publish(event_bus(PlatformSettings.from_env()), event) else 1
 
 
 def _models_canary(reg: ModelRegistry, args: argparse.Namespace, actor: str) -> int:
     from aibackend import canary_cli
 
     if not args.abort:
-        return canary_cli.show_status(reg, args.name, _settings(args).state_dir / "canary")
+        return canary_cli.show_status(
+            reg, args.name, PlatformSettings.from_env().state_dir / "canary"
+        )
     if not args.reason:
         print("canary --abort needs --reason (it goes into the audit trail)", file=sys.stderr)
         return 2
@@ -293,7 +289,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as e:
         raise ConfigError(f"--event {args.event} is not valid JSON: {e}") from None
     cat = _catalog(args)
-    rt = LocalRuntime(cat, _settings(args))
+    rt = LocalRuntime(cat, PlatformSettings.from_env())
     spec = cat.get(args.function)
     for m in spec.models:
         rt._pin(m)
@@ -356,7 +352,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     from aibackend.adapters import queue_service
 
     bodies = [_read_arg(b, "body") for b in args.body]
-    queue = queue_service(_settings(args)).get(args.queue)
+    queue = queue_service(PlatformSettings.from_env()).get(args.queue)
     if args.lines:
         bodies = [line for b in bodies for line in b.splitlines() if line.strip()]
     ids: list[str] = []
@@ -416,8 +412,8 @@ def cmd_queues(args: argparse.Namespace) -> int:
     from aibackend.adapters import queue_service
 
     if args.queue:
-        return _show_queue(_settings(args), args.queue, args.limit, args.json)
-    rows = queue_service(_settings(args)).list()
+        return _show_queue(PlatformSettings.from_env(), args.queue, args.limit, args.json)
+    rows = queue_service(PlatformSettings.from_env()).list()
     if not rows:
         print("no queues yet: `aib dev` creates the queues that functions declare")
         return 0
@@ -433,7 +429,7 @@ def cmd_queues(args: argparse.Namespace) -> int:
 def cmd_redrive(args: argparse.Namespace) -> int:
     from aibackend.adapters import queue_service
 
-    moved = queue_service(_settings(args)).redrive(args.dlq, to=args.to)
+    moved = queue_service(PlatformSettings.from_env()).redrive(args.dlq, to=args.to)
     print(f"moved {moved} message(s) from {args.dlq} back to {args.to or 'its source queue'}")
     return 0
 
@@ -452,7 +448,7 @@ def cmd_put_events(args: argparse.Namespace) -> int:
         PutEvent(source=args.source, detail_type=args.detail_type, detail=d, bus=args.bus)
         for d in details
     ]
-    bus = event_bus(_settings(args))
+    bus = event_bus(PlatformSettings.from_env())
     failed = 0
     for i in range(0, len(entries), 10):
         result = bus.put_events(entries[i : i + 10])
@@ -468,7 +464,7 @@ def cmd_put_events(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from aibackend.simulate.run import simulate
 
-    settings = _settings(args)
+    settings = PlatformSettings.from_env()
     if settings.adapters == "aws":
         print(
             "aib simulate measures through the local bus's records: run it against `aib dev` "
@@ -500,15 +496,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_put(args: argparse.Namespace) -> int:
     from aibackend.adapters import object_store
 
-    settings = _settings(args)
+    settings = PlatformSettings.from_env()
     if settings.adapters == "local":
         # On AWS a bucket exists only if a declaration made CDK create it: a typo here would
         # make a new folder that no function watches.
-        declared = {settings.model_bucket} | {
-            b
-            for f in _catalog(args).functions
-            for b in (*f.resources.buckets, *(o.bucket for o in f.objects))
-        }
+        declared = {settings.model_bucket, *_catalog(args).bucket_names}
         if args.bucket not in declared:
             raise ConfigError(
                 f"no function declares a bucket {args.bucket!r} (declared: "
@@ -533,7 +525,7 @@ def _local_bus(settings: PlatformSettings) -> LocalEventBus:
 
 
 def cmd_events_list(args: argparse.Namespace) -> int:
-    events = _local_bus(_settings(args)).archived(
+    events = _local_bus(PlatformSettings.from_env()).archived(
         limit=args.limit, bus=args.bus, source=args.source, detail_type=args.detail_type
     )
     for e in events:
@@ -563,7 +555,7 @@ def cmd_events_schemas(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     since, until = args.since, args.until
     name = args.name or f"replay-{since:%Y%m%dT%H%M%S}"
-    n = _local_bus(_settings(args)).replay(since, until, name=name)
+    n = _local_bus(PlatformSettings.from_env()).replay(since, until, name=name)
     print(f"replaying {n} archived event(s); `aib dev` delivers them to today's rules")
     return 0
 
@@ -571,7 +563,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from aibackend.local.lock import StateLock, check_port_free
 
-    settings = _settings(args)
+    settings = PlatformSettings.from_env()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     base = f"http://{args.host}:{args.port}"
     # Before the models are trained and the functions loaded: refused at once, not a minute on.
@@ -665,14 +657,14 @@ def _key_store(args: argparse.Namespace) -> KeyStore:
         )
     from aibackend.auth.factory import local_key_store
 
-    return local_key_store(_settings(args), plans)
+    return local_key_store(PlatformSettings.from_env(), plans)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
     if args.keys_command == "dev":
         from aibackend.auth.local import LocalAccess
 
-        access = LocalAccess(_settings(args), _catalog(args).plans)
+        access = LocalAccess(PlatformSettings.from_env(), _catalog(args).plans)
         try:
             print(access.ensure_dev_key()[0])
         finally:
@@ -715,7 +707,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         if not SCOPE.match(scope):
             print(f"aib token: scope {scope!r} must look like 'verb:object'", file=sys.stderr)
             return 2
-    print(dev_signing_key(_settings(args)).issue(args.sub, scopes, ttl_s=args.ttl))
+    print(dev_signing_key(PlatformSettings.from_env()).issue(args.sub, scopes, ttl_s=args.ttl))
     return 0
 
 
@@ -723,7 +715,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     from aibackend.secrets import set_local_secret
 
     value = sys.stdin.read().rstrip("\n") if args.value == "-" else args.value
-    path = set_local_secret(_settings(args), args.name, value)
+    path = set_local_secret(PlatformSettings.from_env(), args.name, value)
     print(f"secret {args.name!r} set for aib dev in {path} (on AWS: the SSM parameter it names)")
     return 0
 
@@ -927,7 +919,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "state_dir", None):
-        # For every subcommand, including those that read the settings from the environment.
+        # Every subcommand reads its settings from the environment (`PlatformSettings.from_env`).
         os.environ["AIB_STATE_DIR"] = str(args.state_dir)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

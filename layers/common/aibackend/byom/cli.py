@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from aibackend.byom import route_prefix
@@ -19,12 +18,6 @@ from aibackend.byom.scaffold import check_name, max_body_kb, name_from_path, sca
 from aibackend.catalog import default_functions_dir, load_function
 from aibackend.models.card import Feature, ModelCard
 from aibackend.settings import PlatformSettings
-
-
-def _settings(args: argparse.Namespace) -> PlatformSettings:
-    if getattr(args, "state_dir", None):
-        os.environ["AIB_STATE_DIR"] = str(args.state_dir)
-    return PlatformSettings.from_env()
 
 
 def _functions_dir(args: argparse.Namespace) -> Path:
@@ -90,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         target=args.target,
         task=args.task,
         seed=args.seed,
-        settings=_settings(args),
+        settings=PlatformSettings.from_env(),
     )
     print(f"\n{name} v{mv.version} (production): {_metrics(mv.card)}")
     _serve(functions_dir, mv.card, "train")
@@ -103,7 +96,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     functions_dir = _functions_dir(args)
     name = args.name or read_schema(args.schema).name or name_from_path(args.onnx)
     check_name(name, functions_dir)
-    mv, notes = import_model(args.onnx, args.schema, name=name, settings=_settings(args))
+    mv, notes = import_model(
+        args.onnx, args.schema, name=name, settings=PlatformSettings.from_env()
+    )
     print(f"registered {name} v{mv.version} (production) from {args.onnx}: {_metrics(mv.card)}")
     for note in notes:
         print(f"  note: {note}")

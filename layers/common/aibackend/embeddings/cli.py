@@ -6,7 +6,6 @@ Wired into `aibackend.cli.build_parser` by `register(sub)`.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from aibackend.embeddings.endpoints import EMBEDDINGS
@@ -16,16 +15,10 @@ from aibackend.settings import PlatformSettings
 BUILDABLE = (EMBEDDINGS.model,)
 
 
-def _settings(args: argparse.Namespace) -> PlatformSettings:
-    if getattr(args, "state_dir", None):
-        os.environ["AIB_STATE_DIR"] = str(args.state_dir)
-    return PlatformSettings.from_env()
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     from aibackend.embeddings.build import build_embeddings
 
-    settings = _settings(args)
+    settings = PlatformSettings.from_env()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     mv = build_embeddings(settings, promote=not args.no_promote)
     print(
@@ -41,7 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aibackend.embeddings.package import local_folder
     from aibackend.embeddings.server import main as serve
 
-    version, folder = local_folder(args.name, _settings(args), args.version)
+    version, folder = local_folder(args.name, PlatformSettings.from_env(), args.version)
     print(f"serving {args.name} v{version} from {folder} on http://{args.host}:{args.port}")
     argv = ["--model-dir", str(folder), "--host", args.host, "--port", str(args.port)]
     if args.backend:
@@ -57,7 +50,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         return 2
     push(
         args.name,
-        local_settings=_settings(args),
+        local_settings=PlatformSettings.from_env(),
         bucket=args.bucket,
         table=args.table,
         version=args.version,

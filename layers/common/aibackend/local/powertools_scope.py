@@ -131,12 +131,8 @@ def function_scope(state: dict[str, Any]) -> Iterator[None]:
     invocation, which flushes it, as in a Lambda environment."""
     init: dict[str, Any] = {_INIT: True}
     state[_INIT] = init
-    fn, inv = _function.set(state), _invocation.set(init)
-    try:
+    with _entered(state, init):
         yield
-    finally:
-        _invocation.reset(inv)
-        _function.reset(fn)
 
 
 @contextlib.contextmanager
@@ -151,6 +147,12 @@ def invocation_scope(function_state: dict[str, Any]) -> Iterator[None]:
         defaults = function_state.get("default_dimensions", {})
         dims = {k: v if isinstance(v, str) else str(v) for k, v in defaults.items()}
         state = {"dimensions": dims}
+    with _entered(function_state, state):
+        yield
+
+
+@contextlib.contextmanager
+def _entered(function_state: dict[str, Any], state: dict[str, Any]) -> Iterator[None]:
     fn, inv = _function.set(function_state), _invocation.set(state)
     try:
         yield

@@ -420,11 +420,8 @@ class LocalRuntime:
         is reported once per edit; applying it takes a restart."""
         reloaded: list[str] = []
         for name, host in list(self.hosts.items()):
-            seen = self._code.get(name)
             code, declaration = _fingerprints(host.spec)
-            if seen is None:
-                self._code[name] = (code, declaration)
-                continue
+            seen = self._code.setdefault(name, (code, declaration))
             if declaration != seen[1]:
                 log.warning(
                     "%s: function.toml changed; restart `aib dev` to apply the declaration "
