@@ -19,6 +19,7 @@ from aibackend.auth.local import LocalAccess
 from aibackend.catalog import Catalog, load_catalog
 from aibackend.local.gateway import build_gateway
 from aibackend.local.host import Host
+from aibackend.local.lock import StateLock
 from aibackend.local.runtime import LocalRuntime
 from aibackend.settings import PlatformSettings, model_version_env
 
@@ -101,11 +102,15 @@ def running_runtime(
         os.environ.pop(var, None)
     os.environ["AIB_STATE_DIR"] = str(state)
     rt = LocalRuntime(catalog, PlatformSettings(state_dir=state), isolate=isolate)
+    # As `aib dev` does: the folder's lock says it is served (`aib simulate` asks).
+    lock = StateLock(state)
+    lock.acquire("in-process test runtime")
     try:
         rt.start(sources=sources)
         yield rt
     finally:
         rt.stop()
+        lock.release()
         os.environ.clear()
         os.environ.update(saved)
 

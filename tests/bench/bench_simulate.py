@@ -209,6 +209,7 @@ def main() -> int:
 
     from aibackend.catalog import load_catalog
     from aibackend.collector import freeze_after_startup
+    from aibackend.local.lock import StateLock
     from aibackend.local.runtime import BUS_WORKERS, ISOLATED_BUS_WORKERS, LocalRuntime
     from aibackend.settings import PlatformSettings
     from tests.support import runtime_client
@@ -257,6 +258,8 @@ def main() -> int:
         )
         speed_before = host_speed_s()
         print(f"mixed at {rate:g}/s for {duration:g}s ...", flush=True)
+        lock = StateLock(state)  # as `aib dev` holds it: `aib simulate` asks who serves
+        lock.acquire(f"bench_simulate at {rate:g}/s")
         with quiet_stdout():
             rt.start()
             if args.isolate:  # as `aib dev --isolate` does once started
@@ -272,6 +275,7 @@ def main() -> int:
                 )
             finally:
                 rt.stop()
+                lock.release()
                 gc.unfreeze()  # the stopped runtime's objects may go now
         out["load_avg_after"] = os.getloadavg()[0]
         out["host_speed_s"] = {"before": speed_before, "after": host_speed_s()}

@@ -119,7 +119,12 @@ def test_a_file_named_on_the_command_line_that_is_missing_is_named_without_a_tra
 
 @pytest.mark.parametrize(
     "argv",
-    [["token", "--scopes", "predict:fraud", "--ttl", "-1"], ["events", "list", "--limit", "0"]],
+    [
+        ["token", "--scopes", "predict:fraud", "--ttl", "-1"],
+        ["events", "list", "--limit", "0"],
+        ["simulate", "--scenario", "iot", "--rate", "0"],
+        ["simulate", "--scenario", "iot", "--duration", "-5"],
+    ],
 )
 def test_counts_that_must_be_positive_are_refused_by_the_parser(
     argv: list[str], capsys: pytest.CaptureFixture[str]
@@ -148,3 +153,28 @@ def test_times_that_do_not_parse_are_refused_with_the_form_to_use(
         # THEN it fails with the accepted forms, not a ValueError traceback
         assert main(["--state-dir", str(tmp_path), *argv]) == 1
         assert "give a duration such as 15m, 2h, 1d" in capsys.readouterr().err
+
+
+def test_simulate_without_an_aib_dev_on_the_folder_is_refused_before_it_puts_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a state folder no `aib dev` serves (none ever did, or it stopped)
+    # WHEN a stream is simulated on it
+    code = main(["--state-dir", str(tmp_path), "simulate", "--scenario", "iot", "--duration", "1"])
+    # THEN it is refused at once, saying what to start, and no event was put on its bus
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"aib simulate needs an `aib dev` serving {tmp_path.resolve()}" in err
+    assert "start `aib dev` first" in err
+    assert not (tmp_path / "events.db").exists()
+
+
+def test_put_events_with_a_detail_that_is_not_json_fails_like_any_bad_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a detail that does not parse
+    argv = ["--state-dir", str(tmp_path), "put-events", "--source", "s", "--detail-type", "t"]
+    # WHEN it is put THEN the command fails as `aib invoke --event` does, naming where
+    assert main([*argv, "--detail", "{not json"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("aib: --detail is not valid JSON: Expecting property name")

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -348,6 +349,17 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _positive_float(text: str) -> float:
+    """argparse type: a number above zero."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < x < math.inf:  # nan fails both comparisons
+        raise argparse.ArgumentTypeError(f"must be above 0 (and finite), not {text}")
+    return x
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     from aibackend.adapters import queue_service
 
@@ -441,8 +453,7 @@ def cmd_put_events(args: argparse.Namespace) -> int:
     try:
         detail = json.loads(_read_arg(args.detail, "--detail"))
     except json.JSONDecodeError as e:
-        print(f"--detail is not valid JSON: {e}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--detail is not valid JSON: {e}") from None
     details = detail if isinstance(detail, list) else [detail]
     entries = [
         PutEvent(source=args.source, detail_type=args.detail_type, detail=d, bus=args.bus)
@@ -462,6 +473,7 @@ def cmd_put_events(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from aibackend.local.lock import require_serving
     from aibackend.simulate.run import simulate
 
     settings = PlatformSettings.from_env()
@@ -472,9 +484,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.rate <= 0 or args.duration <= 0:
-        print("--rate and --duration must be positive", file=sys.stderr)
-        return 2
+    # Its events would reach no consumer: every one counted lost as unrouted, a minute later.
+    require_serving(settings.state_dir, "aib simulate")
     bus = _local_bus(settings)
     try:
         report = simulate(
@@ -823,8 +834,8 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="put a realistic event stream on the bus of a running `aib dev`"
     )
     sim.add_argument("--scenario", choices=("payments", "iot", "shop", "mixed"), required=True)
-    sim.add_argument("--rate", type=float, default=500.0, help="events per second")
-    sim.add_argument("--duration", type=float, default=60.0, help="seconds of putting")
+    sim.add_argument("--rate", type=_positive_float, default=500.0, help="events per second")
+    sim.add_argument("--duration", type=_positive_float, default=60.0, help="seconds of putting")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument(
         "--drain-timeout", type=float, default=60.0, help="seconds to wait for the consumers"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aibackend.errors import ConfigError
-from aibackend.local.lock import StateLock, check_port_free
+from aibackend.local.lock import StateLock, check_port_free, require_serving, serving
 
 
 def test_a_second_runtime_on_a_state_folder_is_refused_with_the_holder(tmp_path: Path) -> None:
@@ -77,3 +77,22 @@ def test_a_port_in_use_is_refused_before_anything_starts() -> None:
             check_port_free("127.0.0.1", port)
     # AND once free, the check passes
     check_port_free("127.0.0.1", port)
+
+
+def test_who_serves_a_folder_is_the_lock_holder_and_nobody_once_it_is_released(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a folder no `aib dev` has ever served: nobody serves it
+    assert serving(tmp_path) is None
+    # WHEN one takes it THEN it is named as the folder's server (asked twice: the question
+    # takes no lock that would refuse the next one)
+    lock = StateLock(tmp_path)
+    lock.acquire("http://127.0.0.1:8000")
+    assert serving(tmp_path) == f"pid {os.getpid()}, http://127.0.0.1:8000"
+    assert require_serving(tmp_path, "aib simulate") == serving(tmp_path)
+    # AND once it stops (its lock file left behind), nobody serves the folder
+    lock.release()
+    assert (tmp_path / "dev.lock").exists()
+    assert serving(tmp_path) is None
+    with pytest.raises(ConfigError, match=r"aib simulate needs an `aib dev` serving .*--state-dir"):
+        require_serving(tmp_path, "aib simulate")

@@ -53,6 +53,36 @@ class StateLock:
         self._fd = None
 
 
+def serving(state_dir: Path) -> str | None:
+    """Who serves `state_dir` (`pid ..., url`), or None when no `aib dev` holds its lock."""
+    try:
+        fd = os.open(state_dir / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        # Shared, so that two such checks never refuse each other; a holder's exclusive
+        # lock refuses it.
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_holder(fd)
+    else:
+        return None
+    finally:
+        os.close(fd)  # and with it the shared lock, if it was taken
+
+
+def require_serving(state_dir: Path, command: str) -> str:
+    """The `aib dev` serving `state_dir`, or `ConfigError` saying to start one first."""
+    holder = serving(state_dir)
+    if holder is None:
+        raise ConfigError(
+            f"{command} needs an `aib dev` serving {state_dir.resolve()}, and none is: start "
+            "`aib dev` first (in another terminal), or pass the --state-dir the running one "
+            "serves"
+        )
+    return holder
+
+
 def _read_holder(fd: int) -> str:
     try:
         holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
