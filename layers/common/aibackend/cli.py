@@ -55,6 +55,58 @@ def cmd_functions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory when it is under it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
+def cmd_functions_new(args: argparse.Namespace) -> int:
+    from aibackend.scaffold import Trigger, new_function, slug
+
+    if (args.prefix or args.suffix) and not args.bucket:
+        raise ConfigError("--prefix and --suffix go with --bucket")
+    if args.http:
+        trigger = Trigger("http")
+    elif args.queue:
+        trigger = Trigger("queue", queue=args.queue)
+    elif args.event:
+        trigger = Trigger("event", source=args.event[0], detail_type=args.event[1])
+    elif args.schedule:
+        trigger = Trigger("schedule", expression=args.schedule)
+    else:
+        trigger = Trigger("object", bucket=args.bucket, prefix=args.prefix, suffix=args.suffix)
+    functions = Path(args.functions) if args.functions else default_functions_dir()
+    tests = functions.parent / "tests"
+    written = new_function(
+        functions,
+        args.name,
+        trigger,
+        description=args.description,
+        tests_dir=None if args.no_test or not tests.is_dir() else tests / "functions",
+    )
+    for path in written:
+        print(f"wrote {_shown(path)}")
+    name = args.name
+    test = next((p for p in written if p.name == f"test_{name}.py"), None)
+    if test is not None:
+        print(f"test it: .venv/bin/pytest {_shown(test)}")
+    if trigger.kind == "http":
+        print(
+            "a running `aib dev` serves it within 2 s; try:\n"
+            f"  curl -s -X POST localhost:8000/v1/{slug(name)}/echo "
+            '-H "x-api-key: $(aib keys dev)" '
+            "-H 'content-type: application/json' -d '{\"text\": \"hello\"}'"
+        )
+    else:
+        print(
+            f"restart `aib dev` to wire its {trigger.kind} trigger; `aib logs {name} -f` follows it"
+        )
+    return 0
+
+
 def _metrics(m: dict[str, float]) -> str:
     return ", ".join(
         f"{k}={int(v)}" if float(v).is_integer() else f"{k}={v:.4f}" for k, v in sorted(m.items())
@@ -280,8 +332,7 @@ def _push(local: ModelRegistry, args: argparse.Namespace) -> int:
 
 def cmd_invoke(args: argparse.Namespace) -> int:
     """Invoke one function's handler with an event file, as Lambda would."""
-    from aibackend.local.host import FunctionHost
-    from aibackend.local.runtime import LocalRuntime
+    from aibackend.local.invoke import local_function
 
     # The event first: a typo in its path should not wait for the function's INIT.
     text = _read_file(args.event, "--event")
@@ -289,14 +340,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         event = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"--event {args.event} is not valid JSON: {e}") from None
-    cat = _catalog(args)
-    rt = LocalRuntime(cat, PlatformSettings.from_env())
-    spec = cat.get(args.function)
-    for m in spec.models:
-        rt._pin(m)
-    host = FunctionHost(spec)
-    host.load()
-    print(json.dumps(host.invoke(event), indent=2))
+    with local_function(_catalog(args), args.function, PlatformSettings.from_env()) as host:
+        print(json.dumps(host.invoke(event), indent=2))
     return 0
 
 
@@ -753,9 +798,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.set_defaults(func=cmd_dev)
 
-    f = sub.add_parser("functions", help="list functions and their triggers")
+    f = sub.add_parser("functions", help="list functions and their triggers; `new` adds one")
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_functions)
+    fsub = f.add_subparsers(dest="functions_command", metavar="{new}")
+    fn = fsub.add_parser(
+        "new",
+        help="write functions/NAME/ (declaration, handler, test) for one kind of trigger",
+        description="Write functions/NAME/: function.toml, a handler that runs as written, and "
+        "tests/functions/test_NAME.py. Exactly one trigger.",
+    )
+    fn.add_argument("name", help="folder, package and route name: lowercase, digits, _")
+    kind = fn.add_mutually_exclusive_group(required=True)
+    kind.add_argument(
+        "--http", action="store_true", help="an HTTP API under /v1/NAME (FastAPI + Mangum)"
+    )
+    kind.add_argument("--queue", metavar="QUEUE", help="consume an SQS queue (it owns it + DLQ)")
+    kind.add_argument(
+        "--event",
+        nargs=2,
+        metavar=("SOURCE", "DETAIL_TYPE"),
+        help="an EventBridge rule on the bus `aib`, e.g. aib.shop 'Product Viewed'",
+    )
+    kind.add_argument("--schedule", metavar="EXPR", help="rate(5 minutes) or cron(0 6 * * ? *)")
+    kind.add_argument("--bucket", metavar="BUCKET", help="Object Created in a bucket")
+    fn.add_argument("--prefix", default="", help="with --bucket: only keys under this prefix")
+    fn.add_argument("--suffix", default="", help="with --bucket: only keys ending so")
+    fn.add_argument("--description", default="", help="one line for function.toml")
+    fn.add_argument("--no-test", action="store_true", help="write no tests/functions/test_NAME.py")
+    fn.set_defaults(func=cmd_functions_new)
 
     t = sub.add_parser("train", help="train a model locally (SageMaker training contract)")
     t.add_argument("model")

@@ -146,7 +146,7 @@ class LocalRuntime:
             log.warning("model %r has no production version: training the demo model", name)
             train(name)
 
-    def _pin(self, name: str) -> int:
+    def pin(self, name: str) -> int:
         mv = self.registry.production(name)
         if mv is None:
             raise ModelLoadError(
@@ -158,7 +158,7 @@ class LocalRuntime:
     def start(self, *, sources: bool = True) -> None:
         """Resolve every model's production version, import every function, start its sources."""
         for name in self.catalog.model_names:
-            self._pin(name)
+            self.pin(name)
         if self.endpoints is not None:  # before the functions: they read the URLs at import
             self.endpoints.sync()
             self.endpoints.export()
@@ -462,7 +462,7 @@ class LocalRuntime:
         if not self.isolate:
             check_environments([*self.catalog.functions, spec])
         for model in spec.models:
-            self._pin(model)
+            self.pin(model)
         host = self._host(spec)
         self._code[spec.name] = _fingerprints(spec)
         host.load()

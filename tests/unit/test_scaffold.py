@@ -1,0 +1,107 @@
+"""`aib functions new`: what it refuses, before anything is written or by removing what it wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aibackend.catalog import load_catalog
+from aibackend.cli import main
+from aibackend.errors import ConfigError
+from aibackend.scaffold import Trigger, new_function
+
+
+@pytest.fixture
+def functions(tmp_path: Path) -> Path:
+    d = tmp_path / "functions"
+    d.mkdir()
+    return d
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("Orders", "lowercase letters"),
+        ("2fast", "starting with a letter"),
+        ("a" * 49, "up to 48"),
+        ("json", "also a Python module (the standard library)"),
+    ],
+)
+def test_a_name_that_cannot_be_a_function_package_is_refused(
+    functions: Path, name: str, reason: str
+) -> None:
+    # WHEN a function is scaffolded under a name that cannot be its folder and package
+    with pytest.raises(ConfigError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        new_function(functions, name, Trigger("http"))
+    # THEN nothing was written
+    assert list(functions.iterdir()) == []
+
+
+def test_a_name_taken_by_a_folder_is_refused_and_the_folder_left_alone(functions: Path) -> None:
+    # GIVEN a function folder of that name
+    new_function(functions, "orders", Trigger("queue", queue="orders"))
+    before = (functions / "orders" / "handler.py").read_text()
+    # WHEN another is scaffolded under the same name THEN it is refused, the first unchanged
+    with pytest.raises(ConfigError, match="exists; pick another name"):
+        new_function(functions, "orders", Trigger("http"))
+    assert (functions / "orders" / "handler.py").read_text() == before
+
+
+def test_a_schedule_that_does_not_parse_is_refused_before_anything_is_written(
+    functions: Path,
+) -> None:
+    with pytest.raises(ConfigError, match=r"--schedule 'every day'"):
+        new_function(functions, "nightly", Trigger("schedule", expression="every day"))
+    assert not (functions / "nightly").exists()
+
+
+def test_a_queue_another_function_consumes_is_refused_and_the_new_folder_removed(
+    functions: Path,
+) -> None:
+    # GIVEN a function consuming queue "orders"
+    new_function(functions, "orders_worker", Trigger("queue", queue="orders"))
+    # WHEN a second consumer of it is scaffolded
+    with pytest.raises(ConfigError, match="'orders' is already consumed by function"):
+        new_function(functions, "orders_audit", Trigger("queue", queue="orders"))
+    # THEN its folder is gone and the catalog is as it was
+    assert not (functions / "orders_audit").exists()
+    assert [f.name for f in load_catalog(functions).functions] == ["orders_worker"]
+
+
+def test_the_test_is_written_next_to_the_others_unless_one_exists(
+    functions: Path, tmp_path: Path
+) -> None:
+    tests = tmp_path / "tests" / "functions"
+    written = new_function(functions, "orders_api", Trigger("http"), tests_dir=tests)
+    assert tests / "test_orders_api.py" in written
+    (functions / "orders_api").rename(functions / "old")  # the folder moved, its test stayed
+    with pytest.raises(ConfigError, match=r"test_orders_api\.py exists"):
+        new_function(functions, "orders_api", Trigger("http"), tests_dir=tests)
+    assert not (functions / "orders_api").exists()
+
+
+def test_the_command_writes_the_function_and_says_how_to_call_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a project with functions/ and tests/
+    (tmp_path / "functions").mkdir()
+    (tmp_path / "tests").mkdir()
+    argv = ["--functions", str(tmp_path / "functions"), "functions", "new"]
+    # WHEN an HTTP function is scaffolded
+    assert main([*argv, "order_lookup", "--http", "--description", "Looks orders up."]) == 0
+    out = capsys.readouterr().out
+    # THEN its files are named, with the test command and a curl line for its route
+    assert f"wrote {tmp_path / 'functions' / 'order_lookup' / 'function.toml'}" in out
+    assert f"pytest {tmp_path / 'tests' / 'functions' / 'test_order_lookup.py'}" in out
+    assert "localhost:8000/v1/order-lookup/echo" in out
+    (spec,) = load_catalog(tmp_path / "functions").functions
+    assert spec.description == "Looks orders up."
+    assert [(r.method, r.path, r.access.value) for r in spec.routes] == [
+        ("GET", "/v1/order-lookup/health", "public"),
+        ("POST", "/v1/order-lookup/echo", "api_key"),
+        ("GET", "/v1/order-lookup/openapi.json", "api_key"),
+    ]
+    # AND --prefix without --bucket is refused
+    assert main([*argv, "other", "--queue", "q", "--prefix", "in/"]) == 1
+    assert "--prefix and --suffix go with --bucket" in capsys.readouterr().err
