@@ -603,8 +603,11 @@ def cmd_events_schemas(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 1 if found else 0
-    for path in write(root):
+    written = write(root)
+    for path in written:
         print(f"wrote {path}")
+    if not written:
+        print(f"{root}: every event contract's schema file is up to date")
     return 0
 
 

@@ -226,3 +226,7 @@ def test_the_cli_writes_the_schema_files_then_checks_them(
     for path in SCHEMAS.glob("*/v*.json"):
         assert (out / path.relative_to(SCHEMAS)).read_text() == path.read_text()
     assert main(["events", "schemas", "--check", "--out", str(out)]) == 0
+    # AND writing again changes nothing, and says so
+    capsys.readouterr()
+    assert main(["events", "schemas", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"{out}: every event contract's schema file is up to date\n"
