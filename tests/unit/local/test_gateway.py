@@ -132,10 +132,28 @@ def test_unknown_route_and_wrong_method_are_problem_responses(client: TestClient
     r = client.get("/v1/nothing")
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/problem+json"
-    assert "no function declares a route" in r.json()["detail"]
+    assert r.json()["detail"] == "no function declares a route for /v1/nothing"
     r = client.delete("/v1/items/1")
     assert r.status_code == 405
     assert r.headers["allow"] == "GET, POST"
+
+
+@pytest.mark.parametrize(
+    ("path", "meant"),
+    [
+        ("/v1/items/special/", "/v1/items/special"),
+        ("/v1/items/7/", "/v1/items/7"),
+        ("/v1/item/special", "/v1/items/special"),
+    ],
+)
+def test_a_mistyped_path_is_answered_with_the_route_it_was_probably_meant_for(
+    client: TestClient, path: str, meant: str
+) -> None:
+    # GIVEN a trailing slash, or a typo, on a declared route WHEN it is called
+    r = client.get(path)
+    # THEN the 404 names the declared path to use
+    assert r.status_code == 404
+    assert r.json()["detail"] == f"no function declares a route for {path}; did you mean {meant}?"
 
 
 def test_a_failing_function_gives_502_and_the_gateway_keeps_serving(client: TestClient) -> None:

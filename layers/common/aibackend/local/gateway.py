@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
@@ -146,6 +147,16 @@ class RouteTable:
             allowed.append(b.route.method)
         return None, {}, allowed
 
+    def suggest(self, path: str) -> str | None:
+        """A declared route a mistyped `path` was probably meant for: the same path without a
+        trailing slash, or the closest declared resource."""
+        trimmed = path.rstrip("/")
+        if trimmed != path and any(b.template.match(trimmed) is not None for b in self.bindings):
+            return trimmed
+        resources = sorted({b.template.resource for b in self.bindings})
+        close = difflib.get_close_matches(path, resources, n=1, cutoff=0.8)
+        return close[0] if close else None
+
 
 def build_gateway(
     catalog: Catalog,
@@ -182,7 +193,9 @@ def build_gateway(
                     f"{request.method} is not declared for {path}; use {allow}",
                     headers={"Allow": allow},
                 )
-            return _problem(404, "Not found", f"no function declares a route for {path}")
+            meant = table.suggest(path)
+            hint = f"; did you mean {meant}?" if meant else ""
+            return _problem(404, "Not found", f"no function declares a route for {path}{hint}")
         try:
             principal, authorizer = access.admit(binding.route, request.headers)
         except Denied as e:
