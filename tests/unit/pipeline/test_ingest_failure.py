@@ -97,6 +97,26 @@ def test_a_csv_header_without_required_columns_fails_the_run_at_once(
     assert {"amount", "currency"} <= set(REQUIRED_COLUMNS)
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (bytes(range(256)) * 8, "the file's first line is not a CSV header of UTF-8 text (is"),
+        (b",".join(b"column_%d" % i for i in range(200)) + b"\n1\n", "... (200 columns)"),
+    ],
+)
+def test_a_file_that_is_no_csv_fails_with_a_short_readable_reason(
+    bucket: LocalObjectStore, table: RunStore, content: bytes, reason: str
+) -> None:
+    # GIVEN a binary file named .csv, or a header of 200 unknown columns
+    bucket.put("raw/transactions/day.csv", content)
+    # WHEN it is ingested THEN the run failed with a reason that quotes no raw bytes and
+    # stays short enough to read
+    run = _ingest(bucket, table, "raw/transactions/day.csv")
+    assert run.failure is not None and reason in run.failure.reason
+    # (at most: the missing and the required columns, and 300 characters of the header)
+    assert run.failure.reason.isprintable() and len(run.failure.reason) < 800
+
+
 def test_an_unsupported_file_name_fails_the_run_saying_which_names_work(
     bucket: LocalObjectStore, table: RunStore
 ) -> None:

@@ -111,6 +111,10 @@ def fail_run(runs: RunStore, rid: str, failure: RunFailure, stores: StoreFor) ->
     settle(runs, rid, runs.finish_ingest(rid, rows=rows, chunks=len(sent), failure=failure), stores)
 
 
+#: How much of a wrong header a failure reason quotes.
+MAX_NAMED = 300
+
+
 def check_header(store: ObjectStore, key: str) -> None:
     """Refuse a CSV whose header lacks a required column, before any chunk leaves: every row
     would otherwise be quarantined for the same reason. (JSON Lines has no header: a record
@@ -122,11 +126,21 @@ def check_header(store: ObjectStore, key: str) -> None:
     if first is None:
         return  # no rows: an empty run, complete at once
     missing = [c for c in REQUIRED_COLUMNS if c not in first]
-    if missing:
+    if not missing:
+        return
+    required = ", ".join(REQUIRED_COLUMNS)
+    named = ", ".join(first)
+    if "\ufffd" in named or not named.isprintable():  # bytes that are no UTF-8 text
         raise MalformedFileError(
-            f"the CSV header lacks required column(s) {', '.join(missing)}; it names "
-            f"{', '.join(first) or 'nothing'}; required: {', '.join(REQUIRED_COLUMNS)}"
+            f"the file's first line is not a CSV header of UTF-8 text (is {key} a CSV file?); "
+            f"its header must name {required}"
         )
+    if len(named) > MAX_NAMED:
+        named = named[:MAX_NAMED] + f"... ({len(first)} columns)"
+    raise MalformedFileError(
+        f"the CSV header lacks required column(s) {', '.join(missing)}; it names "
+        f"{named or 'nothing'}; required: {required}"
+    )
 
 
 def is_transient(e: BaseException) -> bool:
