@@ -92,6 +92,32 @@ def test_an_edited_declaration_is_reported_once_as_needing_a_restart(
         assert rt.hosts["echo"].invoke({}) == {"version": 1}
 
 
+def test_a_removed_function_folder_is_reported_once_and_keeps_serving_until_a_restart(
+    functions: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with running_runtime(functions, tmp_path / "state", sources=False) as rt:
+        # GIVEN a served function whose folder is moved away
+        moved = tmp_path / "elsewhere"
+        (functions / "echo").rename(moved)
+        # WHEN the runtime polls, twice
+        with caplog.at_level(logging.WARNING, logger="aib.runtime"):
+            assert rt.poll_code() == []
+            assert rt.poll_code() == []
+        # THEN one warning says what happened (no "does not load" traceback, no "declaration
+        # changed"), and what it loaded keeps serving
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert warnings == [
+            f"function folder {functions / 'echo'} was removed: echo keeps serving what it "
+            "loaded until `aib dev` restarts"
+        ]
+        assert rt.hosts["echo"].invoke({}) == {"version": 1}
+        # AND once it is back with new code, that code is loaded
+        moved.rename(functions / "echo")
+        (functions / "echo" / "handler.py").write_text(HANDLER.format(v=22))
+        assert rt.poll_code() == ["echo"]
+        assert rt.hosts["echo"].invoke({}) == {"version": 22}
+
+
 @pytest.mark.parametrize("isolate", [False, True], ids=["one process", "isolated"])
 def test_a_function_that_cannot_start_leaves_the_others_serving_until_its_fix_is_saved(
     functions: Path, tmp_path: Path, isolate: bool

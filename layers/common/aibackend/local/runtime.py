@@ -83,6 +83,8 @@ class LocalRuntime:
         self._pending: dict[str, str] = {}
         #: Each function's code and declaration as last loaded (`poll_code`).
         self._code: dict[str, tuple[Fingerprint, Fingerprint]] = {}
+        #: Functions whose folder disappeared while they served (`poll_code` said so once).
+        self._removed: set[str] = set()
         #: Each function's log file (`aib logs`, `aib metrics`), as CloudWatch Logs on AWS.
         self.logs = LogFolder(settings.state_dir)
         if not isolate:
@@ -420,6 +422,19 @@ class LocalRuntime:
         is reported once per edit; applying it takes a restart."""
         reloaded: list[str] = []
         for name, host in list(self.hosts.items()):
+            if not (host.spec.directory / DECLARATION).is_file():
+                # Removed (or renamed) while serving: nothing to re-import; said once.
+                if name not in self._removed:
+                    log.warning(
+                        "function folder %s was removed: %s keeps serving what it loaded "
+                        "until `aib dev` restarts",
+                        host.spec.directory,
+                        name,
+                    )
+                    self._removed.add(name)
+                continue
+            if name in self._removed:  # back: reloaded below if its code changed meanwhile
+                self._removed.discard(name)
             code, declaration = _fingerprints(host.spec)
             seen = self._code.setdefault(name, (code, declaration))
             if declaration != seen[1]:
