@@ -11,22 +11,25 @@ function consumes, or a route another function serves, removes the folder and sa
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
-from aibackend.byom.scaffold import MAX_NAME, NAME, _shadowed_module
+from aibackend.byom.scaffold import MAX_NAME, NAME, shadowed_module
 from aibackend.catalog import DECLARATION, ScheduleTrigger, load_catalog
 from aibackend.errors import ConfigError
 
-KINDS = ("http", "queue", "event", "schedule", "object")
+Kind = Literal["http", "queue", "event", "schedule", "object"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
 @dataclass(frozen=True)
 class Trigger:
     """What invokes the new function: exactly one kind, with its settings."""
 
-    kind: str
+    kind: Kind
     queue: str = ""
     source: str = ""
     detail_type: str = ""
@@ -43,8 +46,6 @@ def slug(name: str) -> str:
 
 def _toml_str(s: str) -> str:
     """A TOML basic string (the same escapes as JSON's)."""
-    import json
-
     return json.dumps(s)
 
 
@@ -543,7 +544,7 @@ def check_new_name(name: str, functions_dir: Path) -> None:
         )
     if (functions_dir / name).exists():
         raise ConfigError(f"{functions_dir / name} exists; pick another name")
-    shadowed = _shadowed_module(name, functions_dir)
+    shadowed = shadowed_module(name, functions_dir)
     if shadowed:
         raise ConfigError(
             f"{name!r} is also a Python module ({shadowed}): as the package functions/{name} it "
@@ -571,18 +572,14 @@ def render(name: str, trigger: Trigger, description: str) -> dict[str, str]:
         "prefix": prefix,
         "queue": trigger.queue,
         "queue_toml": _toml_str(trigger.queue),
-        "source": trigger.source,
         "source_toml": _toml_str(trigger.source),
-        "detail_type": trigger.detail_type,
         "detail_type_toml": _toml_str(trigger.detail_type),
-        "expression": trigger.expression,
         "expression_toml": _toml_str(trigger.expression),
         "bucket": trigger.bucket,
         "bucket_toml": _toml_str(trigger.bucket),
         "prefix_or_any": f"{trigger.prefix}*{trigger.suffix}",
         "prefix_toml": _toml_str(trigger.prefix),
         "suffix_toml": _toml_str(trigger.suffix),
-        "suffix": trigger.suffix,
     }
     declaration = _HEAD.format(description=_toml_str(description)) + _DECLARATIONS[
         trigger.kind

@@ -91,7 +91,7 @@ def is_generic_service(folder: Path) -> bool:
     return handler.is_file() and MARK in handler.read_text(encoding="utf-8")
 
 
-def _shadowed_module(name: str, functions_dir: Path) -> str | None:
+def shadowed_module(name: str, functions_dir: Path) -> str | None:
     """Where an importable module of this name lives, if a function package would clash."""
     if name in sys.stdlib_module_names:
         return "the standard library"
@@ -113,7 +113,7 @@ def check_name(name: str, functions_dir: Path) -> None:
 
     if name in TRAINABLE:
         raise ConfigError(f"{name!r} is a built-in model (`aib train {name}`); pick another --name")
-    shadowed = _shadowed_module(name, functions_dir)
+    shadowed = shadowed_module(name, functions_dir)
     if shadowed:
         raise ConfigError(
             f"{name!r} is also a Python module ({shadowed}): as the package functions/{name} "

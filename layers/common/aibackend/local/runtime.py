@@ -149,6 +149,8 @@ class LocalRuntime:
             train(name)
 
     def pin(self, name: str) -> int:
+        """Pin model `name` to its production version in the functions' environment (as CDK
+        pins it at deploy); returns the version."""
         mv = self.registry.production(name)
         if mv is None:
             raise ModelLoadError(
@@ -433,8 +435,7 @@ class LocalRuntime:
                     )
                     self._removed.add(name)
                 continue
-            if name in self._removed:  # back: reloaded below if its code changed meanwhile
-                self._removed.discard(name)
+            self._removed.discard(name)  # back, if it was: reloaded below if its code changed
             code, declaration = _fingerprints(host.spec)
             seen = self._code.setdefault(name, (code, declaration))
             if declaration != seen[1]:
