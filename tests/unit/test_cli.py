@@ -124,6 +124,7 @@ def test_a_file_named_on_the_command_line_that_is_missing_is_named_without_a_tra
         ["events", "list", "--limit", "0"],
         ["simulate", "--scenario", "iot", "--rate", "0"],
         ["simulate", "--scenario", "iot", "--duration", "-5"],
+        ["pipeline", "runs", "--limit", "0"],
     ],
 )
 def test_counts_that_must_be_positive_are_refused_by_the_parser(

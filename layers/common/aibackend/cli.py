@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aibackend.argtypes import iso_time, positive_float, positive_int
 from aibackend.auth.keys import KeyStore
 from aibackend.auth.plans import DEFAULT_PLAN
 from aibackend.catalog import SCOPE, Catalog, default_functions_dir, load_catalog
@@ -370,39 +370,6 @@ def _read_arg(value: str, what: str = "argument") -> str:
     if value.startswith("@"):
         return _read_file(value[1:], what)
     return value
-
-
-def _iso_time(text: str) -> datetime:
-    """argparse type: an ISO 8601 time (UTC when it names no offset)."""
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time, e.g. 2026-11-27T10:00:00+00:00"
-        ) from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: a whole number above zero."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, not {n}")
-    return n
-
-
-def _positive_float(text: str) -> float:
-    """argparse type: a number above zero."""
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < x < math.inf:  # nan fails both comparisons
-        raise argparse.ArgumentTypeError(f"must be above 0 (and finite), not {text}")
-    return x
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -888,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show this queue's oldest messages without receiving them (a failure queue's "
         "reasons, a DLQ's messages)",
     )
-    qs.add_argument("--limit", type=_positive_int, default=10, help="messages to show")
+    qs.add_argument("--limit", type=positive_int, default=10, help="messages to show")
     qs.add_argument("--json", action="store_true", help="one JSON object per message")
     qs.set_defaults(func=cmd_queues)
 
@@ -908,8 +875,8 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="put a realistic event stream on the bus of a running `aib dev`"
     )
     sim.add_argument("--scenario", choices=("payments", "iot", "shop", "mixed"), required=True)
-    sim.add_argument("--rate", type=_positive_float, default=500.0, help="events per second")
-    sim.add_argument("--duration", type=_positive_float, default=60.0, help="seconds of putting")
+    sim.add_argument("--rate", type=positive_float, default=500.0, help="events per second")
+    sim.add_argument("--duration", type=positive_float, default=60.0, help="seconds of putting")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument(
         "--drain-timeout", type=float, default=60.0, help="seconds to wait for the consumers"
@@ -927,13 +894,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev_sub = ev.add_subparsers(dest="events_command", required=True)
     rp = ev_sub.add_parser("replay", help="replay archived events in a time window")
     rp.add_argument(
-        "--since", required=True, type=_iso_time, help="ISO time, e.g. 2026-11-27T10:00:00+00:00"
+        "--since", required=True, type=iso_time, help="ISO time, e.g. 2026-11-27T10:00:00+00:00"
     )
-    rp.add_argument("--until", required=True, type=_iso_time)
+    rp.add_argument("--until", required=True, type=iso_time)
     rp.add_argument("--name", help="replay name (added to replayed events as replay-name)")
     rp.set_defaults(func=cmd_replay)
     ls = ev_sub.add_parser("list", help="most recent archived events, newest first")
-    ls.add_argument("--limit", type=_positive_int, default=10)
+    ls.add_argument("--limit", type=positive_int, default=10)
     ls.add_argument("--source")
     ls.add_argument("--detail-type")
     ls.add_argument("--bus")
@@ -969,7 +936,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scopes", nargs="+", required=True, help="scopes, e.g. predict:fraud models:admin"
     )
     tk.add_argument("--sub", default="developer", help="the token's subject")
-    tk.add_argument("--ttl", type=_positive_int, default=3600, help="seconds until it expires")
+    tk.add_argument("--ttl", type=positive_int, default=3600, help="seconds until it expires")
     tk.set_defaults(func=cmd_token)
 
     se = sub.add_parser("secrets", help="local values of the secrets functions declare")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +286,43 @@ def test_the_status_command_shows_the_completion_and_why_ingest_failed(
     # THEN it says the run failed, where its report is, and why
     assert f"failed, report {report_key(run.run_id)}; complete" in out
     assert "ingest failed: the gzip stream breaks at data row 1" in out
+
+
+def test_the_runs_command_lists_the_recent_runs_with_their_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aibackend.cli import main
+
+    monkeypatch.setenv("AIB_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("AIB_ADAPTERS", raising=False)
+    # GIVEN no run yet: it says what starts one
+    assert main(["pipeline", "runs"]) == 1
+    assert "drop a file under raw/transactions/" in capsys.readouterr().err
+    # GIVEN a run whose ingest failed and, a minute later, one still running
+    table = SqliteRunStore(tmp_path / "tables" / "pipeline-runs.db")
+    failed = _start(table)
+    failure = RunFailure(reason="not a CSV", retryable=False, attempts=1)
+    progress = table.finish_ingest(failed.run_id, rows=0, chunks=0, failure=failure)
+    bucket = LocalObjectStore(tmp_path / "buckets" / BUCKET, bucket=BUCKET)
+    settle(table, failed.run_id, progress, lambda _b: bucket)
+    key = "raw/transactions/next.csv"
+    running = table.start(
+        RunInfo(
+            run_id=run_id(BUCKET, key, "e2"),
+            bucket=BUCKET,
+            key=key,
+            etag="e2",
+            started=T0 + timedelta(minutes=1),
+        )
+    )
+    table.record(running.run_id, "ingest", 0, {"received": 5})
+    # WHEN the runs are listed
+    assert main(["pipeline", "runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # THEN one line each, newest first, with its state, file and counts
+    assert lines == [
+        f"{running.run_id}  2026-11-27 09:01:00  running    {key}  "
+        "received 5  stored 0  quarantined 0",
+        f"{failed.run_id}  2026-11-27 09:00:00  failed     raw/transactions/day.csv  "
+        "received 0  stored 0  quarantined 0",
+    ]

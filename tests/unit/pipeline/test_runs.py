@@ -160,3 +160,21 @@ def test_claims_past_one_transactions_worth_find_every_taken_id(runs: RunStore) 
     # THEN exactly those are reported taken, and the rest are chunk 1's now
     assert taken == set(held)
     assert runs.claim_ids(run.run_id, 2, ["t0", "t200"]) == {"t0", "t200"}
+
+
+def test_the_recent_runs_are_listed_newest_first_and_only_so_many_are_kept(
+    runs: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("aibackend.pipeline.runs.RECENT_KEPT", 3)
+    # GIVEN no run: nothing to list
+    assert runs.recent(10) == []
+    # WHEN five files start runs a minute apart (one of them started twice: a redelivery)
+    started = [
+        runs.start(_run(key=f"raw/transactions/{i}.csv", at=T0 + timedelta(minutes=i)))
+        for i in range(5)
+    ]
+    runs.start(_run(key="raw/transactions/3.csv", at=T0 + timedelta(minutes=9)))
+    # THEN the newest three are listed, newest first, each once; a smaller limit cuts it
+    newest = [r.run_id for r in reversed(started)][:3]
+    assert runs.recent(10) == newest
+    assert runs.recent(1) == newest[:1] == [runs.latest()]

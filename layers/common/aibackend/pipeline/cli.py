@@ -1,5 +1,6 @@
-"""`aib pipeline status [RUN] [--watch]`: where a pipeline run stands; `aib pipeline report
-[--date YYYY-MM-DD]`: the daily report of a UTC day, on demand."""
+"""`aib pipeline status [RUN] [--watch]`: where a pipeline run stands; `aib pipeline runs
+[--limit N]`: the recent runs, a line each; `aib pipeline report [--date YYYY-MM-DD]`: the daily
+report of a UTC day, on demand."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from aibackend.argtypes import positive_int
 from aibackend.pipeline.runs import COUNTS, RunStatus, run_store, status
 from aibackend.settings import PlatformSettings
 
@@ -41,6 +43,30 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("no pipeline runs yet; drop a file under raw/transactions/", file=sys.stderr)
         return 1
     return _watch(runs, wanted, args.watch, sys.stdout)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = run_store(PlatformSettings.from_env())
+    ids = runs.recent(args.limit)
+    if not ids:
+        print("no pipeline runs yet; drop a file under raw/transactions/", file=sys.stderr)
+        return 1
+    for rid in ids:
+        s = status(runs, rid)
+        if s is not None:
+            print(run_line(s))
+    print(f"details: aib pipeline status RUN ({len(ids)} most recent shown)", file=sys.stderr)
+    return 0
+
+
+def run_line(s: RunStatus) -> str:
+    """One run: id, start, state, key and the counts that say how it went."""
+    state = s.state if s.completed_at is not None else ("complete" if s.complete else "running")
+    counts = "  ".join(f"{n} {s.counts.get(n, 0):,}" for n in ("received", "stored", "quarantined"))
+    failed = s.counts.get("failed", 0)
+    tail = f"  failed {failed:,}" if failed else ""
+    started = s.run.started.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{s.run.run_id}  {started}  {state:<9}  {s.run.key}  {counts}{tail}"
 
 
 def _watch(runs: Any, wanted: str, watch: bool, out: TextIO, interval: float = 0.5) -> int:
@@ -121,6 +147,11 @@ def register(sub: Any) -> None:
     st.add_argument("run", nargs="?", help="run id (default: the most recently started run)")
     st.add_argument("--watch", action="store_true", help="show a progress bar until complete")
     st.set_defaults(func=cmd_status)
+    ru = p_sub.add_parser("runs", help="the most recently started runs, one line each")
+    ru.add_argument(
+        "--limit", type=positive_int, default=20, help="how many (default 20, at most 100)"
+    )
+    ru.set_defaults(func=cmd_runs)
     rp = p_sub.add_parser(
         "report",
         help="aggregate a UTC day into reports/daily/<day>.json and publish Pipeline Run Completed",

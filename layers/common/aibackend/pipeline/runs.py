@@ -175,6 +175,10 @@ def _done_chunks(recorded: list[ChunkCounts]) -> set[int]:
     return {c.chunk for c in recorded if chunk_done(c.stage, c.counts)}
 
 
+#: How many recently started runs a store lists (`aib pipeline runs`).
+RECENT_KEPT = 100
+
+
 class RunStore(Protocol):
     def start(self, run: RunInfo) -> RunInfo:
         """Record a run (kept as it is when it exists); returns the stored run."""
@@ -219,6 +223,10 @@ class RunStore(Protocol):
 
     def latest(self) -> str | None:
         """The most recently started run's id."""
+        ...
+
+    def recent(self, limit: int) -> list[str]:
+        """The ids of the last `limit` runs started (at most `RECENT_KEPT`), newest first."""
         ...
 
 
@@ -398,9 +406,15 @@ class SqliteRunStore:
         return ChunkCounts(stage=stage, chunk=chunk, counts=json.loads(row[0]), at=row[1])
 
     def latest(self) -> str | None:
+        found = self.recent(1)
+        return found[0] if found else None
+
+    def recent(self, limit: int) -> list[str]:
         with self._read() as c:
-            row = c.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
-        return None if row is None else str(row[0])
+            rows = c.execute(
+                "SELECT run_id FROM runs ORDER BY started DESC LIMIT ?", (min(limit, RECENT_KEPT),)
+            ).fetchall()
+        return [str(r[0]) for r in rows]
 
 
 # --- AWS: DynamoDB ------------------------------------------------------------------------------
@@ -411,7 +425,8 @@ class DynamoRunStore:
     recorded chunk, each an overwrite; `done`, a number set of the chunks with an outcome plus,
     once ingest has finished, the marker `-1 - chunks`, so that the one attribute an update
     returns carries both halves of the run's progress; `completed`, set once by a conditional
-    write; `ingest_attempts`), `latest` (the last started run) and `txn#<run>#<id>`
+    write; `ingest_attempts`), `latest` (the last started run, and `recent`: the ids of the
+    last `RECENT_KEPT` started, newest first) and `txn#<run>#<id>`
     (transaction-id claims, expiring after `CLAIM_TTL_S`)."""
 
     def __init__(self, table: str, client: Any = None) -> None:
@@ -429,10 +444,27 @@ class DynamoRunStore:
                 Item={"id": {"S": f"run#{run.run_id}"}, "info": {"S": run.model_dump_json()}},
                 ConditionExpression="attribute_not_exists(id)",
             )
-            self._db.put_item(
+            # `latest` also keeps the ids of the runs started before it, newest first.
+            got = self._db.update_item(
                 TableName=self.table,
-                Item={"id": {"S": "latest"}, "run_id": {"S": run.run_id}},
+                Key={"id": {"S": "latest"}},
+                UpdateExpression="SET run_id = :r, "
+                "recent = list_append(:one, if_not_exists(recent, :none))",
+                ExpressionAttributeValues={
+                    ":r": {"S": run.run_id},
+                    ":one": {"L": [{"S": run.run_id}]},
+                    ":none": {"L": []},
+                },
+                ReturnValues="UPDATED_NEW",
             )
+            kept = len(got["Attributes"]["recent"]["L"])
+            if kept > RECENT_KEPT:  # the oldest go; a start in between only shifts them on
+                extra = ", ".join(f"recent[{i}]" for i in range(RECENT_KEPT, kept))
+                self._db.update_item(
+                    TableName=self.table,
+                    Key={"id": {"S": "latest"}},
+                    UpdateExpression=f"REMOVE {extra}",
+                )
         except self._db.exceptions.ConditionalCheckFailedException:
             pass
         stored = self.get(run.run_id)
@@ -595,6 +627,14 @@ class DynamoRunStore:
     def latest(self) -> str | None:
         item = self._item("latest")
         return None if item is None else str(item["run_id"]["S"])
+
+    def recent(self, limit: int) -> list[str]:
+        item = self._item("latest")
+        if item is None:
+            return []
+        # A table written before the list was kept knows its latest run only.
+        ids = [v["S"] for v in item.get("recent", {}).get("L", [])] or [item["run_id"]["S"]]
+        return ids[: min(limit, RECENT_KEPT)]
 
 
 def _progress(item: Mapping[str, Any]) -> Progress:
