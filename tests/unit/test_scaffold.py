@@ -62,11 +62,33 @@ def test_a_queue_another_function_consumes_is_refused_and_the_new_folder_removed
     # GIVEN a function consuming queue "orders"
     new_function(functions, "orders_worker", Trigger("queue", queue="orders"))
     # WHEN a second consumer of it is scaffolded
-    with pytest.raises(ConfigError, match="'orders' is already consumed by function"):
+    with pytest.raises(ConfigError, match="queue 'orders' is consumed by function 'orders_wo"):
         new_function(functions, "orders_audit", Trigger("queue", queue="orders"))
-    # THEN its folder is gone and the catalog is as it was
+    # THEN nothing was written and the catalog is as it was
     assert not (functions / "orders_audit").exists()
     assert [f.name for f in load_catalog(functions).functions] == ["orders_worker"]
+
+
+def test_a_route_another_function_serves_is_refused_with_nothing_written(
+    functions: Path,
+) -> None:
+    # GIVEN a function, written by hand, that serves the path a new `orders_api` would have
+    legacy = functions / "legacy"
+    legacy.mkdir()
+    (legacy / "__init__.py").write_text("")
+    (legacy / "handler.py").write_text("def handler(event, context):\n    return {}\n")
+    (legacy / "function.toml").write_text(
+        '[[routes]]\nmethod = "GET"\npath = "/v1/orders-api/health"\naccess = "public"\n'
+    )
+    # WHEN `orders_api` is scaffolded
+    with pytest.raises(ConfigError, match="is already served by function") as e:
+        new_function(functions, "orders_api", Trigger("http"))
+    # THEN the error names the project's folders (not the staging one it was checked in), and
+    # nothing is left: no new folder, no staging folder beside functions/
+    assert str(functions.resolve()) in str(e.value) and ".aib-new-" not in str(e.value)
+    assert "GET /v1/orders-api/health" in str(e.value)
+    assert not (functions / "orders_api").exists()
+    assert sorted(p.name for p in functions.parent.iterdir()) == ["functions"]
 
 
 def test_the_test_is_written_next_to_the_others_unless_one_exists(

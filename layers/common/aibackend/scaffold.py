@@ -3,16 +3,16 @@
 Writes a function that runs as written, for each kind of trigger the catalog declares: its
 `function.toml`, a handler in the platform's habits (Powertools logger and metrics, FastAPI +
 Mangum and problem+json errors for HTTP, partial batch failures for a queue) and a test that
-invokes the handler the way Lambda does. The folder is written so that a running `aib dev`
-never sees half of it: `function.toml`, which makes a folder a function, is renamed into place
-last, and the whole catalog is loaded again before the command reports success (a queue another
-function consumes, or a route another function serves, removes the folder and says so).
+invokes the handler the way Lambda does. The folder is written beside the project's functions
+and loaded with them as one catalog before it is renamed into `functions/` whole: a running
+`aib dev` never sees half a function, or one the catalog refuses (a queue another function
+consumes, a route another function serves), which leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -622,18 +622,34 @@ def new_function(
     test = tests_dir / f"test_{name}.py" if tests_dir is not None else None
     if test is not None and test.exists():
         raise ConfigError(f"{test} exists; pick another name or pass --no-test")
+    if trigger.kind == "queue" and functions_dir.is_dir():
+        consumers = {
+            q.queue: f.name for f in load_catalog(functions_dir).functions for q in f.queues
+        }
+        if trigger.queue in consumers:
+            raise ConfigError(
+                f"queue {trigger.queue!r} is consumed by function {consumers[trigger.queue]!r}, "
+                "and a queue has one consumer: pick another queue, or fan out with the event bus"
+            )
     folder = functions_dir / name
-    folder.mkdir(parents=True)
-    try:
-        (folder / "__init__.py").write_text("", encoding="utf-8")
-        (folder / "handler.py").write_text(files["handler.py"], encoding="utf-8")
-        staged = folder / f".{DECLARATION}.tmp"
-        staged.write_text(files[DECLARATION], encoding="utf-8")
-        staged.replace(folder / DECLARATION)
-        load_catalog(functions_dir)  # the new function among the others, or why not
-    except ConfigError:
-        shutil.rmtree(folder)
-        raise
+    functions_dir.mkdir(parents=True, exist_ok=True)
+    # Written and checked beside the others first, then moved in whole (a rename), so that a
+    # running `aib dev` never sees half a function, or one the catalog refuses.
+    with tempfile.TemporaryDirectory(dir=functions_dir.parent, prefix=".aib-new-") as tmp:
+        staging = Path(tmp)
+        for entry in functions_dir.iterdir():  # the catalog as it is: functions, plans, ...
+            (staging / entry.name).symlink_to(entry.resolve())
+        new = staging / name
+        new.mkdir()
+        (new / "__init__.py").write_text("", encoding="utf-8")
+        (new / "handler.py").write_text(files["handler.py"], encoding="utf-8")
+        (new / DECLARATION).write_text(files[DECLARATION], encoding="utf-8")
+        try:
+            load_catalog(staging)  # the new function among the others, or why not
+        except ConfigError as e:
+            where = str(staging.resolve())
+            raise ConfigError(str(e).replace(where, str(functions_dir))) from None
+        new.rename(folder)
     written = [folder / DECLARATION, folder / "handler.py", folder / "__init__.py"]
     if test is not None:
         test.parent.mkdir(parents=True, exist_ok=True)
