@@ -13,12 +13,14 @@ from tests.support import ROOT
 pytestmark = pytest.mark.slow
 
 CONTEXT: dict[str, Any] = {"aws:cdk:bundling-stacks": []}
+#: Names of their own: another module of this session may have imported the integration
+#: test's functions, and a name importable already is refused as shadowing it.
 KINDS = {
-    "orders_api": Trigger("http"),
-    "order_worker": Trigger("queue", queue="orders"),
-    "view_counter": Trigger("event", source="aib.shop", detail_type="Product Viewed"),
-    "nightly_report": Trigger("schedule", expression="cron(0 6 * * ? *)"),
-    "label_files": Trigger("object", bucket="uploads", prefix="in/", suffix=".csv"),
+    "shop_api": Trigger("http"),
+    "shop_worker": Trigger("queue", queue="orders"),
+    "view_tally": Trigger("event", source="aib.shop", detail_type="Product Viewed"),
+    "daily_digest": Trigger("schedule", expression="cron(0 6 * * ? *)"),
+    "upload_reader": Trigger("object", bucket="uploads", prefix="in/", suffix=".csv"),
 }
 
 
@@ -43,14 +45,14 @@ def test_every_scaffolded_function_is_a_lambda_with_its_trigger(scaffolded: Any)
     # the queue's event source mapping; rules for the event, the schedule and the objects,
     # each with the failure queue its asynchronous invocations end in; the bucket
     (mapping,) = scaffolded.service_resources("AWS::Lambda::EventSourceMapping")
-    assert mapping.startswith("OrderWorker")
+    assert mapping.startswith("ShopWorker")
     rules = sorted(scaffolded.service_resources("AWS::Events::Rule"))
-    assert [r[:14] for r in rules] == ["LabelFilesObje", "NightlyReportS", "ViewCounterEve"]
+    assert [r[:12] for r in rules] == ["DailyDigestS", "UploadReader", "ViewTallyEve"]
     failures = sorted(scaffolded.service_resources("AWS::SQS::Queue"))
     assert [q.split("Failures")[0] for q in failures] == [
-        "LabelFiles",
-        "NightlyReport",
-        "ViewCounter",
+        "DailyDigest",
+        "UploadReader",
+        "ViewTally",
     ]
     buckets = scaffolded.resources("AibData", "AWS::S3::Bucket")
     assert any(k.startswith("DataBucketsUploads") for k in buckets), sorted(buckets)
@@ -58,9 +60,9 @@ def test_every_scaffolded_function_is_a_lambda_with_its_trigger(scaffolded: Any)
 
 def test_the_http_routes_have_the_access_they_declare(scaffolded: Any) -> None:
     methods = scaffolded.methods()
-    echo = methods["POST", "/v1/orders-api/echo"]
+    echo = methods["POST", "/v1/shop-api/echo"]
     assert (echo["AuthorizationType"], echo["ApiKeyRequired"]) == ("CUSTOM", True)
-    health = methods["GET", "/v1/orders-api/health"]
+    health = methods["GET", "/v1/shop-api/health"]
     assert health.get("AuthorizationType", "NONE") == "NONE"
 
 
