@@ -266,18 +266,30 @@ def test_the_report_keeps_only_the_first_rows_of_a_frequent_reason(
     assert reason.first_rows == list(range(1, FIRST_ROWS + 1))
 
 
-def test_the_status_command_shows_the_completion_and_why_ingest_failed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # GIVEN a local run whose ingest failed, settled
+@pytest.fixture
+def cli_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The local state folder the CLI reads (`AIB_STATE_DIR`)."""
     monkeypatch.setenv("AIB_STATE_DIR", str(tmp_path))
     monkeypatch.delenv("AIB_ADAPTERS", raising=False)
-    table = SqliteRunStore(tmp_path / "tables" / "pipeline-runs.db")
+    return tmp_path
+
+
+def _failed_run(state: Path, reason: str) -> tuple[SqliteRunStore, RunInfo]:
+    """The state folder's run table, with a run whose ingest failed for `reason`, settled."""
+    table = SqliteRunStore(state / "tables" / "pipeline-runs.db")
     run = _start(table)
-    failure = RunFailure(reason="the gzip stream breaks at data row 1", retryable=False, attempts=1)
+    failure = RunFailure(reason=reason, retryable=False, attempts=1)
     progress = table.finish_ingest(run.run_id, rows=0, chunks=0, failure=failure)
-    bucket = LocalObjectStore(tmp_path / "buckets" / BUCKET, bucket=BUCKET)
+    bucket = LocalObjectStore(state / "buckets" / BUCKET, bucket=BUCKET)
     settle(table, run.run_id, progress, lambda _b: bucket)
+    return table, run
+
+
+def test_the_status_command_shows_the_completion_and_why_ingest_failed(
+    cli_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a local run whose ingest failed, settled
+    _, run = _failed_run(cli_state, "the gzip stream breaks at data row 1")
     # WHEN `aib pipeline status` shows it
     from aibackend.cli import main
 
@@ -289,22 +301,15 @@ def test_the_status_command_shows_the_completion_and_why_ingest_failed(
 
 
 def test_the_runs_command_lists_the_recent_runs_with_their_state(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli_state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from aibackend.cli import main
 
-    monkeypatch.setenv("AIB_STATE_DIR", str(tmp_path))
-    monkeypatch.delenv("AIB_ADAPTERS", raising=False)
     # GIVEN no run yet: it says what starts one
     assert main(["pipeline", "runs"]) == 1
     assert "drop a file under raw/transactions/" in capsys.readouterr().err
     # GIVEN a run whose ingest failed and, a minute later, one still running
-    table = SqliteRunStore(tmp_path / "tables" / "pipeline-runs.db")
-    failed = _start(table)
-    failure = RunFailure(reason="not a CSV", retryable=False, attempts=1)
-    progress = table.finish_ingest(failed.run_id, rows=0, chunks=0, failure=failure)
-    bucket = LocalObjectStore(tmp_path / "buckets" / BUCKET, bucket=BUCKET)
-    settle(table, failed.run_id, progress, lambda _b: bucket)
+    table, failed = _failed_run(cli_state, "not a CSV")
     key = "raw/transactions/next.csv"
     running = table.start(
         RunInfo(
