@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 LONGEST = "orders_api_" + "x" * 37
 KINDS: dict[str, list[str]] = {
     LONGEST: ["--http"],
+    "orders_admin": ["--http", "--scopes", "orders:admin"],
     "order_worker": ["--queue", "orders"],
     "view_counter": ["--event", "aib.shop", "Product Viewed"],
     "nightly_report": ["--schedule", "cron(0 6 * * ? *)"],
@@ -79,9 +80,9 @@ def test_the_tests_it_writes_pass(project: Path) -> None:
         capture_output=True,
         text=True,
     )
-    # THEN every one passes (one or two a kind)
+    # THEN every one passes (two for each HTTP function, one for each other)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "6 passed" in done.stdout
+    assert "8 passed" in done.stdout
 
 
 def test_the_http_function_is_served_behind_the_key_its_routes_declare(
@@ -100,6 +101,21 @@ def test_the_http_function_is_served_behind_the_key_its_routes_declare(
     assert anonymous.get(f"{prefix}/health").json() == {"status": "ok"}
     paths = keyed.get("/openapi.json").json()["paths"]
     assert f"{prefix}/echo" in paths
+
+
+def test_an_http_function_scaffolded_with_scopes_needs_a_token_carrying_them(
+    runtime: LocalRuntime,
+) -> None:
+    echo = "/v1/orders-admin/echo"
+    body = {"text": "hi"}
+    # GIVEN the runtime serving a function scaffolded with --scopes orders:admin
+    # WHEN its echo route is called with the key alone THEN a token is asked for
+    assert runtime_client(runtime).post(echo, json=body).status_code == 401
+    # AND a token with another scope is refused, one with the declared scope answered
+    other = runtime_client(runtime, scopes=("orders:read",)).post(echo, json=body)
+    assert other.status_code == 403
+    admin = runtime_client(runtime, scopes=("orders:admin",)).post(echo, json=body)
+    assert (admin.status_code, admin.json()) == (200, {"text": "hi", "length": 2})
 
 
 def test_the_queue_event_and_object_functions_receive_what_their_triggers_deliver(

@@ -127,3 +127,25 @@ def test_the_command_writes_the_function_and_says_how_to_call_it(
     # AND --prefix without --bucket is refused
     assert main([*argv, "other", "--queue", "q", "--prefix", "in/"]) == 1
     assert "--prefix and --suffix go with --bucket" in capsys.readouterr().err
+
+
+def test_scopes_make_the_echo_route_need_a_token_and_a_bad_scope_is_refused(
+    functions: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN / WHEN an HTTP function is scaffolded with scopes
+    new_function(functions, "orders_admin", Trigger("http", scopes=("orders:admin", "orders:*")))
+    # THEN its echo route needs a token carrying them; health stays public
+    (spec,) = load_catalog(functions).functions
+    access = {r.path: (r.access.value, r.scopes) for r in spec.routes}
+    assert access["/v1/orders-admin/echo"] == ("token", ("orders:admin", "orders:*"))
+    assert access["/v1/orders-admin/health"] == ("public", ())
+    # AND a scope that is no `resource:action` is refused before anything is written
+    with pytest.raises(ConfigError, match=r"--scopes admin: a scope is `resource:action`"):
+        new_function(functions, "other_admin", Trigger("http", scopes=("admin",)))
+    assert not (functions / "other_admin").exists()
+    # AND the command prints a curl line with a token of those scopes; --scopes needs --http
+    argv = ["--functions", str(functions), "functions", "new"]
+    assert main([*argv, "third_admin", "--http", "--scopes", "orders:admin"]) == 0
+    assert 'Bearer $(aib token --scopes orders:admin)"' in capsys.readouterr().out
+    assert main([*argv, "fourth", "--queue", "q4", "--scopes", "orders:admin"]) == 1
+    assert "--scopes goes with --http" in capsys.readouterr().err

@@ -68,8 +68,10 @@ def cmd_functions_new(args: argparse.Namespace) -> int:
 
     if (args.prefix or args.suffix) and not args.bucket:
         raise ConfigError("--prefix and --suffix go with --bucket")
+    if args.scopes and not args.http:
+        raise ConfigError("--scopes goes with --http")
     if args.http:
-        trigger = Trigger("http")
+        trigger = Trigger("http", scopes=tuple(args.scopes or ()))
     elif args.queue:
         trigger = Trigger("queue", queue=args.queue)
     elif args.event:
@@ -94,10 +96,15 @@ def cmd_functions_new(args: argparse.Namespace) -> int:
     if test is not None:
         print(f"test it: .venv/bin/pytest {_shown(test)}")
     if trigger.kind == "http":
+        token = (
+            f'-H "Authorization: Bearer $(aib token --scopes {" ".join(trigger.scopes)})" '
+            if trigger.scopes
+            else ""
+        )
         print(
             "a running `aib dev` serves it within 2 s; try:\n"
             f"  curl -s -X POST localhost:8000/v1/{slug(name)}/echo "
-            '-H "x-api-key: $(aib keys dev)" '
+            f'-H "x-api-key: $(aib keys dev)" {token}'
             "-H 'content-type: application/json' -d '{\"text\": \"hello\"}'"
         )
     else:
@@ -792,6 +799,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kind.add_argument("--schedule", metavar="EXPR", help="rate(5 minutes) or cron(0 6 * * ? *)")
     kind.add_argument("--bucket", metavar="BUCKET", help="Object Created in a bucket")
+    fn.add_argument(
+        "--scopes",
+        nargs="+",
+        metavar="SCOPE",
+        help="with --http: the echo route also needs a bearer token with these (predict:orders)",
+    )
     fn.add_argument("--prefix", default="", help="with --bucket: only keys under this prefix")
     fn.add_argument("--suffix", default="", help="with --bucket: only keys ending so")
     fn.add_argument("--description", default="", help="one line for function.toml")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from aibackend.byom.scaffold import MAX_NAME, NAME, shadowed_module
-from aibackend.catalog import DECLARATION, ScheduleTrigger, load_catalog
+from aibackend.catalog import DECLARATION, SCOPE, ScheduleTrigger, load_catalog
 from aibackend.errors import ConfigError
 
 Kind = Literal["http", "queue", "event", "schedule", "object"]
@@ -30,6 +30,8 @@ class Trigger:
     """What invokes the new function: exactly one kind, with its settings."""
 
     kind: Kind
+    #: HTTP: the scopes a bearer token must carry for the echo route (none: an API key only).
+    scopes: tuple[str, ...] = ()
     queue: str = ""
     source: str = ""
     detail_type: str = ""
@@ -72,8 +74,7 @@ access = "public"
 [[routes]]
 method = "POST"
 path = "{prefix}/echo"
-access = "api_key"
-max_body_kb = 64
+{echo_access}max_body_kb = 64
 
 [[routes]]
 method = "GET"
@@ -556,6 +557,11 @@ def check_trigger(trigger: Trigger) -> None:
     """Refuse settings the declaration would refuse, before anything is written."""
     if trigger.kind not in KINDS:
         raise ConfigError(f"unknown trigger kind {trigger.kind!r}: one of {', '.join(KINDS)}")
+    bad = [scope for scope in trigger.scopes if not SCOPE.match(scope)]
+    if bad:
+        raise ConfigError(
+            f"--scopes {', '.join(bad)}: a scope is `resource:action`, e.g. predict:orders"
+        )
     if trigger.kind == "schedule":
         try:
             ScheduleTrigger(expression=trigger.expression)
@@ -566,8 +572,13 @@ def check_trigger(trigger: Trigger) -> None:
 def render(name: str, trigger: Trigger, description: str) -> dict[str, str]:
     """File name (relative to the function's folder, or `test` for its test) -> text."""
     prefix = f"/v1/{slug(name)}"
+    echo_access = 'access = "api_key"\n'
+    if trigger.scopes:
+        listed = ", ".join(_toml_str(scope) for scope in trigger.scopes)
+        echo_access = f'access = "token"\nscopes = [{listed}]\n'
     values = {
         "name": name,
+        "echo_access": echo_access,
         "description": description,
         "prefix": prefix,
         "queue": trigger.queue,
