@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from aibackend.byom.scaffold import MAX_NAME, NAME, shadowed_module
+from aibackend.byom.scaffold import check_identifier, check_not_shadowing
 from aibackend.catalog import DECLARATION, SCOPE, ScheduleTrigger, load_catalog
 from aibackend.errors import ConfigError
 
@@ -538,19 +538,10 @@ def test_a_created_object_is_read(host: FunctionHost, tmp_path: Path) -> None:
 
 def check_new_name(name: str, functions_dir: Path) -> None:
     """Refuse a name that cannot be a new function in `functions_dir`."""
-    if not NAME.match(name) or len(name) > MAX_NAME:
-        raise ConfigError(
-            f"function name {name!r}: use up to {MAX_NAME} lowercase letters, digits and _, "
-            "starting with a letter (it names the folder, the Python package and the routes)"
-        )
+    check_identifier(name, "function", "it names the folder, the Python package and the routes")
     if (functions_dir / name).exists():
         raise ConfigError(f"{functions_dir / name} exists; pick another name")
-    shadowed = shadowed_module(name, functions_dir)
-    if shadowed:
-        raise ConfigError(
-            f"{name!r} is also a Python module ({shadowed}): as the package functions/{name} it "
-            "would shadow it; pick another name"
-        )
+    check_not_shadowing(name, functions_dir, "pick another name")
 
 
 def check_trigger(trigger: Trigger) -> None:

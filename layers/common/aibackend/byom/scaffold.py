@@ -102,23 +102,33 @@ def shadowed_module(name: str, functions_dir: Path) -> str | None:
     return None if functions_dir.resolve() in origin.parents else str(origin)
 
 
-def check_name(name: str, functions_dir: Path) -> None:
-    """Refuse a name that cannot be a function, or whose model or function belongs to others."""
+def check_identifier(name: str, what: str, names: str) -> None:
+    """Refuse a `what` name that cannot be a function's folder, package and route segment."""
     if not NAME.match(name) or len(name) > MAX_NAME:
         raise ConfigError(
-            f"model name {name!r}: use up to {MAX_NAME} lowercase letters, digits and _, "
-            "starting with a letter (it names the function, its package and its routes)"
+            f"{what} name {name!r}: use up to {MAX_NAME} lowercase letters, digits and _, "
+            f"starting with a letter ({names})"
         )
-    from aibackend.training.local import TRAINABLE
 
-    if name in TRAINABLE:
-        raise ConfigError(f"{name!r} is a built-in model (`aib train {name}`); pick another --name")
+
+def check_not_shadowing(name: str, functions_dir: Path, retry: str) -> None:
+    """Refuse a function package name that another importable module already has."""
     shadowed = shadowed_module(name, functions_dir)
     if shadowed:
         raise ConfigError(
             f"{name!r} is also a Python module ({shadowed}): as the package functions/{name} "
-            "it would shadow it; pick another --name"
+            f"it would shadow it; {retry}"
         )
+
+
+def check_name(name: str, functions_dir: Path) -> None:
+    """Refuse a name that cannot be a function, or whose model or function belongs to others."""
+    check_identifier(name, "model", "it names the function, its package and its routes")
+    from aibackend.training.local import TRAINABLE
+
+    if name in TRAINABLE:
+        raise ConfigError(f"{name!r} is a built-in model (`aib train {name}`); pick another --name")
+    check_not_shadowing(name, functions_dir, "pick another --name")
     if not functions_dir.is_dir():
         return
     others = [

@@ -135,6 +135,8 @@ class RouteTable:
         self.bindings = sorted(
             bindings, key=lambda b: (b.template.resource.count("{"), -len(b.template.resource))
         )
+        #: The declared resources, for `suggest`.
+        self.resources = sorted({b.template.resource for b in bindings})
 
     def match(self, method: str, path: str) -> tuple[Binding | None, dict[str, str], list[str]]:
         allowed: list[str] = []
@@ -153,8 +155,7 @@ class RouteTable:
         trimmed = path.rstrip("/")
         if trimmed != path and any(b.template.match(trimmed) is not None for b in self.bindings):
             return trimmed
-        resources = sorted({b.template.resource for b in self.bindings})
-        close = difflib.get_close_matches(path, resources, n=1, cutoff=0.8)
+        close = difflib.get_close_matches(path, self.resources, n=1, cutoff=0.8)
         return close[0] if close else None
 
 

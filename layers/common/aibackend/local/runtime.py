@@ -424,7 +424,8 @@ class LocalRuntime:
         is reported once per edit; applying it takes a restart."""
         reloaded: list[str] = []
         for name, host in list(self.hosts.items()):
-            if not (host.spec.directory / DECLARATION).is_file():
+            code, declaration = _fingerprints(host.spec)
+            if not declaration:
                 # Removed (or renamed) while serving: nothing to re-import; said once.
                 if name not in self._removed:
                     log.warning(
@@ -436,7 +437,6 @@ class LocalRuntime:
                     self._removed.add(name)
                 continue
             self._removed.discard(name)  # back, if it was: reloaded below if its code changed
-            code, declaration = _fingerprints(host.spec)
             seen = self._code.setdefault(name, (code, declaration))
             if declaration != seen[1]:
                 log.warning(

@@ -29,9 +29,16 @@ def render(s: RunStatus) -> str:
     return f"[{bar}] {s.progress:4.0%} {chunks}  {counts}  {s.elapsed_s:.1f} s  {_state(s)}"
 
 
-def _state(s: RunStatus) -> str:
+def _phase(s: RunStatus) -> str:
+    """`running`, `complete` (every chunk done, not yet settled), or how it completed."""
     if s.completed_at is None:
         return "complete" if s.complete else "running"
+    return s.state
+
+
+def _state(s: RunStatus) -> str:
+    if s.completed_at is None:
+        return _phase(s)
     return f"{s.state}, report {s.report_key}; complete"
 
 
@@ -61,7 +68,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def run_line(s: RunStatus) -> str:
     """One run: id, start, state, key and the counts that say how it went."""
-    state = s.state if s.completed_at is not None else ("complete" if s.complete else "running")
+    state = _phase(s)
     counts = "  ".join(f"{n} {s.counts.get(n, 0):,}" for n in ("received", "stored", "quarantined"))
     failed = s.counts.get("failed", 0)
     tail = f"  failed {failed:,}" if failed else ""
