@@ -121,6 +121,7 @@ def build_app(
         SHARED_STACK,
         catalog=catalog,
         config=config,
+        bus=data.bus,
         env=env,
         description="aibackend: services key, consumed queues, topics, alarm topic, cost budget",
     )
@@ -131,7 +132,7 @@ def build_app(
         data_buckets=data.buckets,
         data_tables=data.tables,
         queue_key=shared.queue_key,
-        queues=shared.queues.queues,
+        queues=shared.queues.senders,
         topics=shared.topics,
         alarm_topic=shared.alarm_topic,
     )

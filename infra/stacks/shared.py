@@ -4,7 +4,8 @@
   group stacks included (they import it);
 - the queues functions consume (`[[queues]]`), with their dead-letter queues and alarms: a queue
   may be filled by another group than its consumer's (inference-capture: `fraud_score` sends,
-  `monitor_capture` consumes), so it lives here and both groups import it;
+  `monitor_capture` consumes), so it lives here and both groups import it; the rules that fill
+  a queue from a bus (`[[queues.events]]`) live beside it;
 - the SNS topics of `[resources] topics`;
 - the alarm topic every group's alarms notify, and the account's monthly cost budget.
 
@@ -19,15 +20,17 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_budgets as budgets
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from aibackend.catalog import Catalog
+from aibackend.catalog import DEFAULT_BUS, PLATFORM_BUS, Catalog
 from infra.config import InfraConfig
 from infra.constructs.alarms import alarm_topic, watch_queues
 from infra.constructs.keys import allow_eventbridge_dead_letters, allow_service, platform_key
-from infra.constructs.queues import Queues
+from infra.constructs.queues import Queues, fed_by_rules
+from infra.exports import import_value
 from infra.naming import pascal
 from infra.triggers import topic_names
 
@@ -49,17 +52,30 @@ class SharedStack(cdk.Stack):
         *,
         catalog: Catalog,
         config: InfraConfig,
+        bus: events.IEventBus,
         **kwargs: Any,
     ) -> None:
+        """`bus`: the platform bus (AibData's), for the rules that fill queues."""
         super().__init__(scope, construct_id, **kwargs)
         # alias/aib/services is where an operator looks to read a dead-letter queue, whatever
         # the catalog holds today.
         self.queue_key = platform_key(
             self, "QueueKey", purpose="services", description="queues and dead-letter queues"
         )
-        if any(spec.async_delivery for spec in catalog.functions):
+        rules_fill_queues = fed_by_rules(catalog)
+        if rules_fill_queues or any(spec.async_delivery for spec in catalog.functions):
             allow_eventbridge_dead_letters(self.queue_key)
-        self.queues = Queues(self, "Queues", catalog=catalog, key=self.queue_key)
+        buses: dict[str, events.IEventBus] = {}
+        if rules_fill_queues:
+            # The bus's name is fixed by context; importing it orders AibData first and keeps
+            # it from being deleted under the rules that fill the queues.
+            buses = {
+                PLATFORM_BUS: events.EventBus.from_event_bus_name(
+                    self, "PlatformBus", import_value(self, bus, bus.event_bus_name, "BusName")
+                ),
+                DEFAULT_BUS: events.EventBus.from_event_bus_name(self, "DefaultBus", DEFAULT_BUS),
+            }
+        self.queues = Queues(self, "Queues", catalog=catalog, key=self.queue_key, buses=buses)
         # `[resources] topics`: one SNS topic per name, under the services key, TLS only.
         self.topics = {
             name: sns.Topic(

@@ -18,7 +18,7 @@ import pytest
 from aibackend.errors import ConfigError
 from infra.application import build_app, group_stack_name
 from infra.config import InfraConfig
-from infra.naming import API_STACK, SHARED_STACKS
+from infra.naming import API_STACK, DATA_STACK, SHARED_STACK, SHARED_STACKS
 from tests.infra.conftest import ROOT, SERVICE_CATALOG, SYNTH_CONTEXT
 
 pytestmark = pytest.mark.slow
@@ -77,9 +77,11 @@ def test_dependencies_go_from_groups_to_shared_stacks_and_from_the_api_to_groups
         s.stack_name: {d.id for d in s.dependencies} - {f"{s.stack_name}.assets"}
         for s in synth.assembly.stacks
     }
-    # THEN the shared stacks depend on nothing of this app (AibEndpoints: on AibModels only)
+    # THEN the shared stacks depend on nothing of this app but AibShared on AibData: the rules
+    # that fill queues (`[[queues.events]]`) live beside their queues, on AibData's bus
+    # (AibEndpoints: on AibModels only)
     for name in shared:
-        assert by_name[name] == set(), name
+        assert by_name[name] == ({DATA_STACK} if name == SHARED_STACK else set()), name
     assert by_name["AibEndpoints"] == {"AibModels"}
     # AND a group depends on the shared stacks only: never on another group, never on AibApi
     for name in groups:
@@ -93,9 +95,15 @@ def test_group_stacks_export_nothing(synth: Any) -> None:
     for name in synth.service_stacks:
         outputs = synth.template_json(name).get("Outputs", {})
         assert not [o for o in outputs.values() if "Export" in o], name
-    # ... and the shared stacks import nothing: they deploy before any group, and alone
+    # ... and the shared stacks import nothing but AibShared the platform bus's name (for the
+    # rules that fill queues): they deploy before any group
     for name in SHARED_STACKS:
-        assert "Fn::ImportValue" not in json.dumps(synth.template_json(name)), name
+        imports = json.dumps(synth.template_json(name)).count("Fn::ImportValue")
+        if name == SHARED_STACK:
+            text = json.dumps(synth.template_json(name))
+            assert text.count('{"Fn::ImportValue": "AibData-BusName"}') == imports > 0
+        else:
+            assert imports == 0, name
 
 
 def test_changing_one_group_changes_its_template_and_no_other(

@@ -136,3 +136,21 @@ def test_queues_with_a_name_shows_a_failure_queues_reasons_without_receiving(
     # AND nothing was received: both messages are still visible
     assert failures.stats().visible == 1
     assert q.get("orders-dlq").stats().visible == 1
+
+
+def test_queues_with_a_name_shows_why_a_message_is_in_a_dlq_when_its_sender_said(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aibackend.events.batches import Rejected, Rejections
+
+    # GIVEN a batch consumer of `orders` that rejected a message into orders-dlq
+    q = SqliteQueueService(state / "queues.db")
+    q.ensure(QueueConfig(name="orders-dlq"))
+    reason = "UnknownVersionError: unknown schema_version '9'; known: 1"
+    assert Rejections("orders", lambda: q).send([Rejected("m-1", '{"id": "e-9"}', reason)]) == []
+    # WHEN `aib queues orders-dlq` shows it
+    assert main(["queues", "orders-dlq"]) == 0
+    # THEN the body is shown as it came, and why it is there
+    out = capsys.readouterr().out
+    assert '  {"id": "e-9"}\n' in out
+    assert f"  why: ContractRejected: {reason}\n" in out

@@ -47,9 +47,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = ROOT / "events" / "payloads"
 AIB = [sys.executable, "-m", "aibackend.cli"]
-#: fraud_events' idempotency table (functions/fraud_events/handler.py), in its own file.
-IDEMPOTENCY_TABLE = "fraud-events-idempotency"
-IDEMPOTENCY_DB = Path("idempotency") / f"{IDEMPOTENCY_TABLE}.db"
+#: The queue a rule fills with Transaction Created events for fraud_events.
+FRAUD_QUEUE = "fraud-events-transactions"
 
 
 def _temp_files(root: Path) -> list[Path]:
@@ -83,16 +82,20 @@ def _http(
 class DevServer:
     """`aib dev` as a real process on one port and state folder, restartable after a kill."""
 
-    def __init__(self, state: Path, log: Path) -> None:
+    def __init__(self, state: Path, log: Path, functions: Path | None = None) -> None:
         self.state = state
         self.log = log
+        self.functions = functions
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 60) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIB_")}
-        cmd = [*AIB, "--state-dir", str(self.state), "dev", "--no-train", "--port", str(self.port)]
+        cmd = [*AIB, "--state-dir", str(self.state)]
+        if self.functions is not None:
+            cmd += ["--functions", str(self.functions)]
+        cmd += ["dev", "--no-train", "--port", str(self.port)]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out)
         deadline = time.monotonic() + timeout_s
@@ -136,11 +139,24 @@ class DevServer:
         return "\n".join(own[-lines:])
 
 
+#: fraud_events with a 2 s timeout: a batch in flight when the runtime dies returns to its
+#: queue after the visibility timeout (six times the timeout: 12 s instead of a minute).
+QUICK_VISIBILITY = ("timeout_s = 10", "timeout_s = 2")
+
+
 @pytest.fixture
 def dev_server(fraud_state: Path, tmp_path: Path) -> Iterator[DevServer]:
+    """`aib dev` on a copy of the state and of the project's functions, fraud_events with
+    QUICK_VISIBILITY."""
     state = tmp_path / "state"
     shutil.copytree(fraud_state, state)
-    server = DevServer(state, tmp_path / "aib-dev.log")
+    functions = tmp_path / "functions"
+    shutil.copytree(FUNCTIONS, functions, ignore=shutil.ignore_patterns("__pycache__"))
+    toml = functions / "fraud_events" / "function.toml"
+    old, new = QUICK_VISIBILITY
+    assert old in toml.read_text()
+    toml.write_text(toml.read_text().replace(old, new))
+    server = DevServer(state, tmp_path / "aib-dev.log", functions)
     yield server
     server.stop()
 
@@ -164,18 +180,17 @@ def _scored(bus: LocalEventBus) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _in_progress_claims(state: Path, within_s: float) -> int:
-    """fraud_events invocations under way (their idempotency claims); polls up to `within_s`."""
-    conn = sqlite3.connect(f"file:{state / IDEMPOTENCY_DB}?mode=ro", uri=True)
-    sql = f"SELECT COUNT(*) FROM \"{IDEMPOTENCY_TABLE}\" WHERE status = 'INPROGRESS'"
+def _in_flight(state: Path, within_s: float) -> int:
+    """Messages of fraud_events' queue received and not yet done (batches under way); polls up
+    to `within_s` for one."""
     deadline = time.monotonic() + within_s
-    try:
+    with SqliteQueueService(state / "queues.db") as queues:
+        queue = queues.get(FRAUD_QUEUE)
         while True:
-            (n,) = conn.execute(sql).fetchone()
+            n = queue.stats().in_flight
             if n or time.monotonic() > deadline:
-                return int(n)
-    finally:
-        conn.close()
+                return n
+            time.sleep(0.005)
 
 
 def test_sigkill_under_load_loses_no_accepted_event_and_restarts_on_the_same_model(
@@ -240,12 +255,12 @@ def test_sigkill_under_load_loses_no_accepted_event_and_restarts_on_the_same_mod
         t.start()
     try:
         # WHEN it is SIGKILLed with a backlog of accepted events not yet scored, at the worst
-        # moment: a fraud_events invocation has claimed its event and not finished it
+        # moment: a fraud_events invocation has received a batch and not finished it
         deadline = time.monotonic() + 20
         while not (len(accepted) > len(scored := _scored(bus)) and len(scored) >= 50):
             assert time.monotonic() < deadline, f"no load built up:\n{dev_server.tail()}"
             time.sleep(0.1)
-        _in_progress_claims(dev_server.state, within_s=5)
+        _in_flight(dev_server.state, within_s=5)
         dev_server.kill()
         killed.set()
         time.sleep(0.5)  # the bus keeps accepting events while the runtime is down
@@ -256,7 +271,7 @@ def test_sigkill_under_load_loses_no_accepted_event_and_restarts_on_the_same_mod
     assert errors == [] and refused == []
     assert served_before_kill > 0
     scored_at_kill = len(_scored(bus))
-    claims_at_kill = _in_progress_claims(dev_server.state, within_s=0)
+    in_flight_at_kill = _in_flight(dev_server.state, within_s=0)
     # AND it is restarted on the same state folder
     dev_server.start()
     # THEN it is healthy, on the same model version, and scores as before
@@ -267,19 +282,19 @@ def test_sigkill_under_load_loses_no_accepted_event_and_restarts_on_the_same_mod
     assert after["model"] == before["model"] == {"name": "fraud", "version": 1}
     assert after["results"][0]["score"] == before["results"][0]["score"]
     # AND every event accepted before (or during) the kill is scored, at least once (a
-    # redelivery may score one twice: consumers dedupe on caused_by), and no delivery failed
-    deadline = time.monotonic() + 40
-    while (stats := bus.stats()).pending + stats.in_flight and time.monotonic() < deadline:
-        time.sleep(0.2)
-    scored = _scored(bus)
-    missing = set(accepted) - set(scored)
+    # redelivery may score one twice: consumers dedupe on caused_by), and no delivery failed;
+    # a batch the kill interrupted comes back after its visibility timeout
+    deadline = time.monotonic() + 60
+    while (missing := set(accepted) - set(scored := _scored(bus))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stats = bus.stats()
     failures = [
         (f["event_id"], f["condition"], f["record"].get("responsePayload", {}).get("errorType"))
         for f in bus.failures()
     ]
     assert not missing and not failures, (
         f"{len(missing)} of {len(accepted)} accepted events never scored, failed deliveries "
-        f"{failures} ({scored_at_kill} scored and {claims_at_kill} invocation(s) in progress "
+        f"{failures} ({scored_at_kill} scored and {in_flight_at_kill} message(s) in flight "
         f"at the kill); bus {stats}\n{dev_server.tail()}"
     )
     assert {e["detail"]["model"]["version"] for es in scored.values() for e in es} == {1}

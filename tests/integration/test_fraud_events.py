@@ -1,13 +1,13 @@
-"""fraud_events through `aib dev`'s runtime: Transaction Created on the bus -> online features
--> Transaction Scored / Fraud Suspected, chained by correlation id (contract errors in the
-failure queue: tests/integration/events/test_dead_letters.py)."""
+"""fraud_events through `aib dev`'s runtime: Transaction Created on the bus -> its queue ->
+batches -> online features -> Transaction Scored / Fraud Suspected, chained by correlation id
+(contract errors in the queue's DLQ: tests/integration/events/test_dead_letters.py)."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,9 @@ import pytest
 from aibackend.adapters.local import LocalObjectStore
 from aibackend.contracts import parse
 from aibackend.contracts.fraud import FraudSuspectedV1, TransactionScoredV1
+from aibackend.events.shapes import sqs_event
 from aibackend.local.runtime import LocalRuntime
-from aibackend.ports import PutEvent
+from aibackend.ports import PutEvent, QueueMessage
 from tests.support import FUNCTIONS, running_runtime, wait_for
 
 pytestmark = pytest.mark.slow
@@ -110,35 +111,84 @@ def test_a_burst_of_purchases_raises_the_card_velocity_in_scored_events(
     assert counts == [0, 1, 2, 3, 4]
 
 
+def sqs_batch(*events: dict[str, Any]) -> dict[str, Any]:
+    """The SQS event Lambda invokes fraud_events with: one message per EventBridge event."""
+    now = datetime.now(UTC)
+    messages = [
+        QueueMessage(
+            message_id=f"msg-{e['id']}",
+            receipt_handle=f"rh-{e['id']}",
+            body=json.dumps(e),
+            md5_of_body="",
+        )
+        for e in events
+    ]
+    return sqs_event(messages, queue_name="fraud-events-transactions", now=now)
+
+
 def test_a_redelivered_event_is_not_published_twice(
     runtime: LocalRuntime, event: Callable[[str], dict[str, Any]]
 ) -> None:
-    # GIVEN one Transaction Created event delivered twice (EventBridge is at-least-once)
+    # GIVEN one Transaction Created event delivered twice (EventBridge and SQS are at-least-once)
     sample = event("eventbridge/transaction_created")
     sample["id"] = "5d1e0f7a-0000-4000-8000-000000000001"
     sample["detail"]["transaction_id"] = "txn-redelivered"
     host = runtime.hosts["fraud_events"]
-    first = host.invoke(sample)
-    second = host.invoke(sample)
-    # THEN the second delivery returns the first result and publishes nothing new
-    assert second == first
+    first = host.invoke(sqs_batch(sample))
+    # WHEN it comes again, alone and then twice in one batch
+    second = host.invoke(sqs_batch(sample))
+    third = host.invoke(sqs_batch(sample, sample))
+    # THEN every delivery succeeds, and only the first published anything
+    assert first == second == third == {"batchItemFailures": []}
     scored = wait_for(lambda: caused_by(runtime, "Transaction Scored", sample["id"]))
     time.sleep(0.3)
     assert len(caused_by(runtime, "Transaction Scored", sample["id"])) == len(scored) == 1
 
 
-def test_the_lambda_handler_answers_the_sample_aws_events(
+def test_one_batch_scores_each_transaction_on_the_history_before_it(
     runtime: LocalRuntime, event: Callable[[str], dict[str, Any]]
 ) -> None:
-    # GIVEN the AWS-shaped samples: the versioned one and an unversioned one (read as v1)
-    for name in ("eventbridge/transaction_created", "eventbridge/custom_event"):
-        sample = event(name)
-        sample["id"] = f"lambda-{name}"
-        # WHEN the handler is invoked with it as Lambda would
-        answer = runtime.hosts["fraud_events"].invoke(sample)
-        # THEN it publishes Transaction Scored and Fraud Suspected and says so
-        assert answer["decision"] == "decline"
-        assert len(answer["published"]) == 2
+    # GIVEN three purchases of a fresh card a minute apart, in one batch, newest first
+    base = event("eventbridge/transaction_created")
+    start = datetime.fromisoformat(base["detail"]["timestamp"])
+    batch = []
+    for i in (2, 1, 0):
+        e = json.loads(json.dumps(base))
+        e["id"] = f"batch-order-{i}"
+        e["detail"].update(
+            transaction_id=f"batch-order-txn-{i}",
+            card_id="card-batch-order",
+            timestamp=(start + timedelta(minutes=i)).isoformat(),
+        )
+        batch.append(e)
+    # WHEN fraud_events handles the batch
+    assert runtime.hosts["fraud_events"].invoke(sqs_batch(*batch)) == {"batchItemFailures": []}
+    # THEN each is scored once, counting the card's purchases before it (not after it, nor
+    # itself), whatever their order in the batch
+    counts = {
+        e["id"]: wait_for(lambda e=e: caused_by(runtime, "Transaction Scored", e["id"]))[0][
+            "detail"
+        ]["features"]["txn_count_1h"]
+        for e in batch
+    }
+    assert counts == {"batch-order-0": 0, "batch-order-1": 1, "batch-order-2": 2}
+
+
+def test_the_lambda_handler_answers_the_sample_aws_event(
+    runtime: LocalRuntime, event: Callable[[str], dict[str, Any]]
+) -> None:
+    # GIVEN the AWS-shaped sample: an SQS batch of two Transaction Created events, the
+    # versioned one and an unversioned one (read as v1)
+    sample = event("sqs/fraud_events_batch")
+    ids = [json.loads(r["body"])["id"] for r in sample["Records"]]
+    # WHEN the handler is invoked with it as Lambda's SQS poller would
+    answer = runtime.hosts["fraud_events"].invoke(sample)
+    # THEN no message is left for a retry, and each event is scored and suspected
+    assert answer == {"batchItemFailures": []}
+    for event_id in ids:
+        [scored] = wait_for(lambda i=event_id: caused_by(runtime, "Transaction Scored", i))
+        assert scored["detail"]["decision"] == "decline"
+        assert len(caused_by(runtime, "Fraud Suspected", event_id)) == 1
 
 
 def test_a_scored_event_is_captured_under_the_id_of_the_event_it_scored(

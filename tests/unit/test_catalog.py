@@ -230,6 +230,32 @@ def test_event_patterns_are_validated_at_load(tmp_path: Path) -> None:
         load_function(d)
 
 
+def test_a_queue_filled_by_rules_declares_them_under_it(tmp_path: Path) -> None:
+    # GIVEN a consumer of batches whose queue two rules fill, one on the default bus
+    toml = (
+        '[[queues]]\nqueue = "orders-in"\nbatch_size = 10\n'
+        '[[queues.events]]\npattern = { source = ["shop"], detail-type = ["Order Placed"] }\n'
+        '[[queues.events]]\nbus = "default"\npattern = { source = ["aws.s3"] }\n'
+    )
+    spec = load_function(_fn(tmp_path, "orders", toml))
+    # THEN the queue carries both subscriptions (the platform bus by default); nothing invokes
+    # the function asynchronously, so it has no failure queue of its own
+    [q] = spec.queues
+    assert [(e.bus, e.pattern["source"]) for e in q.events] == [
+        ("aib", ["shop"]),
+        ("default", ["aws.s3"]),
+    ]
+    assert spec.async_delivery is None
+    # AND a pattern that cannot match is refused at load, naming where it is
+    bad = _fn(
+        tmp_path,
+        "bad_queue_rule",
+        '[[queues]]\nqueue = "x"\n[[queues.events]]\npattern = { source = "shop" }\n',
+    )
+    with pytest.raises(ConfigError, match=r"queues\.0\.events\.0\.pattern"):
+        load_function(bad)
+
+
 def test_object_triggers_deliver_the_eventbridge_event_unless_they_ask_for_s3(
     tmp_path: Path,
 ) -> None:

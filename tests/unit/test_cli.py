@@ -26,7 +26,12 @@ def test_functions_lists_each_function_with_routes_access_and_models(
     assert "fraud_score  (python3.12, arm64, 1769 MB, 10 s)" in out
     assert "http  POST   /v1/fraud/score  [api_key]" in out
     assert "model  fraud" in out
-    assert 'event  aib: {"source": ["aib.payments"], "detail-type": ["Transaction Created"]}' in out
+    assert 'event  aib: {"source": ["aib.shop"], "detail-type": ["Product Viewed"]}' in out
+    # a queue a rule fills: the rule's pattern under the queue
+    assert (
+        "  queue  fraud-events-transactions  (batch 10, dlq after 3)\n"
+        '    <- event  aib: {"source": ["aib.payments"], "detail-type": ["Transaction Created"]}\n'
+    ) in out
 
 
 def test_models_list_on_an_empty_state_says_how_to_start(

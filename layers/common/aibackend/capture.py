@@ -153,24 +153,32 @@ class Capture:
         self,
         version: int | str,
         items: Sequence[tuple[str, Mapping[str, Any], Mapping[str, Any]]],
-        correlation_id: str | None,
+        correlation_id: str | Sequence[str | None] | None,
         at: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """The capture records of (inference id, inputs, output) triples, sampled and masked."""
+        """The capture records of (inference id, inputs, output) triples, sampled and masked;
+        `correlation_id` is the chain's id of them all, or one per item (a batch of events)."""
         if self.settings is None:
             return []
         when = (at or datetime.now(UTC)).isoformat(timespec="milliseconds")
         rate = self.settings.rate
+        ids = (
+            [correlation_id] * len(items)
+            if correlation_id is None or isinstance(correlation_id, str)
+            else correlation_id
+        )
+        if len(ids) != len(items):
+            raise ValueError(f"{len(ids)} correlation ids for {len(items)} items")
         return [
             {
                 "inference_id": inference_id,
-                "correlation_id": correlation_id,
+                "correlation_id": chain,
                 "model": {"name": self.model, "version": version},
                 "at": when,
                 "inputs": erase(dict(inputs), self._mask) if self._mask else dict(inputs),
                 "output": dict(output),
             }
-            for inference_id, inputs, output in items
+            for (inference_id, inputs, output), chain in zip(items, ids, strict=True)
             if sampled(inference_id, rate)
         ]
 
@@ -178,7 +186,7 @@ class Capture:
         self,
         version: int | str,
         items: Sequence[tuple[str, Mapping[str, Any], Mapping[str, Any]]],
-        correlation_id: str | None,
+        correlation_id: str | Sequence[str | None] | None,
     ) -> int:
         """Capture what the sample keeps; returns how many records were sent.
 

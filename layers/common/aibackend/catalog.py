@@ -130,12 +130,38 @@ class Resources(BaseModel):
     topics: dict[ResourceName, Literal["publish"]] = Field(default_factory=dict)
 
 
+class Subscription(BaseModel):
+    """Events of a bus that match `pattern` (EventBridge pattern syntax, checked at load)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bus: ResourceName = PLATFORM_BUS
+    pattern: dict[str, Any]
+
+    @field_validator("pattern")
+    @classmethod
+    def _valid_pattern(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from aibackend.events.patterns import compile_pattern
+
+        compile_pattern(v)  # InvalidPatternError (a ValueError) names the path and the reason
+        return v
+
+
 class QueueTrigger(BaseModel):
-    """An SQS event source mapping. The consuming function owns the queue and its DLQ."""
+    """An SQS event source mapping. The consuming function owns the queue and its DLQ.
+
+    `[[queues.events]]` entries fill the queue from the event bus: one EventBridge rule each,
+    whose target is the queue (EventBridge -> SQS -> the function in batches). The pattern for
+    a high-rate consumer: one invocation handles up to `batch_size` events, where an
+    `[[events]]` trigger invokes the function once an event. Each message body is the whole
+    EventBridge event; an event EventBridge cannot put into the queue lands in the queue's DLQ
+    with its reason (message attributes), as does one the consumer rejects itself.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     queue: ResourceName
+    events: tuple[Subscription, ...] = ()
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 10
     batching_window_s: Annotated[int, Field(ge=0, le=300)] = 0
     #: Most concurrent batches for this source (SQS event source "maximum concurrency").
@@ -169,19 +195,8 @@ class AsyncDelivery(BaseModel):
     max_event_age_s: Annotated[int, Field(ge=60, le=21_600)] = 3600
 
 
-class EventTrigger(AsyncDelivery):
+class EventTrigger(AsyncDelivery, Subscription):
     """An EventBridge rule whose target is this function."""
-
-    bus: ResourceName = PLATFORM_BUS
-    pattern: dict[str, Any]
-
-    @field_validator("pattern")
-    @classmethod
-    def _valid_pattern(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from aibackend.events.patterns import compile_pattern
-
-        compile_pattern(v)  # InvalidPatternError (a ValueError) names the path and the reason
-        return v
 
     #: JSONPath of the part of the event the function receives, e.g. `$.detail`.
     input_path: Annotated[str, Field(pattern=r"^\$(\.[A-Za-z0-9_-]+)*$")] | None = None
@@ -258,6 +273,11 @@ class AlarmSettings(BaseModel):
 
     def p99_threshold_ms(self, timeout_s: int) -> int:
         return self.p99_ms if self.p99_ms is not None else int(timeout_s * 1000 * 0.8)
+
+
+def dead_letter_queue(queue: str) -> str:
+    """The DLQ of a consumed queue (`[[queues]]`), in both topologies."""
+    return f"{queue}-dlq"
 
 
 def failure_queue(function: str) -> str:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aibackend.argtypes import iso_time, positive_float, positive_int
 from aibackend.auth.keys import KeyStore
@@ -44,6 +44,8 @@ def cmd_functions(args: argparse.Namespace) -> int:
             print(f"  http  {r.method:6} {r.path}  [{r.access.value}{scopes}]")
         for q in f.queues:
             print(f"  queue  {q.queue}  (batch {q.batch_size}, dlq after {q.max_receive_count})")
+            for e in q.events:
+                print(f"    <- event  {e.bus}: {json.dumps(e.pattern)}")
         for e in f.events:
             print(f"  event  {e.bus}: {json.dumps(e.pattern)}")
         for o in f.objects:
@@ -412,6 +414,20 @@ def _failure_summary(body: str) -> str | None:
     return f"{what}{condition}, {error}"
 
 
+def _attribute_reason(attributes: dict[str, Any]) -> str | None:
+    """Why a message is in a DLQ, when its sender said so in message attributes: EventBridge
+    for an event it could not deliver, a batch consumer for a message it rejected."""
+
+    def value(name: str) -> str:
+        a = attributes.get(name)
+        return str(a.get("StringValue", "")) if isinstance(a, dict) else ""
+
+    code, message = value("ERROR_CODE"), value("ERROR_MESSAGE")
+    if not code and not message:
+        return None
+    return f"{code}: {message}" if code and message else code or message
+
+
 def _show_queue(settings: PlatformSettings, name: str, limit: int, as_json: bool) -> int:
     from aibackend.adapters.local_queue import SqliteQueueService
 
@@ -432,6 +448,8 @@ def _show_queue(settings: PlatformSettings, name: str, limit: int, as_json: bool
         summary = _failure_summary(m.body)
         body = m.body if len(m.body) <= 300 else m.body[:300] + f"... ({len(m.body)} chars)"
         print(f"  {summary if summary is not None else body}")
+        if reason := _attribute_reason(m.attributes):
+            print(f"  why: {reason}")
     return 0
 
 

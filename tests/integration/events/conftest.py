@@ -147,7 +147,12 @@ def event_functions(tmp_path_factory: pytest.TempPathFactory, webhook: Webhook) 
     shutil.copytree(FUNCTIONS / "fraud_events", root / "fraud_events", ignore=ignore)
     shutil.copytree(FUNCTIONS / "alerts", root / "alerts", ignore=ignore)
     (root / "alerts" / "function.toml").write_text(alerts_declaration(webhook.url))
-    (root / "fraud_events" / "function.toml").write_text(declaration("fraud_events", QUICK_RETRIES))
+    # fraud_events reads batches from its queue: a failed message returns after the queue's
+    # visibility timeout (six times timeout_s), retried until max_receive_count.
+    quick_visibility = {"timeout_s = 10": "timeout_s = 2"}
+    (root / "fraud_events" / "function.toml").write_text(
+        declaration("fraud_events", quick_visibility)
+    )
     return root
 
 

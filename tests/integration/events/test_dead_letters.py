@@ -1,15 +1,19 @@
-"""Contract errors through `aib dev`'s runtime: an event no contract accepts ends in the
-consumer's failure queue (Lambda's on-failure record) with the error's type and reason, on its
-first attempt: retrying cannot change a contract error."""
+"""Contract errors through `aib dev`'s runtime: an event no contract accepts ends, on its first
+attempt (retrying cannot change a contract error), with the error's type and reason, in the
+consumer's failure queue (Lambda's on-failure record) or, for a consumer of batches from a
+queue a rule fills, in that queue's DLQ."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from aibackend.local.runtime import LocalRuntime
+from aibackend.ports import QueueMessage
 from tests.conftest import load_event
+from tests.support import wait_for
 
 from .conftest import failure_record, put
 
@@ -24,30 +28,48 @@ def scored_because_of(runtime: LocalRuntime, event_id: str) -> list[dict[str, An
     ]
 
 
-def test_contract_errors_of_fraud_events_end_in_its_failure_queue_with_the_reason(
+def dead_lettered(runtime: LocalRuntime, queue: str, event_id: str) -> QueueMessage:
+    """The message carrying event `event_id` in `queue`'s DLQ (waits for it)."""
+    dlq = runtime.queues.get(f"{queue}-dlq")
+
+    def find() -> QueueMessage | None:
+        for message in dlq.receive(10, visibility_timeout_s=0):
+            if json.loads(message.body).get("id") == event_id:
+                return message
+        return None
+
+    return wait_for(find, timeout=30)
+
+
+def test_contract_errors_of_fraud_events_end_in_its_dead_letter_queue_with_the_reason(
     events_runtime: LocalRuntime,
 ) -> None:
     # GIVEN a Transaction Created of an unknown version, and one missing a required field
     unknown = {**load_event("eventbridge/transaction_created")["detail"], "schema_version": "2"}
     unknown_id = put(events_runtime, "aib.payments", "Transaction Created", unknown)
     invalid_id = put(events_runtime, "aib.payments", "Transaction Created", {"amount": -1})
-    # THEN each ends in fraud_events' failure queue; the record says which contract rule broke
-    unknown_record = failure_record(events_runtime, "fraud_events", unknown_id)
-    invalid_record = failure_record(events_runtime, "fraud_events", invalid_id)
-    assert unknown_record["responsePayload"]["errorType"] == "UnknownVersionError"
-    assert unknown_record["responsePayload"]["errorMessage"] == (
-        f"event {unknown_id}: 'Transaction Created': unknown schema_version '2'; known: 1"
+    # THEN each ends in the DLQ of fraud_events' queue, as it came, with the contract rule it
+    # broke in the message attributes EventBridge uses for the events it cannot deliver
+    queue = "fraud-events-transactions"
+    unknown_msg = dead_lettered(events_runtime, queue, unknown_id)
+    invalid_msg = dead_lettered(events_runtime, queue, invalid_id)
+    assert json.loads(unknown_msg.body)["detail"] == unknown
+
+    def attribute(message: QueueMessage, name: str) -> str:
+        return message.message_attributes[name]["StringValue"]
+
+    assert attribute(unknown_msg, "ERROR_MESSAGE") == (
+        f"UnknownVersionError: event {unknown_id}: 'Transaction Created': unknown "
+        "schema_version '2'; known: 1"
     )
-    assert invalid_record["responsePayload"]["errorType"] == "InvalidDetailError"
-    message = invalid_record["responsePayload"]["errorMessage"]
+    message = attribute(invalid_msg, "ERROR_MESSAGE")
+    assert message.startswith("InvalidDetailError: ")
     assert "detail.card_id: Field required" in message
     assert "detail.amount: Input should be greater than 0" in message
-    # AND it was rejected on the first attempt, not after Lambda's asynchronous retries: the
-    # delivery itself succeeded, so the bus records no failed delivery for either event
-    for record in (unknown_record, invalid_record):
-        assert record["requestContext"]["condition"] == "ContractRejected"
-        assert record["requestContext"]["approximateInvokeCount"] == 1
-        assert record["requestContext"]["functionArn"].endswith(":function:fraud_events")
+    # AND it was rejected on its first receive, not moved there after max_receive_count
+    # failures (that move sets no reason)
+    for m in (unknown_msg, invalid_msg):
+        assert attribute(m, "ERROR_CODE") == "ContractRejected"
     failed = {f["event_id"] for f in events_runtime.bus.failures()}
     assert not failed & {unknown_id, invalid_id}
     assert scored_because_of(events_runtime, unknown_id) == []

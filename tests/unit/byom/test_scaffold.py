@@ -115,3 +115,33 @@ def test_names_that_would_clash_are_refused(tmp_path: Path, name: str, message: 
         )
     with pytest.raises(ConfigError, match=message):
         check_name(name, tmp_path)
+
+
+def test_a_function_of_another_folder_imported_earlier_is_no_module_to_shadow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+    import sys
+
+    from aibackend.byom.scaffold import shadowed_module
+
+    # GIVEN a process that imported function `earlier_fn` of another project's functions folder
+    # (a test suite's runtimes), and a plain package `earlier_lib` on the path
+    other = tmp_path / "other" / "functions"
+    for name, declared in (("earlier_fn", True), ("earlier_lib", False)):
+        (other / name).mkdir(parents=True)
+        (other / name / "__init__.py").write_text("")
+        if declared:
+            (other / name / "function.toml").write_text('handler = "handler.handler"\n')
+    monkeypatch.syspath_prepend(str(other))
+    here = tmp_path / "project" / "functions"
+    here.mkdir(parents=True)
+    try:
+        for name in ("earlier_fn", "earlier_lib"):
+            importlib.import_module(name)
+        # THEN a new function of that name here hides nothing, and the library still counts
+        assert shadowed_module("earlier_fn", here) is None
+        assert shadowed_module("earlier_lib", here) == str(other / "earlier_lib" / "__init__.py")
+    finally:
+        for name in ("earlier_fn", "earlier_lib"):
+            sys.modules.pop(name, None)

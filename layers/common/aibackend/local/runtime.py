@@ -280,6 +280,22 @@ class LocalRuntime:
                 pattern=o.event_pattern(o.bucket),
                 targets=[target()],
             )
+        for qi, q in enumerate(spec.queues):
+            for i, sub in enumerate(q.events):
+                self.bus.put_rule(
+                    triggers.queue_rule_name(spec, qi, i),
+                    bus=sub.bus,
+                    pattern=sub.pattern,
+                    targets=[
+                        Target(
+                            kind="queue",
+                            name=q.queue,
+                            max_attempts=triggers.QUEUE_TARGET_RETRIES,
+                            max_event_age_s=triggers.QUEUE_TARGET_MAX_AGE_S,
+                            dead_letter_queue=triggers.dlq_name(q.queue),
+                        )
+                    ],
+                )
         for i, _ in enumerate(spec.schedules):
             name = triggers.schedule_rule_name(spec, i)
             self.bus.put_rule(

@@ -21,7 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aibackend.adapters.local_queue import MAX_BATCH
-from aibackend.catalog import DEFAULT_BUS, FunctionSpec, QueueTrigger, failure_queue
+from aibackend.catalog import (
+    DEFAULT_BUS,
+    FunctionSpec,
+    QueueTrigger,
+    dead_letter_queue,
+    failure_queue,
+)
 from aibackend.events.schedule import Schedule
 from aibackend.events.shapes import (
     s3_notification,
@@ -38,6 +44,10 @@ ACCOUNT = "000000000000"
 REGION = "local"
 #: Long-poll wait of the queue pollers: short enough for a prompt shutdown.
 POLL_WAIT_S = 1.0
+#: EventBridge's retry policy for a rule's queue target (its defaults: 185 retries over at most
+#: 24 hours); an event still not in the queue then goes to the queue's DLQ with its reason.
+QUEUE_TARGET_RETRIES = 185
+QUEUE_TARGET_MAX_AGE_S = 86_400
 #: Inside a batching window, how long a poller that found the queue empty waits before it
 #: receives again. Receiving each message as it arrived cost a write transaction per message
 #: (100 messages: ~100 receives, now at most ~32); a batch that fills up is read 10 at a time
@@ -46,7 +56,7 @@ WINDOW_TICK_S = 0.1
 
 
 def dlq_name(queue: str) -> str:
-    return f"{queue}-dlq"
+    return dead_letter_queue(queue)
 
 
 def queue_configs(spec: FunctionSpec) -> list[QueueConfig]:
@@ -85,12 +95,21 @@ def object_rule_name(spec: FunctionSpec, index: int) -> str:
     return f"{spec.name}-object-{index}"
 
 
+def queue_rule_name(spec: FunctionSpec, queue: int, index: int) -> str:
+    return f"{spec.name}-queue-{queue}-event-{index}"
+
+
 def rule_names(spec: FunctionSpec) -> list[str]:
     """Every local bus rule the runtime keeps for a function."""
     return (
         [event_rule_name(spec, i) for i in range(len(spec.events))]
         + [object_rule_name(spec, i) for i in range(len(spec.objects))]
         + [schedule_rule_name(spec, i) for i in range(len(spec.schedules))]
+        + [
+            queue_rule_name(spec, qi, i)
+            for qi, q in enumerate(spec.queues)
+            for i in range(len(q.events))
+        ]
     )
 
 

@@ -8,8 +8,12 @@ the deliveries (`bus_deliveries`: one row per event and target, `delivered`/`fai
 
 - **Latency to result**: the result event's receive time minus its cause's (matched by the
   result's `caused_by`), for events with a required result (`Transaction Scored`).
-- **Latency to processed**: the last delivery's finish time minus the event's receive time,
-  for every event: what a consumer without a result event (a profile update) costs.
+- **Latency to processed**: the last delivery's finish time (or the required result's receive
+  time, if later) minus the event's receive time, for every event: what a consumer without a
+  result event (a profile update) costs. A delivery to a queue (a rule filling a consumer's
+  queue, `[[queues.events]]`) finishes when the event is in the queue: only a result event
+  says when such a consumer has run, so the simulator's events that go through queues have
+  one (`Transaction Created` -> `Transaction Scored`).
 - **Lost**: refused by the bus, matched no rule (`unrouted`: is the consumer deployed?), a
   delivery `failed` (its failure queue has it) or still `pending` when the wait ended, or
   delivered without its required result (`no_result`).
@@ -255,13 +259,17 @@ def outcome(puts: list[Put], refused: int, records: BusRecords, since_seq: int) 
         elif "pending" in states:
             lost.pending += 1
         else:
-            to_processed.append(max(f or 0.0 for _, f in rows) - received[p.event_id])
+            done = max(f or 0.0 for _, f in rows)
             if p.result is not None:
                 result_at = results.get(p.event_id, {}).get(p.result)
                 if result_at is None:
                     lost.no_result += 1
-                else:
-                    to_result.setdefault(p.result, []).append(result_at - received[p.event_id])
+                    continue
+                to_result.setdefault(p.result, []).append(result_at - received[p.event_id])
+                # A delivery into a queue ends before its consumer has run: the result says
+                # when the event was processed.
+                done = max(done, result_at)
+            to_processed.append(done - received[p.event_id])
     return Outcome(lost, to_result, to_processed, counts)
 
 
