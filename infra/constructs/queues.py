@@ -19,9 +19,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from aibackend.catalog import DECLARATION, Catalog, FunctionSpec, QueueTrigger
+from aibackend.catalog import DECLARATION, Catalog, FunctionSpec, QueueTrigger, dead_letter_queue
 from aibackend.errors import ConfigError
-from aibackend.local.triggers import QUEUE_TARGET_MAX_AGE_S, QUEUE_TARGET_RETRIES, dlq_name
+from aibackend.local.triggers import QUEUE_TARGET_MAX_AGE_S, QUEUE_TARGET_RETRIES
 from infra.naming import pascal
 from infra.triggers import event_pattern
 
@@ -110,7 +110,7 @@ class Queues(Construct):
                 )
                 self.senders[trigger.queue] = self.queues[trigger.queue]
                 if trigger.events:
-                    self.senders[dlq_name(trigger.queue)] = dlq
+                    self.senders[dead_letter_queue(trigger.queue)] = dlq
                     self.rules[trigger.queue] = self._rules(group, spec, i, trigger, buses or {})
 
     def _rules(

@@ -33,6 +33,7 @@ from aibackend.catalog import (
     AsyncDelivery,
     Catalog,
     FunctionSpec,
+    dead_letter_queue,
     failure_queue,
     load_function,
 )
@@ -292,7 +293,7 @@ class LocalRuntime:
                             name=q.queue,
                             max_attempts=triggers.QUEUE_TARGET_RETRIES,
                             max_event_age_s=triggers.QUEUE_TARGET_MAX_AGE_S,
-                            dead_letter_queue=triggers.dlq_name(q.queue),
+                            dead_letter_queue=dead_letter_queue(q.queue),
                         )
                     ],
                 )

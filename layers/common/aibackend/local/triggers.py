@@ -55,21 +55,17 @@ QUEUE_TARGET_MAX_AGE_S = 86_400
 WINDOW_TICK_S = 0.1
 
 
-def dlq_name(queue: str) -> str:
-    return dead_letter_queue(queue)
-
-
 def queue_configs(spec: FunctionSpec) -> list[QueueConfig]:
     """Queues a function owns: its input queues with their DLQs, and its on-failure queue."""
     out: list[QueueConfig] = []
     for q in spec.queues:
-        out.append(QueueConfig(name=dlq_name(q.queue), retention_s=1_209_600))
+        out.append(QueueConfig(name=dead_letter_queue(q.queue), retention_s=1_209_600))
         out.append(
             QueueConfig(
                 name=q.queue,
                 visibility_timeout_s=q.visibility_for(spec.timeout_s),
                 max_receive_count=q.max_receive_count,
-                dead_letter_queue=dlq_name(q.queue),
+                dead_letter_queue=dead_letter_queue(q.queue),
                 retention_s=q.retention_s,
             )
         )
