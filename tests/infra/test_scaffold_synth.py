@@ -19,6 +19,9 @@ KINDS = {
     "shop_api": Trigger("http"),
     "shop_worker": Trigger("queue", queue="orders"),
     "view_tally": Trigger("event", source="aib.shop", detail_type="Product Viewed"),
+    "view_batcher": Trigger(
+        "batch", queue="view-batcher-events", source="aib.shop", detail_type="Product Viewed"
+    ),
     "daily_digest": Trigger("schedule", expression="cron(0 6 * * ? *)"),
     "upload_reader": Trigger("object", bucket="uploads", prefix="in/", suffix=".csv"),
 }
@@ -42,10 +45,16 @@ def test_every_scaffolded_function_is_a_lambda_with_its_trigger(scaffolded: Any)
     for name in KINDS:
         camel = "".join(part.title() for part in name.split("_"))
         assert any(k.startswith(f"{camel}Function") for k in lambdas), (name, sorted(lambdas))
-    # the queue's event source mapping; rules for the event, the schedule and the objects,
+    # the queues' event source mappings; rules for the event, the schedule and the objects,
     # each with the failure queue its asynchronous invocations end in; the bucket
-    (mapping,) = scaffolded.service_resources("AWS::Lambda::EventSourceMapping")
-    assert mapping.startswith("ShopWorker")
+    mappings = sorted(scaffolded.service_resources("AWS::Lambda::EventSourceMapping"))
+    assert [m[:10] for m in mappings] == ["ShopWorker", "ViewBatche"]
+    # the batch consumer's rule fills its queue, in AibShared beside it
+    (rule,) = scaffolded.resources("AibShared", "AWS::Events::Rule").values()
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aib.shop"],
+        "detail-type": ["Product Viewed"],
+    }
     rules = sorted(scaffolded.service_resources("AWS::Events::Rule"))
     assert [r[:12] for r in rules] == ["DailyDigestS", "UploadReader", "ViewTallyEve"]
     failures = sorted(scaffolded.service_resources("AWS::SQS::Queue"))

@@ -30,6 +30,7 @@ KINDS: dict[str, list[str]] = {
     "orders_admin": ["--http", "--scopes", "orders:admin"],
     "order_worker": ["--queue", "orders"],
     "view_counter": ["--event", "aib.shop", "Product Viewed"],
+    "view_batches": ["--event", "aib.shop", "Product Viewed", "--batch"],
     "nightly_report": ["--schedule", "cron(0 6 * * ? *)"],
     "label_files": ["--bucket", "uploads", "--prefix", "in/", "--suffix", ".csv"],
 }
@@ -37,7 +38,8 @@ KINDS: dict[str, list[str]] = {
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project folder with the five functions and their tests, written by the command."""
+    """A project folder with one function of each kind and their tests, written by the
+    command."""
     root = tmp_path_factory.mktemp("project")
     (root / "functions").mkdir()
     (root / "tests").mkdir()
@@ -82,7 +84,7 @@ def test_the_tests_it_writes_pass(project: Path) -> None:
     )
     # THEN every one passes (two for each HTTP function, one for each other)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "8 passed" in done.stdout
+    assert "9 passed" in done.stdout
 
 
 def test_the_http_function_is_served_behind_the_key_its_routes_declare(
@@ -137,6 +139,9 @@ def test_the_queue_event_and_object_functions_receive_what_their_triggers_delive
     assert message["keys"] == ["order"]
     (event,) = wait_for(lambda: logged(state, "view_counter", "event handled"))
     assert event["detail_type"] == "Product Viewed"
+    # AND the same event reached the batch consumer through its queue: the event's id
+    (batch,) = wait_for(lambda: logged(state, "view_batches", "events handled"))
+    assert batch["event_ids"] == [event["event_id"]]
     (obj,) = wait_for(lambda: logged(state, "label_files", "object handled"))
     assert (obj["key"], obj["size"]) == ("in/labels.csv", csv.stat().st_size)
 

@@ -149,3 +149,26 @@ def test_scopes_make_the_echo_route_need_a_token_and_a_bad_scope_is_refused(
     assert 'Bearer $(aib token --scopes orders:admin)"' in capsys.readouterr().out
     assert main([*argv, "fourth", "--queue", "q4", "--scopes", "orders:admin"]) == 1
     assert "--scopes goes with --http" in capsys.readouterr().err
+
+
+def test_batch_writes_a_queue_its_rule_fills_and_needs_an_event(
+    functions: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--functions", str(functions), "functions", "new"]
+    # WHEN a batch consumer of an event is scaffolded
+    assert main([*argv, "view_batches", "--event", "aib.shop", "Product Viewed", "--batch"]) == 0
+    # THEN its queue is named after it, filled by a rule of that event, and it may send to
+    # the queue's DLQ (what it rejects)
+    spec = load_catalog(functions).get("view_batches")
+    [queue] = spec.queues
+    assert queue.queue == "view-batches-events" and queue.batch_size == 10
+    assert [e.pattern for e in queue.events] == [
+        {"source": ["aib.shop"], "detail-type": ["Product Viewed"]}
+    ]
+    assert spec.resources.queues == {"view-batches-events-dlq": "write"}
+    assert spec.events == () and spec.async_delivery is None
+    assert "restart `aib dev` to wire its batch trigger" in capsys.readouterr().out
+    # AND --batch without --event is refused with nothing written
+    assert main([*argv, "lonely", "--queue", "q", "--batch"]) == 1
+    assert "--batch goes with --event SOURCE DETAIL_TYPE" in capsys.readouterr().err
+    assert not (functions / "lonely").exists()

@@ -72,10 +72,16 @@ def cmd_functions_new(args: argparse.Namespace) -> int:
         raise ConfigError("--prefix and --suffix go with --bucket")
     if args.scopes and not args.http:
         raise ConfigError("--scopes goes with --http")
+    if args.batch and not args.event:
+        raise ConfigError("--batch goes with --event SOURCE DETAIL_TYPE")
     if args.http:
         trigger = Trigger("http", scopes=tuple(args.scopes or ()))
     elif args.queue:
         trigger = Trigger("queue", queue=args.queue)
+    elif args.event and args.batch:
+        source, detail_type = args.event
+        queue = f"{slug(args.name)}-events"
+        trigger = Trigger("batch", queue=queue, source=source, detail_type=detail_type)
     elif args.event:
         trigger = Trigger("event", source=args.event[0], detail_type=args.event[1])
     elif args.schedule:
@@ -822,6 +828,12 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="SCOPE",
         help="with --http: the echo route also needs a bearer token with these (predict:orders)",
+    )
+    fn.add_argument(
+        "--batch",
+        action="store_true",
+        help="with --event: a rule fills the queue NAME-events and the function gets its "
+        "events in batches of up to 10 (for high rates)",
     )
     fn.add_argument("--prefix", default="", help="with --bucket: only keys under this prefix")
     fn.add_argument("--suffix", default="", help="with --bucket: only keys ending so")

@@ -1,8 +1,10 @@
-"""`aib functions new NAME --http | --queue Q | --event SOURCE TYPE | --schedule EXPR | --bucket B`.
+"""`aib functions new NAME --http | --queue Q | --event SOURCE TYPE [--batch] | --schedule EXPR
+| --bucket B`.
 
 Writes a function that runs as written, for each kind of trigger the catalog declares: its
 `function.toml`, a handler in the platform's habits (Powertools logger and metrics, FastAPI +
-Mangum and problem+json errors for HTTP, partial batch failures for a queue) and a test that
+Mangum and problem+json errors for HTTP, partial batch failures for a queue, and for events in
+batches a queue a rule fills (`--batch`)) and a test that
 invokes the handler the way Lambda does. The folder is written beside the project's functions
 and loaded with them as one catalog before it is renamed into `functions/` whole: a running
 `aib dev` never sees half a function, or one the catalog refuses (a queue another function
@@ -18,10 +20,16 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from aibackend.byom.scaffold import check_identifier, check_not_shadowing
-from aibackend.catalog import DECLARATION, SCOPE, ScheduleTrigger, load_catalog
+from aibackend.catalog import (
+    DECLARATION,
+    SCOPE,
+    ScheduleTrigger,
+    dead_letter_queue,
+    load_catalog,
+)
 from aibackend.errors import ConfigError
 
-Kind = Literal["http", "queue", "event", "schedule", "object"]
+Kind = Literal["http", "queue", "event", "batch", "schedule", "object"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
@@ -96,6 +104,23 @@ max_receive_count = 5
 pattern = {{ source = [{source_toml}], detail-type = [{detail_type_toml}] }}
 max_attempts = 2
 max_event_age_s = 3600
+""",
+    "batch": """
+# EventBridge -> SQS -> this function in batches: a rule on the platform bus "aib" fills the
+# queue, and each invocation gets up to batch_size of its events (a message body is one whole
+# event). A message that fails max_receive_count times, or that the handler rejects (with the
+# reason), waits in the queue's DLQ (<queue>-dlq).
+[[queues]]
+queue = {queue_toml}
+batch_size = 10
+max_receive_count = 3
+
+[[queues.events]]
+pattern = {{ source = [{source_toml}], detail-type = [{detail_type_toml}] }}
+
+[resources]
+# The queue's DLQ: the handler puts a message that is no event there, with the reason.
+queues = {{ {dlq_toml} = "write" }}
 """,
     "schedule": """
 # rate(...) or cron(...), as EventBridge schedules (UTC).
@@ -276,6 +301,51 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="EventsHandled", unit=MetricUnit.Count, value=1)
     return {{"event_id": received.get_id, "detail_keys": sorted(received.detail)}}
 ''',
+    "batch": '''"""Function {name}: handles its rule's events in batches.
+
+Scaffolded by `aib functions new --batch`. A rule on the platform bus `aib` fills the queue
+named below, and each invocation gets up to 10 of its events. Work on the batch as a whole
+(one model call, one table write, one PutEvents of up to 10 entries: see
+functions/fraud_events). A message that is no event goes to the queue's DLQ at once, with
+the reason; one whose handling fails is returned in batchItemFailures, retried alone, and
+after max_receive_count receives waits in the DLQ too (`aib queues <queue>-dlq` shows them).
+SQS delivers at least once: make the work idempotent (`aibackend.ledger` skips events
+handled already).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from aibackend.events.batches import Rejections, bus_messages, partial_response
+from aibackend.masking import masked_logger
+
+logger = masked_logger()
+metrics = Metrics()
+
+#: The queue its `function.toml` declares; a message it rejects goes to its DLQ.
+QUEUE = "{queue}"
+REJECTIONS = Rejections(QUEUE)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    messages, rejected = bus_messages(event)
+    failed = REJECTIONS.send(rejected)  # those whose send failed come back for a retry
+    # The batch's events, in order: work on them together here.
+    handled = [m.event["id"] for m in messages]
+    logger.info("events handled", extra={{"event_ids": handled}})
+    if handled:
+        metrics.add_metric(name="EventsHandled", unit=MetricUnit.Count, value=len(handled))
+    if rejected:
+        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=len(rejected))
+    return partial_response(failed)
+''',
     "schedule": '''"""Function {name}: runs on its schedule.
 
 Scaffolded by `aib functions new`. `aib dev` fires it on time (UTC), EventBridge Scheduler on
@@ -397,6 +467,21 @@ from aibackend.local.invoke import local_function
 from aibackend.ports import PutEvent
 from aibackend.settings import PlatformSettings
 """,
+    "batch": """import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from aibackend.adapters import queue_service
+from aibackend.catalog import dead_letter_queue, load_catalog
+from aibackend.events.shapes import eventbridge_event, sqs_event
+from aibackend.local.host import FunctionHost
+from aibackend.local.invoke import local_function
+from aibackend.ports import PutEvent, QueueMessage
+from aibackend.settings import PlatformSettings
+""",
     "schedule": """from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -502,6 +587,41 @@ def test_an_event_of_its_pattern_is_handled(host: FunctionHost) -> None:
     # WHEN it is delivered THEN the handler answers for it
     assert host.invoke(event) == {{"event_id": "e-1", "detail_keys": ["example"]}}
 """,
+    "batch": """
+
+def message(message_id: str, body: str) -> QueueMessage:
+    return QueueMessage(
+        message_id=message_id, receipt_handle=f"rh-{{message_id}}", body=body, md5_of_body=""
+    )
+
+
+def test_a_batch_is_handled_and_a_message_that_is_no_event_is_dead_lettered(
+    host: FunctionHost, tmp_path: Path
+) -> None:
+    # GIVEN a batch from its queue: an event its rule matches, and a message that is no event
+    queue = host.spec.queues[0]
+    pattern = queue.events[0].pattern
+    entry = PutEvent(
+        source=pattern["source"][0], detail_type=pattern["detail-type"][0], detail={{"example": 1}}
+    )
+    event = eventbridge_event(entry, event_id="e-1", time=datetime.now(UTC))
+    batch = sqs_event(
+        [message("m-1", json.dumps(event)), message("m-2", "not an event")],
+        queue_name=queue.queue,
+        now=datetime.now(UTC),
+    )
+    # WHEN the batch is handled THEN nothing is left for a retry
+    assert host.invoke(batch) == {{"batchItemFailures": []}}
+    # AND the message that is no event waits in the DLQ, as it came, with the reason
+    dlq = queue_service(PlatformSettings(state_dir=tmp_path / "state")).get(
+        dead_letter_queue(queue.queue)
+    )
+    [kept] = dlq.receive(10)
+    assert kept.body == "not an event"
+    assert kept.message_attributes["ERROR_MESSAGE"]["StringValue"].startswith(
+        "the body is not JSON"
+    )
+""",
     "schedule": """
 
 def test_a_scheduled_run_reports_when_it_was_due(host: FunctionHost) -> None:
@@ -574,6 +694,7 @@ def render(name: str, trigger: Trigger, description: str) -> dict[str, str]:
         "prefix": prefix,
         "queue": trigger.queue,
         "queue_toml": _toml_str(trigger.queue),
+        "dlq_toml": _toml_str(dead_letter_queue(trigger.queue)),
         "source_toml": _toml_str(trigger.source),
         "detail_type_toml": _toml_str(trigger.detail_type),
         "expression_toml": _toml_str(trigger.expression),
@@ -601,6 +722,7 @@ def default_description(name: str, trigger: Trigger) -> str:
         "http": f"HTTP API under /v1/{slug(name)}.",
         "queue": f"Consumes queue {trigger.queue}.",
         "event": f"Handles {trigger.detail_type} events from {trigger.source}.",
+        "batch": f"Handles {trigger.detail_type} events from {trigger.source} in batches.",
         "schedule": f"Runs on {trigger.expression}.",
         "object": f"Handles objects created in bucket {trigger.bucket}.",
     }[trigger.kind]
@@ -624,7 +746,7 @@ def new_function(
     test = tests_dir / f"test_{name}.py" if tests_dir is not None else None
     if test is not None and test.exists():
         raise ConfigError(f"{test} exists; pick another name or pass --no-test")
-    if trigger.kind == "queue" and functions_dir.is_dir():
+    if trigger.kind in ("queue", "batch") and functions_dir.is_dir():
         consumers = {
             q.queue: f.name for f in load_catalog(functions_dir).functions for q in f.queues
         }
