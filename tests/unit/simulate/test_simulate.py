@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from aibackend.adapters.local_bus import LocalEventBus, Target
@@ -244,3 +245,53 @@ def test_put_paced_puts_rate_times_duration_events_in_batches_of_ten() -> None:
     assert 2_990 <= len(puts) <= 3_110 and refused == 0
     assert set(bus.batches) == {10}
     assert took == pytest.approx(3.0, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("cdf", "draws"),
+    [
+        # weights 0.2, 0.3, 0.5: each index owns its slice of [0, 1)
+        ([0.2, 0.5, 1.0], {0.0: 0, 0.1999: 0, 0.2: 1, 0.4999: 1, 0.5: 2, 0.9999: 2}),
+        # unnormalized weights 0, 2, 0, 2: the empty ones are never drawn
+        ([0.0, 2.0, 2.0, 4.0], {0.0: 1, 0.4999: 1, 0.5: 3, 0.9999: 3}),
+    ],
+)
+def test_pick_draws_each_index_with_its_weights_share(
+    cdf: list[float], draws: dict[float, int]
+) -> None:
+    from aibackend.simulate.scenarios import pick
+
+    assert {u: pick(cdf, u) for u in draws} == draws
+
+
+def test_shop_views_follow_the_catalogs_item_weights() -> None:
+    # GIVEN 20,000 views of the shop stream
+    from aibackend.recommend.generator import generate_interactions, item_id
+    from aibackend.simulate.scenarios import CATALOG_ROWS, CATALOG_SEED
+
+    world = generate_interactions(CATALOG_ROWS, seed=CATALOG_SEED).world
+    views = Counter(
+        s.event.detail["item_id"] for s in itertools.islice(shop(seed=9, run="t"), 20_000)
+    )
+    # THEN the items the catalog weighs most are viewed most: the 10% heaviest items draw a
+    # larger share of views than the 10% lightest, and every view is of a catalog item
+    order = np.argsort(world.item_weight)
+    tenth = len(order) // 10
+    heavy = sum(views[item_id(int(i))] for i in order[-tenth:])
+    light = sum(views[item_id(int(i))] for i in order[:tenth])
+    assert heavy > 3 * light
+    assert set(views) <= {item_id(i) for i in range(len(world.item_weight))}
+
+
+def test_pick_draws_what_numpys_weighted_choice_draws_from_the_same_generator() -> None:
+    # GIVEN random weights and two generators of one seed
+    from aibackend.simulate.scenarios import pick
+
+    weights = np.random.default_rng(0).random(50) ** 3
+    cdf = np.cumsum(weights).tolist()
+    ours, numpys = np.random.default_rng(7), np.random.default_rng(7)
+    # THEN pick on one uniform a draw gives the indexes rng.choice(p=...) gives: the shop
+    # stream is the one it was before pick replaced that (slower) call
+    drawn = [pick(cdf, float(ours.random())) for _ in range(5_000)]
+    expected = [int(numpys.choice(50, p=weights / weights.sum())) for _ in range(5_000)]
+    assert drawn == expected

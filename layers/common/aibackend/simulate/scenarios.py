@@ -16,8 +16,9 @@ for a seed (ids and times aside: transactions are stamped with the time they are
 
 from __future__ import annotations
 
+import bisect
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -127,14 +128,27 @@ def iot(
             yield SimEvent(PutEvent(source="aib.iot", detail_type="Sensor Reading", detail=detail))
 
 
+def pick(cdf: Sequence[float], u: float) -> int:
+    """The index a uniform `u` in [0, 1) draws from cumulative weights `cdf` (inverse CDF):
+    index i with probability (cdf[i] - cdf[i - 1]) / cdf[-1]; a weight of 0 is never drawn."""
+    return min(bisect.bisect_right(cdf, u * cdf[-1]), len(cdf) - 1)
+
+
 def shop(seed: int, run: str, clock: Callable[[], datetime] = _now) -> Iterator[SimEvent]:
     from aibackend.recommend.generator import generate_interactions, item_id, user_id
 
     world = generate_interactions(CATALOG_ROWS, seed=CATALOG_SEED).world
     rng = np.random.default_rng(seed)
     clusters = world.taste.shape[1]
-    by_cluster = [np.flatnonzero(world.item_cluster == c) for c in range(clusters)]
-    weights = [world.item_weight[ix] / world.item_weight[ix].sum() for ix in by_cluster]
+    by_cluster = [np.flatnonzero(world.item_cluster == c).tolist() for c in range(clusters)]
+    # Cumulative weights, built once: `rng.choice(p=...)` rebuilt them on every call (36 us a
+    # draw against 2 us for `pick`, two draws a view) and draws the same indexes.
+    tastes = np.cumsum(world.taste, axis=1).tolist()
+    items = [np.cumsum(world.item_weight[ix]).tolist() for ix in by_cluster]
+
+    def draw(cdf: list[float]) -> int:
+        return pick(cdf, float(rng.random()))
+
     open_sessions: list[tuple[str, int, int]] = []  # (session id, user, views left)
     n_sessions = 0
     while True:
@@ -145,8 +159,8 @@ def shop(seed: int, run: str, clock: Callable[[], datetime] = _now) -> Iterator[
             continue
         k = int(rng.integers(len(open_sessions)))
         session, user, left = open_sessions[k]
-        cluster = int(rng.choice(clusters, p=world.taste[user]))
-        item = int(rng.choice(by_cluster[cluster], p=weights[cluster]))
+        cluster = draw(tastes[user])
+        item = by_cluster[cluster][draw(items[cluster])]
         if left <= 1:
             open_sessions.pop(k)
         else:
