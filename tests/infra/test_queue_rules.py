@@ -22,7 +22,9 @@ def test_the_rule_sends_matching_events_to_the_queue_and_undeliverable_ones_to_i
 ) -> None:
     # GIVEN fraud_events' declaration: its queue is filled by a rule on the platform bus
     shared = "AibShared"
-    queue_id, _ = _one(synth.resources(shared, QUEUE), "QueuesFraudEventsTransactionsQueue")
+    queue_id, queue = _one(synth.resources(shared, QUEUE), "QueuesFraudEventsTransactionsQueue")
+    # (SQS deletes what outlives its retention without a trace: the queue keeps it 14 days)
+    assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 86_400
     dlq_id, _ = _one(synth.resources(shared, QUEUE), "QueuesFraudEventsTransactionsDeadLetters")
     rule_id, rule = _one(synth.resources(shared, RULE), "QueuesFraudEventsTransactionsRule0")
     p = rule["Properties"]
