@@ -69,6 +69,21 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             ],
             [s.correlation_id for _, s in published],
         )
+    if published:
+        # One line a batch, naming each transaction's chain: `grep <correlation id>` finds it.
+        logger.info(
+            "transactions scored",
+            extra={
+                "scored": [
+                    {
+                        "transaction_id": s.transaction.transaction_id,
+                        "correlation_id": s.correlation_id,
+                        "decision": s.events[0].detail["decision"],
+                    }
+                    for _, s in published
+                ]
+            },
+        )
     suspected = [s for _, s in published if len(s.events) > 1]
     for s in suspected:
         logger.info(

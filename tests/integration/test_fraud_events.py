@@ -17,6 +17,7 @@ from aibackend.adapters.local import LocalObjectStore
 from aibackend.contracts import parse
 from aibackend.contracts.fraud import FraudSuspectedV1, TransactionScoredV1
 from aibackend.events.shapes import sqs_event
+from aibackend.local.logs import log_path, read_lines
 from aibackend.local.runtime import LocalRuntime
 from aibackend.ports import PutEvent, QueueMessage
 from tests.support import FUNCTIONS, running_runtime, wait_for
@@ -77,6 +78,22 @@ def test_a_correlation_id_given_by_the_producer_follows_the_chain(
     created_id = put(runtime, {**detail, "correlation_id": "order-77"})
     [scored] = wait_for(lambda: caused_by(runtime, "Transaction Scored", created_id))
     assert scored["detail"]["correlation_id"] == "order-77"
+    # AND fraud_events' log names the transaction with the chain's id (a line per batch,
+    # written once the batch's results are out)
+    log = log_path(runtime.settings.state_dir, "fraud_events")
+
+    def logged() -> list[dict[str, Any]]:
+        return [
+            item
+            for line in read_lines(log)
+            if line.json and line.json.get("message") == "transactions scored"
+            for item in line.json["scored"]
+            if item["transaction_id"] == "txn-corr"
+        ]
+
+    assert wait_for(logged) == [
+        {"transaction_id": "txn-corr", "correlation_id": "order-77", "decision": "decline"}
+    ]
 
 
 def test_an_everyday_purchase_is_scored_without_an_alert(runtime: LocalRuntime) -> None:
