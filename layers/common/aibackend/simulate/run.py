@@ -107,6 +107,10 @@ class Report:
     #: Wall time from the last put until every event was processed (or the wait ended).
     drain_s: float
     results: dict[str, int] = field(default_factory=dict)
+    #: Of the processed events, those whose only record is entering a consumer's queue (a
+    #: `[[queues.events]]` consumer) and that have no result event: their "processed" time
+    #: is when they were queued, not when the consumer ran.
+    queued_only: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -131,6 +135,11 @@ class Report:
                     f"  {label}: p50 {lat.p50_ms} ms  p95 {lat.p95_ms} ms  p99 {lat.p99_ms} ms  "
                     f"max {lat.max_ms} ms  (n={lat.n})"
                 )
+        if self.queued_only:
+            lines.append(
+                f"  {self.queued_only} of them went into a consumer's queue and have no result "
+                "event: their 'processed' is when they were queued, not when the consumer ran"
+            )
         lost = self.lost
         lines.append(
             f"  lost: {lost.total} (refused {lost.refused}, unrouted {lost.unrouted}, failed "
@@ -202,15 +211,16 @@ class BusRecords:
         self._conn.execute("DELETE FROM sim_ids")
         self._conn.executemany("INSERT INTO sim_ids VALUES (?)", [(p.event_id,) for p in puts])
 
-    def deliveries(self) -> dict[str, list[tuple[str, float | None]]]:
-        """Tracked event id -> (state, finished_at) of each of its deliveries."""
-        out: dict[str, list[tuple[str, float | None]]] = {}
+    def deliveries(self) -> dict[str, list[tuple[str, float | None, str]]]:
+        """Tracked event id -> (state, finished_at, target kind) of each of its deliveries."""
+        out: dict[str, list[tuple[str, float | None, str]]] = {}
         rows = self._conn.execute(
-            "SELECT d.event_id, d.state, d.finished_at FROM bus_deliveries d "
-            "JOIN sim_ids s ON s.id = d.event_id WHERE d.replay_name IS NULL"
+            "SELECT d.event_id, d.state, d.finished_at, json_extract(d.target, '$.kind') "
+            "FROM bus_deliveries d JOIN sim_ids s ON s.id = d.event_id "
+            "WHERE d.replay_name IS NULL"
         )
-        for event_id, state, finished in rows:
-            out.setdefault(event_id, []).append((state, finished))
+        for event_id, state, finished, kind in rows:
+            out.setdefault(event_id, []).append((state, finished, str(kind)))
         return out
 
     def received(self) -> dict[str, float]:
@@ -236,6 +246,8 @@ class Outcome:
     to_result: dict[str, list[float]]
     to_processed: list[float]
     results: Counter[str]
+    #: Processed events that went into a queue and have no result event to time them by.
+    queued: int = 0
 
 
 def outcome(puts: list[Put], refused: int, records: BusRecords, since_seq: int) -> Outcome:
@@ -249,9 +261,10 @@ def outcome(puts: list[Put], refused: int, records: BusRecords, since_seq: int) 
     lost = Lost(refused=refused)
     to_result: dict[str, list[float]] = {}
     to_processed: list[float] = []
+    queued = 0
     for p in puts:
         rows = deliveries.get(p.event_id, [])
-        states = {state for state, _ in rows}
+        states = {state for state, _, _ in rows}
         if not rows:
             lost.unrouted += 1
         elif "failed" in states:
@@ -259,7 +272,9 @@ def outcome(puts: list[Put], refused: int, records: BusRecords, since_seq: int) 
         elif "pending" in states:
             lost.pending += 1
         else:
-            done = max(f or 0.0 for _, f in rows)
+            done = max(f or 0.0 for _, f, _ in rows)
+            if p.result is None and any(kind == "queue" for _, _, kind in rows):
+                queued += 1
             if p.result is not None:
                 result_at = results.get(p.event_id, {}).get(p.result)
                 if result_at is None:
@@ -270,7 +285,7 @@ def outcome(puts: list[Put], refused: int, records: BusRecords, since_seq: int) 
                 # when the event was processed.
                 done = max(done, result_at)
             to_processed.append(done - received[p.event_id])
-    return Outcome(lost, to_result, to_processed, counts)
+    return Outcome(lost, to_result, to_processed, counts, queued)
 
 
 def simulate(
@@ -320,6 +335,7 @@ def simulate(
         lost=result.lost,
         drain_s=round(drain, 2),
         results=dict(result.results),
+        queued_only=result.queued,
     )
 
 
