@@ -238,6 +238,31 @@ def test_redrive_moves_dead_letters_back_with_a_fresh_receive_count(
     assert {m.attributes["ApproximateReceiveCount"] for m in back} == {"1"}
 
 
+def test_a_message_a_batch_consumer_rejected_waits_with_its_reason_and_redrives_unchanged(
+    service: QueueService,
+) -> None:
+    from aibackend.events.batches import CONTRACT_REJECTED, Rejected, Rejections
+
+    # GIVEN a rule-filled queue (as `[[queues.events]]` makes it) whose consumer rejects a
+    # message it cannot read (`aibackend.events.batches.Rejections`, on SQS or locally)
+    q = service.ensure(
+        QueueConfig(name="views", max_receive_count=3, dead_letter_queue="views-dlq")
+    )
+    reason = "UnknownVersionError: unknown schema_version '9'; known: 1"
+    body = '{"id": "e-1", "detail-type": "Product Viewed", "detail": {"schema_version": "9"}}'
+    assert Rejections("views", lambda: service).send([Rejected("m-1", body, reason)]) == []
+    # THEN the DLQ holds it as it came, the reason in its attributes
+    [kept] = service.get("views-dlq").receive(10, visibility_timeout_s=0)
+    assert kept.body == body
+    attributes = {k: v["StringValue"] for k, v in kept.message_attributes.items()}
+    assert attributes == {"ERROR_CODE": CONTRACT_REJECTED, "ERROR_MESSAGE": reason}
+    # AND once the consumer reads that version, a redrive hands it back unchanged
+    _tick()
+    assert service.redrive("views-dlq") == 1
+    [back] = _receive_all(q, 1)
+    assert back.body == body
+
+
 def test_redrive_needs_a_target_when_several_queues_share_a_dlq(service: QueueService) -> None:
     # GIVEN two queues that dead-letter into the same DLQ, which holds a message
     service.ensure(QueueConfig(name="a", max_receive_count=3, dead_letter_queue="shared-dlq"))
