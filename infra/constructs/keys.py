@@ -38,7 +38,8 @@ def allow_eventbridge_dead_letters(key: kms.IKey) -> None:
     """Let EventBridge rules of this account encrypt what they put into queues under `key`.
 
     A rule that cannot deliver an event to its target sends it to the target's dead-letter
-    queue as the EventBridge service, not as any role, so only the key policy can allow it.
+    queue as the EventBridge service, not as any role, and a rule whose target is a queue
+    (`[[queues.events]]`) sends its events the same way, so only the key policy can allow it.
     Which rule may send to which queue is the queue policy's business (CDK adds one per rule,
     on that rule's ARN); the key policy cannot name the rules themselves, since the rules refer
     to the queues and the queues to this key.

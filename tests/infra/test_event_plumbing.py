@@ -693,6 +693,12 @@ def test_triggers_disagreeing_on_async_delivery_fail(
             "events.0.pattern: invalid event pattern at source",
         ),
         ('timeout_s = 60\n[[queues]]\nqueue = "q"\nvisibility_timeout_s = 30\n', "queues.0"),
+        # a rule that fills a queue, on a bus the platform does not have
+        (
+            '[[queues]]\nqueue = "q"\n[[queues.events]]\nbus = "ops"\n'
+            'pattern = { source = ["x"] }\n',
+            "queues[0].events[0].bus: unknown bus 'ops'; known buses: aib, default",
+        ),
     ],
 )
 def test_unusable_triggers_fail_naming_the_entry(
