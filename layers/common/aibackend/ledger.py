@@ -132,7 +132,12 @@ class DynamoEventLedger:
                 for i in dict.fromkeys(ids[start : start + _GET_LIMIT])
             ]
             request: dict[str, Any] = {
-                self.table: {"Keys": keys, "ProjectionExpression": "id, expiration"}
+                self.table: {
+                    "Keys": keys,
+                    # Names, not words: DynamoDB reserves many words an attribute may be named.
+                    "ProjectionExpression": "#id, #expiration",
+                    "ExpressionAttributeNames": {"#id": "id", "#expiration": "expiration"},
+                }
             }
             for _ in range(_UNPROCESSED_ROUNDS):
                 answer = self._client.batch_get_item(RequestItems=request)
