@@ -68,6 +68,15 @@ def test_a_declaration_change_outside_routes_and_stores_deploys_the_group_only()
         ("pipeline_store", {"queues": [{"queue": "pipeline-store", "max_receive_count": 5}]}),
         ("fraud_events", {"resources": {"tables": {"fraud-idempotency": "readwrite"}}}),
         ("fraud_events", {"objects": [{"bucket": "raw"}]}),
+        # the rule that fills a queue lives in AibShared, beside its queue
+        (
+            "pipeline_store",
+            {
+                "queues": [
+                    {"queue": "pipeline-store", "events": [{"pattern": {"source": ["aib.x"]}}]}
+                ]
+            },
+        ),
     ],
 )
 def test_a_changed_queue_or_store_deploys_the_shared_stacks_first(
