@@ -8,6 +8,7 @@ local queue engine.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -214,6 +215,28 @@ def test_queue_target_receives_the_event_as_json(
     (body,) = queues.get("tx-q").bodies()
     assert body["id"] == ids[0]
     assert body["detail"] == {"amount": 120.0, "currency": "EUR"}
+    # AND the delivery names the message it became (what `aib simulate` times consumers by)
+    with sqlite3.connect(bus.db_path) as c:
+        rows = c.execute("SELECT state, message_id FROM bus_deliveries").fetchall()
+    assert rows == [("delivered", "1")]
+
+
+def test_a_bus_file_from_before_message_ids_gains_the_column(tmp_path: Path) -> None:
+    # GIVEN a bus file whose deliveries table has no message_id column (an older aib dev)
+    db = tmp_path / "events.db"
+    with sqlite3.connect(db) as c:
+        c.execute(
+            "CREATE TABLE bus_deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT "
+            "NOT NULL, replay_name TEXT, bus TEXT NOT NULL, rule TEXT NOT NULL, target TEXT "
+            "NOT NULL, request_id TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', "
+            "attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, due REAL NOT NULL, "
+            "claim TEXT, last_error TEXT, condition TEXT, failure TEXT, finished_at REAL)"
+        )
+    # WHEN the bus opens it THEN the column is there
+    LocalEventBus(db, deliver=Recorder()).close()
+    with sqlite3.connect(db) as c:
+        columns = {r[1] for r in c.execute("PRAGMA table_info(bus_deliveries)")}
+    assert "message_id" in columns
 
 
 def test_put_rule_replaces_and_validates(make_bus: Callable[..., LocalEventBus]) -> None:

@@ -459,3 +459,30 @@ def test_peek_shows_the_oldest_messages_without_receiving_them(
     assert [(m.body, m.receive_count) for m in queue.peek()] == [("a", 1), ("b", 0), ("c", 0)]
     assert [m.body for m in queue.receive(10)] == ["b", "c"]
     assert received.body == "a"
+
+
+def test_a_deleted_message_is_remembered_with_when_for_an_hour(db: Path, clock: FakeClock) -> None:
+    import sqlite3
+
+    from aibackend.adapters.local_queue import DONE_KEPT_S
+
+    # GIVEN two messages, one consumed (received and deleted) and one only received
+    with SqliteQueueService(db, clock=clock) as service:
+        q = service.ensure(QueueConfig(name="jobs"))
+        done_id, kept_id = q.send_batch(["a", "b"])
+        received = {m.message_id: m for m in q.receive(10)}
+        q.delete(received[done_id].receipt_handle)
+        deleted_at = clock()
+
+        def done() -> dict[str, float]:
+            with sqlite3.connect(db) as c:
+                return dict(c.execute("SELECT id, done_at FROM queue_done").fetchall())
+
+        # THEN only the consumed one is remembered, with the time its consumer deleted it
+        assert done() == {done_id: deleted_at}
+        # AND an hour later, the next deletion forgets it
+        clock.advance(DONE_KEPT_S + 61)
+        q.change_visibility(received[kept_id].receipt_handle, 0)
+        [again] = q.receive(10)
+        q.delete(again.receipt_handle)
+        assert done() == {kept_id: clock()}

@@ -297,61 +297,38 @@ def test_pick_draws_what_numpys_weighted_choice_draws_from_the_same_generator() 
     assert drawn == expected
 
 
-def test_an_event_that_only_entered_a_queue_is_counted_apart_from_one_timed_by_its_result(
+def test_an_event_delivered_into_a_queue_is_processed_when_its_consumer_deleted_it(
     tmp_path: Path,
 ) -> None:
     from aibackend.adapters.local_queue import SqliteQueueService
     from aibackend.ports import QueueConfig
 
     # GIVEN a bus whose rule for `Work` fills a consumer's queue (`[[queues.events]]`)
-    queues = SqliteQueueService(tmp_path / "queues.db")
-    queues.ensure(QueueConfig(name="work-in"))
-    bus = LocalEventBus(tmp_path / "events.db", deliver=Consumer([]), queues=queues)
+    now = [1000.0]
+    queues = SqliteQueueService(tmp_path / "queues.db", clock=lambda: now[0])
+    queue = queues.ensure(QueueConfig(name="work-in"))
+    bus = LocalEventBus(
+        tmp_path / "events.db", deliver=Consumer([]), queues=queues, clock=lambda: now[0]
+    )
     target = Target(kind="queue", name="work-in", max_attempts=0)
     bus.put_rule("work", bus="aib", pattern={"detail-type": ["Work"]}, targets=[target])
     records = BusRecords(tmp_path / "events.db")
     since = records.last_seq()
-    # AND two events: one whose consumer answers with a result, one without
-    ids = bus.put_events(
-        [PutEvent(source="t", detail_type="Work", detail={"n": i}) for i in range(2)]
-    ).event_ids
-    puts = [Put(str(ids[0]), "Work", "Result"), Put(str(ids[1]), "Work", None)]
+    [event_id] = bus.put_events([PutEvent(source="t", detail_type="Work", detail={})]).event_ids
+    puts = [Put(str(event_id), "Work", None)]
     records.track(puts)
+    # WHEN the bus has put it into the queue THEN it is not processed yet: pending
     while bus.run_due(max_items=10):
         pass
-    bus.put_events([PutEvent(source="t", detail_type="Result", detail={"caused_by": ids[0]})])
-    # WHEN the outcome is read
+    assert outcome(puts, 0, records, since).lost.pending == 1
+    # WHEN the consumer takes it 2.5 s later and deletes it
+    now[0] += 2.5
+    [message] = queue.receive(10)
+    queue.delete(message.receipt_handle)
+    # THEN it is processed, at the deletion: 2.5 s after the put
     done = outcome(puts, 0, records, since)
-    # THEN both are processed, and the one without a result is counted as timed by its queue
-    assert len(done.to_processed) == 2 and done.lost.total == 0
-    assert done.queued == 1
+    assert done.lost.total == 0
+    assert done.to_processed == [pytest.approx(2.5)]
     records.close()
     bus.close()
     queues.close()
-
-
-def test_the_report_says_when_processed_times_are_queue_times() -> None:
-    from aibackend.simulate.run import Latency, Lost, Report
-
-    def report(queued_only: int) -> str:
-        return Report(
-            scenario="shop",
-            target_rate_per_s=10,
-            duration_s=1.0,
-            put=10,
-            put_rate_per_s=10.0,
-            by_type={"Product Viewed": 10},
-            to_result={},
-            to_processed=Latency.of([0.01] * 10),
-            lost=Lost(),
-            drain_s=0.1,
-            queued_only=queued_only,
-        ).text()
-
-    # GIVEN a run where 4 views went only into a batch consumer's queue THEN the report says
-    # what their processed time means; a run without any says nothing of it
-    assert (
-        "4 of them went into a consumer's queue and have no result event: their 'processed' "
-        "is when they were queued" in report(4)
-    )
-    assert "queue" not in report(0)

@@ -250,7 +250,9 @@ CREATE TABLE IF NOT EXISTS bus_deliveries (
   last_error TEXT,
   condition TEXT,
   failure TEXT,
-  finished_at REAL
+  finished_at REAL,
+  -- a queue target's message (the local queue's `queue_done` says when it was consumed)
+  message_id TEXT
 );
 CREATE INDEX IF NOT EXISTS bus_deliveries_due ON bus_deliveries (due) WHERE state = 'pending';
 """
@@ -341,6 +343,10 @@ class LocalEventBus:
         self._conn = connect(db_path)
         self._lock = threading.Lock()
         self._conn.executescript(_SCHEMA)
+        with self._tx() as c:  # a bus file from before queue targets recorded their message
+            columns = {r[1] for r in c.execute("PRAGMA table_info(bus_deliveries)")}
+            if "message_id" not in columns:
+                c.execute("ALTER TABLE bus_deliveries ADD COLUMN message_id TEXT")
         self._rules_version = -1
         self._rules: dict[str, list[_CompiledRule]] = {}
         self._compiled: dict[str, Pattern] = {}
@@ -618,11 +624,12 @@ class LocalEventBus:
             return
         payload = select_input(d.event, target.input_path)
         started = at
+        message_id = None
         try:
             if target.kind == "function":
                 self._deliver(target, payload)
             else:
-                self._queue(target.name).send(json.dumps(payload))
+                message_id = self._queue(target.name).send(json.dumps(payload))
         except Exception as e:
             at = self._clock() if now is None else now
             error = _error_info(e)
@@ -660,8 +667,8 @@ class LocalEventBus:
             (
                 d,
                 "UPDATE bus_deliveries SET state = 'delivered', claim = NULL, attempts = ?, "
-                "finished_at = ? WHERE id = ? AND claim = ?",
-                (d.attempts + 1, at, d.id, d.claim),
+                "finished_at = ?, message_id = ? WHERE id = ? AND claim = ?",
+                (d.attempts + 1, at, message_id, d.id, d.claim),
             )
         )
 

@@ -278,6 +278,14 @@ CREATE TABLE IF NOT EXISTS queue_messages (
 );
 -- Receive reads this range in order (visible_at, then seq: the rowid closes every index key).
 CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visible_at);
+-- When each message was deleted (its consumer done with it), kept DONE_KEPT_S: what tells
+-- `aib simulate` that a consumer of a queue a rule fills has run (SQS itself only counts them,
+-- CloudWatch's NumberOfMessagesDeleted).
+CREATE TABLE IF NOT EXISTS queue_done (
+  id TEXT PRIMARY KEY,
+  done_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS queue_done_at ON queue_done (done_at);
 """
 
 _UPSERT_QUEUE = """
@@ -317,7 +325,9 @@ _MARK_RECEIVED = (
 )
 _MOVE_TO_DLQ = "UPDATE queue_messages SET queue = ?, visible_at = ?, receipt = NULL WHERE seq = ?"
 _DROP = "DELETE FROM queue_messages WHERE seq = ?"
-_DELETE = "DELETE FROM queue_messages WHERE seq = ? AND receipt = ? AND queue = ?"
+_DELETE = "DELETE FROM queue_messages WHERE seq = ? AND receipt = ? AND queue = ? RETURNING id"
+#: How long `queue_done` remembers a deleted message (seconds).
+DONE_KEPT_S = 3_600.0
 _CHANGE_VISIBILITY = (
     "UPDATE queue_messages SET visible_at = ? WHERE seq = ? AND receipt = ? AND queue = ?"
 )
@@ -402,6 +412,8 @@ class SqliteQueueService:
         self.db_path = db_path
         self.clock = clock
         self.poll_interval_s = poll_interval_s
+        #: When this process last pruned `queue_done` (at most once a minute).
+        self.done_pruned_at = 0.0
         self._conn = connect(db_path)
         self._conn.row_factory = None  # plain tuples: receive is the hot path
         self._lock = threading.Lock()
@@ -724,8 +736,13 @@ class SqliteQueue:
     def delete_batch(self, receipt_handles: Sequence[str]) -> None:
         check_batch_size(len(receipt_handles))
         rows = [(*_parse_handle(h), self._id) for h in receipt_handles]
+        now = self._svc.clock()
         with self._svc._tx() as c:
-            c.executemany(_DELETE, rows)
+            done = [(mid, now) for row in rows for (mid,) in c.execute(_DELETE, row).fetchall()]
+            c.executemany("INSERT OR REPLACE INTO queue_done VALUES (?, ?)", done)
+            if now - self._svc.done_pruned_at > 60:
+                c.execute("DELETE FROM queue_done WHERE done_at < ?", (now - DONE_KEPT_S,))
+                self._svc.done_pruned_at = now
 
     def change_visibility(self, receipt_handle: str, timeout_s: int) -> None:
         """Hide an in-flight message for `timeout_s` more seconds from now; 0: visible now."""

@@ -10,10 +10,9 @@ the deliveries (`bus_deliveries`: one row per event and target, `delivered`/`fai
   result's `caused_by`), for events with a required result (`Transaction Scored`).
 - **Latency to processed**: the last delivery's finish time (or the required result's receive
   time, if later) minus the event's receive time, for every event: what a consumer without a
-  result event (a profile update) costs. A delivery to a queue (a rule filling a consumer's
-  queue, `[[queues.events]]`) finishes when the event is in the queue: only a result event
-  says when such a consumer has run, so the simulator's events that go through queues have
-  one (`Transaction Created` -> `Transaction Scored`).
+  result event (a profile update) costs. A delivery into a queue (a rule filling a consumer's
+  queue, `[[queues.events]]`) finishes when the consumer has deleted the message (the local
+  queues' `queue_done`), not when the bus put it there.
 - **Lost**: refused by the bus, matched no rule (`unrouted`: is the consumer deployed?), a
   delivery `failed` (its failure queue has it) or still `pending` when the wait ended, or
   delivered without its required result (`no_result`).
@@ -32,7 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from aibackend.adapters.local import connect
+from aibackend.adapters.local import connect, connection
 from aibackend.ports import PutEvent, PutEventsResult
 from aibackend.simulate.pacer import TokenBucket
 from aibackend.simulate.scenarios import Scenario, SimEvent, stream
@@ -107,10 +106,6 @@ class Report:
     #: Wall time from the last put until every event was processed (or the wait ended).
     drain_s: float
     results: dict[str, int] = field(default_factory=dict)
-    #: Of the processed events, those whose only record is entering a consumer's queue (a
-    #: `[[queues.events]]` consumer) and that have no result event: their "processed" time
-    #: is when they were queued, not when the consumer ran.
-    queued_only: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -135,11 +130,6 @@ class Report:
                     f"  {label}: p50 {lat.p50_ms} ms  p95 {lat.p95_ms} ms  p99 {lat.p99_ms} ms  "
                     f"max {lat.max_ms} ms  (n={lat.n})"
                 )
-        if self.queued_only:
-            lines.append(
-                f"  {self.queued_only} of them went into a consumer's queue and have no result "
-                "event: their 'processed' is when they were queued, not when the consumer ran"
-            )
         lost = self.lost
         lines.append(
             f"  lost: {lost.total} (refused {lost.refused}, unrouted {lost.unrouted}, failed "
@@ -187,6 +177,7 @@ class BusRecords:
     """Read-only queries on the local bus's SQLite file (`<state>/events.db`)."""
 
     def __init__(self, db_path: Path) -> None:
+        self._db_path = db_path
         if not db_path.exists():
             raise FileNotFoundError(
                 f"{db_path} does not exist: start `aib dev` (or pass its --state) first"
@@ -211,16 +202,46 @@ class BusRecords:
         self._conn.execute("DELETE FROM sim_ids")
         self._conn.executemany("INSERT INTO sim_ids VALUES (?)", [(p.event_id,) for p in puts])
 
-    def deliveries(self) -> dict[str, list[tuple[str, float | None, str]]]:
-        """Tracked event id -> (state, finished_at, target kind) of each of its deliveries."""
-        out: dict[str, list[tuple[str, float | None, str]]] = {}
+    def deliveries(self) -> dict[str, list[tuple[str, float | None]]]:
+        """Tracked event id -> (state, finished_at) of each of its deliveries. A delivery into a
+        queue (a rule filling a consumer's queue) is finished when the consumer deleted the
+        message (`queue_done` of the local queues, beside the bus's file), and `pending`
+        until then: the delivery itself only put it in the queue."""
+        out: dict[str, list[tuple[str, float | None]]] = {}
         rows = self._conn.execute(
-            "SELECT d.event_id, d.state, d.finished_at, json_extract(d.target, '$.kind') "
-            "FROM bus_deliveries d JOIN sim_ids s ON s.id = d.event_id "
-            "WHERE d.replay_name IS NULL"
+            "SELECT d.event_id, d.state, d.finished_at, d.message_id FROM bus_deliveries d "
+            "JOIN sim_ids s ON s.id = d.event_id WHERE d.replay_name IS NULL"
         )
-        for event_id, state, finished, kind in rows:
-            out.setdefault(event_id, []).append((state, finished, str(kind)))
+        queued: dict[str, list[str]] = {}
+        for event_id, state, finished, message_id in rows:
+            if message_id is not None and state == "delivered":
+                queued.setdefault(message_id, []).append(event_id)
+                continue
+            out.setdefault(event_id, []).append((state, finished))
+        done = self._consumed(list(queued))
+        for message_id, event_ids in queued.items():
+            at = done.get(message_id)
+            for event_id in event_ids:
+                out.setdefault(event_id, []).append(
+                    ("pending", None) if at is None else ("delivered", at)
+                )
+        return out
+
+    def _consumed(self, message_ids: list[str]) -> dict[str, float]:
+        """Message id -> when its consumer deleted it, for those of `message_ids` it did."""
+        queues = self._db_path.parent / "queues.db"
+        if not message_ids or not queues.exists():
+            return {}
+        out: dict[str, float] = {}
+        with connection(queues) as c:
+            if c.execute("SELECT 1 FROM sqlite_master WHERE name = 'queue_done'").fetchone():
+                for start in range(0, len(message_ids), 500):
+                    chunk = message_ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    for mid, at in c.execute(
+                        f"SELECT id, done_at FROM queue_done WHERE id IN ({marks})", chunk
+                    ):
+                        out[str(mid)] = float(at)
         return out
 
     def received(self) -> dict[str, float]:
@@ -246,8 +267,6 @@ class Outcome:
     to_result: dict[str, list[float]]
     to_processed: list[float]
     results: Counter[str]
-    #: Processed events that went into a queue and have no result event to time them by.
-    queued: int = 0
 
 
 def outcome(puts: list[Put], refused: int, records: BusRecords, since_seq: int) -> Outcome:
@@ -261,10 +280,9 @@ def outcome(puts: list[Put], refused: int, records: BusRecords, since_seq: int) 
     lost = Lost(refused=refused)
     to_result: dict[str, list[float]] = {}
     to_processed: list[float] = []
-    queued = 0
     for p in puts:
         rows = deliveries.get(p.event_id, [])
-        states = {state for state, _, _ in rows}
+        states = {state for state, _ in rows}
         if not rows:
             lost.unrouted += 1
         elif "failed" in states:
@@ -272,9 +290,7 @@ def outcome(puts: list[Put], refused: int, records: BusRecords, since_seq: int) 
         elif "pending" in states:
             lost.pending += 1
         else:
-            done = max(f or 0.0 for _, f, _ in rows)
-            if p.result is None and any(kind == "queue" for _, _, kind in rows):
-                queued += 1
+            done = max(f or 0.0 for _, f in rows)
             if p.result is not None:
                 result_at = results.get(p.event_id, {}).get(p.result)
                 if result_at is None:
@@ -285,7 +301,7 @@ def outcome(puts: list[Put], refused: int, records: BusRecords, since_seq: int) 
                 # when the event was processed.
                 done = max(done, result_at)
             to_processed.append(done - received[p.event_id])
-    return Outcome(lost, to_result, to_processed, counts, queued)
+    return Outcome(lost, to_result, to_processed, counts)
 
 
 def simulate(
@@ -335,7 +351,6 @@ def simulate(
         lost=result.lost,
         drain_s=round(drain, 2),
         results=dict(result.results),
-        queued_only=result.queued,
     )
 
 
