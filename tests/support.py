@@ -165,3 +165,23 @@ def runtime_client(
 def bearer(access: LocalAccess, *scopes: str, **issue: Any) -> dict[str, str]:
     """An Authorization header with a development token carrying `scopes`."""
     return {"Authorization": f"Bearer {access.signer.issue('tests', scopes, **issue)}"}
+
+
+def sqs_batch(queue: str, *events: dict[str, Any]) -> dict[str, Any]:
+    """The SQS event Lambda invokes a consumer of `queue` with, one message per EventBridge
+    event (as a rule filling the queue, `[[queues.events]]`, puts them there)."""
+    from datetime import UTC, datetime
+
+    from aibackend.events.shapes import sqs_event
+    from aibackend.ports import QueueMessage
+
+    messages = [
+        QueueMessage(
+            message_id=f"msg-{e['id']}",
+            receipt_handle=f"rh-{e['id']}",
+            body=json.dumps(e),
+            md5_of_body="",
+        )
+        for e in events
+    ]
+    return sqs_event(messages, queue_name=queue, now=datetime.now(UTC))

@@ -1,6 +1,6 @@
-"""IoT anomaly detection: a `Sensor Reading` event in, what to publish out.
+"""IoT anomaly detection: `Sensor Reading` events in (a batch at a time), what to publish out.
 
-The reading goes into the online window table first; its window (the device's readings of the
+The readings go into the online window table first; each one's window (the device's readings of the
 last 10 minutes, at most 20, by reading time) is read back, turned into features with
 `aibackend.iot.window` (the definition training uses), and scored by the device type's
 isolation forest. At or above the type's threshold (the model card's `metrics.threshold`)
@@ -10,9 +10,11 @@ reading's event.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from aibackend.contracts import Parsed, emit, expect, parse
 from aibackend.contracts.fraud import ModelRef
@@ -45,42 +47,68 @@ class Detector:
 
     def score(self, row: Any) -> float:
         """Anomaly score: the forest's decision function, negated (higher: more anomalous)."""
-        return -float(self.model.run(row)[-1].ravel()[0])
+        return float(self.scores(row)[0])
+
+    def scores(self, rows: Any) -> Any:
+        """`score` of each row of a matrix, in one model call."""
+        return -self.model.run(rows)[-1].ravel().astype(float)
 
 
 def reading(event: dict[str, Any]) -> Parsed[SensorReadingV1]:
     return expect(parse(event), SensorReadingV1)
 
 
+def detect_all(
+    causes: Sequence[Parsed[SensorReadingV1]],
+    detectors: Mapping[str, Detector],
+    store: ReadingStore,
+) -> list[tuple[float, list[PutEvent]]]:
+    """Each reading's score and the events to publish (none, or one `Anomaly Detected`), in
+    order: the batch's readings stored in one write, one model call per device type."""
+    details = [c.detail for c in causes]
+    windows = store.record_and_windows(
+        [(d.device_id, d.reading_time.timestamp(), d.value) for d in details]
+    )
+    stats = [window_stats([t for t, _ in w], [v for _, v in w]) for w in windows]
+    scores = [0.0] * len(details)
+    by_type: dict[str, list[int]] = {}
+    for i, d in enumerate(details):
+        by_type.setdefault(d.device_type, []).append(i)
+    for device_type, index in by_type.items():
+        rows = np.vstack([features(device_type, details[i].value, stats[i]) for i in index])
+        for i, score in zip(index, detectors[device_type].scores(rows), strict=True):
+            scores[i] = float(score)
+    out: list[tuple[float, list[PutEvent]]] = []
+    for cause, d, st, score in zip(causes, details, stats, scores, strict=True):
+        detector = detectors[d.device_type]
+        if score < detector.threshold:
+            out.append((score, []))
+            continue
+        model = detector.model
+        anomaly = emit(
+            cause,
+            SOURCE,
+            AnomalyDetectedV1,
+            device_id=d.device_id,
+            device_type=d.device_type,
+            reading=Reading(value=d.value, unit=d.unit, reading_time=d.reading_time),
+            score=score,
+            threshold=detector.threshold,
+            window=Window(
+                readings=st.readings,
+                span_s=st.span_s,
+                mean=st.mean,
+                std=st.std,
+                slope_per_min=st.slope_per_min,
+            ),
+            model=ModelRef(name=model.name, version=model.version),
+        )
+        out.append((score, [anomaly]))
+    return out
+
+
 def detect(
     event: dict[str, Any], detectors: Mapping[str, Detector], store: ReadingStore
 ) -> tuple[float, list[PutEvent]]:
-    """The reading's score and the events to publish (none, or one `Anomaly Detected`)."""
-    cause = reading(event)
-    d = cause.detail
-    window = store.record_and_window(d.device_id, d.reading_time.timestamp(), d.value)
-    stats = window_stats([t for t, _ in window], [v for _, v in window])
-    detector = detectors[d.device_type]
-    score = detector.score(features(d.device_type, d.value, stats))
-    if score < detector.threshold:
-        return score, []
-    model = detector.model
-    anomaly = emit(
-        cause,
-        SOURCE,
-        AnomalyDetectedV1,
-        device_id=d.device_id,
-        device_type=d.device_type,
-        reading=Reading(value=d.value, unit=d.unit, reading_time=d.reading_time),
-        score=score,
-        threshold=detector.threshold,
-        window=Window(
-            readings=stats.readings,
-            span_s=stats.span_s,
-            mean=stats.mean,
-            std=stats.std,
-            slope_per_min=stats.slope_per_min,
-        ),
-        model=ModelRef(name=model.name, version=model.version),
-    )
-    return score, [anomaly]
+    """`detect_all` of one event dict; a `ContractError` if it is no `Sensor Reading`."""
+    return detect_all([reading(event)], detectors, store)[0]

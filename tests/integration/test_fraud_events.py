@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,10 @@ import pytest
 from aibackend.adapters.local import LocalObjectStore
 from aibackend.contracts import parse
 from aibackend.contracts.fraud import FraudSuspectedV1, TransactionScoredV1
-from aibackend.events.shapes import sqs_event
 from aibackend.local.logs import log_path, read_lines
 from aibackend.local.runtime import LocalRuntime
-from aibackend.ports import PutEvent, QueueMessage
+from aibackend.ports import PutEvent
+from tests import support
 from tests.support import FUNCTIONS, running_runtime, wait_for
 
 pytestmark = pytest.mark.slow
@@ -130,17 +130,7 @@ def test_a_burst_of_purchases_raises_the_card_velocity_in_scored_events(
 
 def sqs_batch(*events: dict[str, Any]) -> dict[str, Any]:
     """The SQS event Lambda invokes fraud_events with: one message per EventBridge event."""
-    now = datetime.now(UTC)
-    messages = [
-        QueueMessage(
-            message_id=f"msg-{e['id']}",
-            receipt_handle=f"rh-{e['id']}",
-            body=json.dumps(e),
-            md5_of_body="",
-        )
-        for e in events
-    ]
-    return sqs_event(messages, queue_name="fraud-events-transactions", now=now)
+    return support.sqs_batch("fraud-events-transactions", *events)
 
 
 def test_a_redelivered_event_is_not_published_twice(

@@ -14,12 +14,13 @@ import pytest
 
 from aibackend.contracts import parse
 from aibackend.contracts.iot import AnomalyDetectedV1
+from aibackend.events.shapes import eventbridge_event
 from aibackend.iot.devices import DEVICE_TYPES
 from aibackend.local.runtime import LocalRuntime
 from aibackend.ports import PutEvent
 from aibackend.simulate.run import simulate
 from tests.conftest import load_event
-from tests.support import running_runtime, wait_for
+from tests.support import running_runtime, sqs_batch, wait_for
 
 START = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -64,9 +65,9 @@ def test_a_spike_after_a_steady_window_is_detected_chained_to_its_reading_and_al
     steady = [21.0 + t.noise * (0.5 if i % 2 else -0.5) for i in range(20)]
     for i, v in enumerate(steady):
         iot_runtime.bus.put_events([reading("th-spike", i, v)])
-    # (all of them scored first: the bus delivers concurrently, so a reading put later may be
-    # scored before earlier ones, on the window stored by then)
-    wait_for(lambda: (s := iot_runtime.bus.stats()).pending + s.in_flight == 0 or None)
+    # (all of them scored first: batches are scored concurrently, so a reading put later may
+    # be scored before earlier ones, on the window stored by then)
+    wait_for(lambda: settled(iot_runtime))
     # WHEN it jumps by 10 noise sds
     spike_id = iot_runtime.bus.put_events([reading("th-spike", 20, 21.0 + 10 * t.noise)])
     spike = spike_id.event_ids[0]
@@ -90,17 +91,37 @@ def test_a_spike_after_a_steady_window_is_detected_chained_to_its_reading_and_al
     assert routed["kind"] == "anomaly" and routed["correlation_id"] == spike
 
 
+def settled(rt: LocalRuntime) -> bool:
+    """Every reading put so far is scored: delivered by the bus and consumed from the queue."""
+    bus, queue = rt.bus.stats(), rt.queues.get("iot-anomaly-readings").stats()
+    return bus.pending + bus.in_flight + queue.visible + queue.in_flight == 0
+
+
+def batch(*events: dict[str, Any]) -> dict[str, Any]:
+    """The SQS event Lambda invokes iot_anomaly with (its queue, `iot-anomaly-readings`)."""
+    return sqs_batch("iot-anomaly-readings", *events)
+
+
 def test_a_redelivered_reading_publishes_nothing_twice(iot_runtime: LocalRuntime) -> None:
-    # GIVEN the sample reading, handled once through the Lambda handler
+    # GIVEN a spike after a steady window (the forest flags it), handled once
     host = iot_runtime.hosts["iot_anomaly"]
-    sample = load_event("eventbridge/sensor_reading")
-    sample["detail"]["device_id"] = "th-redelivered"
-    first = host.invoke(sample)
-    # WHEN EventBridge delivers the same event again
-    second = host.invoke(sample)
-    # THEN the idempotency record answers the first result
-    assert second == first
-    assert set(first) == {"score", "anomaly", "published"}
+    t = DEVICE_TYPES["thermostat"]
+    for i in range(20):
+        iot_runtime.bus.put_events([reading("th-redelivered", i, 21.0 + t.noise * (i % 2 - 0.5))])
+    wait_for(lambda: settled(iot_runtime))
+    spike = eventbridge_event(
+        reading("th-redelivered", 20, 21.0 + 10 * t.noise),
+        event_id="reading-redelivered",
+        time=datetime.now(UTC),
+    )
+    assert host.invoke(batch(spike)) == {"batchItemFailures": []}
+    [first] = wait_for(lambda: anomalies(iot_runtime, "th-redelivered"))
+    # WHEN SQS delivers the same event again, alone and twice in one batch
+    assert host.invoke(batch(spike)) == {"batchItemFailures": []}
+    assert host.invoke(batch(spike, spike)) == {"batchItemFailures": []}
+    # THEN its anomaly was published once
+    assert first["detail"]["caused_by"] == "reading-redelivered"
+    assert len(anomalies(iot_runtime, "th-redelivered")) == 1
 
 
 def test_a_reading_of_an_unknown_schema_version_is_refused_with_the_reason(
@@ -110,14 +131,17 @@ def test_a_reading_of_an_unknown_schema_version_is_refused_with_the_reason(
     sample = load_event("eventbridge/sensor_reading")
     sample["id"] = "reading-v9"
     sample["detail"]["schema_version"] = "9"
-    # WHEN it is invoked once THEN it is refused at once (retrying cannot help), with the reason
-    answer = host.invoke(sample)
-    assert answer["rejected"]["errorType"] == "UnknownVersionError"
-    assert "unknown schema_version '9'" in answer["rejected"]["errorMessage"]
-    # AND the reading is kept in the function's failure queue, never lost
-    failures = iot_runtime.queues.get("iot_anomaly-failures")
-    records = [json.loads(m.body) for m in failures.receive(10, visibility_timeout_s=0)]
-    assert [r["requestPayload"]["id"] for r in records] == ["reading-v9"]
+    ok = load_event("eventbridge/sensor_reading")
+    ok["id"] = "reading-v1-beside-it"
+    # WHEN it comes in a batch beside a good reading THEN the batch succeeds: retrying cannot
+    # help the refused one
+    assert host.invoke(batch(sample, ok)) == {"batchItemFailures": []}
+    # AND it is kept, as it came, in the queue's DLQ with the reason, never lost
+    dlq = iot_runtime.queues.get("iot-anomaly-readings-dlq")
+    [kept] = dlq.receive(10, visibility_timeout_s=0)
+    assert json.loads(kept.body)["id"] == "reading-v9"
+    reason = kept.message_attributes["ERROR_MESSAGE"]["StringValue"]
+    assert reason.startswith("UnknownVersionError: ") and "unknown schema_version '9'" in reason
 
 
 @pytest.mark.slow

@@ -118,3 +118,24 @@ def test_the_window_is_the_same_whatever_the_arrival_order_and_redeliveries(stor
 def test_windows_are_per_device(store: Any) -> None:
     store.record_and_window("a", 100.0, 1.0)
     assert store.record_and_window("b", 110.0, 2.0) == [(110.0, 2.0)]
+
+
+def test_a_batch_gets_the_windows_its_readings_would_get_one_at_a_time(
+    store: Any, tmp_path: Path
+) -> None:
+    # GIVEN 30 readings of two devices, 10 s apart, one of them twice
+    readings = [(f"d{i % 2}", 1_000.0 + 10 * i, float(i)) for i in range(30)]
+    readings.append(readings[7])
+    # WHEN they are stored in batches of 10, out of time order within each batch
+    batched = []
+    for start in range(0, len(readings), 10):
+        chunk = readings[start : start + 10][::-1]
+        batched += list(zip(chunk, store.record_and_windows(chunk), strict=True))
+    # THEN each window is the one a store fed the same readings in time order gives it
+    one_by_one = SqliteReadingStore(tmp_path / "one-by-one.db")
+    expected = {
+        r: one_by_one.record_and_window(*r) for r in sorted(set(readings), key=lambda r: r[1])
+    }
+    for r, window in batched:
+        assert window == expected[r], r
+    assert store.record_and_windows([]) == []

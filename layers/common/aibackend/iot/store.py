@@ -32,10 +32,20 @@ _HOUR_MS = 3_600_000
 Reading = tuple[float, float]  # (reading time, epoch seconds; value)
 
 
+#: One reading to store: (device id, reading time in epoch seconds, value).
+NewReading = tuple[str, float, float]
+
+
 class ReadingStore(Protocol):
     def record_and_window(self, device_id: str, at_s: float, value: float) -> list[Reading]:
         """Store the reading; return the device's readings in `(at_s - WINDOW_SPAN_S, at_s]`
         (the last `WINDOW_READINGS`, ascending, this one included)."""
+        ...
+
+    def record_and_windows(self, readings: Sequence[NewReading]) -> list[list[Reading]]:
+        """`record_and_window` of each reading, in order, all stored first: a reading's window
+        ends at its own time, so readings of one batch see one another as they would one at a
+        time in time order."""
         ...
 
 
@@ -80,6 +90,27 @@ class SqliteReadingStore:
             ).fetchall()
         return [(ms / 1000, v) for ms, v in reversed(rows)]
 
+    def record_and_windows(self, readings: Sequence[NewReading]) -> list[list[Reading]]:
+        """One write transaction for the batch: its inserts, then each reading's window."""
+        if not readings:
+            return []
+        span = _ms(WINDOW_SPAN_S)
+        with write_transaction(self._conn, self._lock) as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO readings VALUES (?, ?, ?)",
+                [(device, _ms(at_s), value) for device, at_s, value in readings],
+            )
+            windows = []
+            for device, at_s, _ in readings:
+                at = _ms(at_s)
+                rows = c.execute(
+                    "SELECT at_ms, value FROM readings WHERE device = ? AND at_ms > ? "
+                    "AND at_ms <= ? ORDER BY at_ms DESC LIMIT ?",
+                    (device, at - span, at, WINDOW_READINGS),
+                ).fetchall()
+                windows.append([(ms / 1000, v) for ms, v in reversed(rows)])
+        return windows
+
 
 def _hour(at_ms: int) -> str:
     return datetime.fromtimestamp(at_ms // _HOUR_MS * 3600, UTC).strftime("%Y-%m-%dT%H")
@@ -99,6 +130,10 @@ class DynamoReadingStore:
 
     def record_and_window(self, device_id: str, at_s: float, value: float) -> list[Reading]:
         at = _ms(at_s)
+        self._put(device_id, at, value)
+        return self._window(device_id, at)
+
+    def _put(self, device_id: str, at: int, value: float) -> None:
         expires = at // _HOUR_MS * 3600 + 3600 + RETAIN_S
         self._db.update_item(
             TableName=self.table,
@@ -107,6 +142,8 @@ class DynamoReadingStore:
             ExpressionAttributeNames={"#e": "expiration", "#r": f"r#{at}"},
             ExpressionAttributeValues={":v": {"N": repr(float(value))}, ":e": {"N": str(expires)}},
         )
+
+    def _window(self, device_id: str, at: int) -> list[Reading]:
         since = at - _ms(WINDOW_SPAN_S)
         keys = sorted({self._key(device_id, since + 1), self._key(device_id, at)})
         readings = [
@@ -117,6 +154,13 @@ class DynamoReadingStore:
         ]
         readings.sort()
         return [(ms / 1000, v) for ms, v in readings[-WINDOW_READINGS:]]
+
+    def record_and_windows(self, readings: Sequence[NewReading]) -> list[list[Reading]]:
+        """All readings written first (one UpdateItem each: a reading is an attribute of its
+        device-hour item), then each window read."""
+        for device, at_s, value in readings:
+            self._put(device, _ms(at_s), value)
+        return [self._window(device, _ms(at_s)) for device, at_s, _ in readings]
 
     def _get(self, keys: Sequence[str]) -> Iterator[dict[str, Any]]:
         pending: dict[str, Any] = {
