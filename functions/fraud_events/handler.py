@@ -6,12 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.adapters import event_bus
 from aibackend.capture import Capture
-from aibackend.events.batches import Rejections, bus_messages, fresh, partial_response, publish
+from aibackend.events.batches import (
+    Rejections,
+    add_counts,
+    bus_messages,
+    fresh,
+    partial_response,
+    publish,
+)
 from aibackend.fraud.decision import DecisionSettings
 from aibackend.ledger import event_ledger
 from aibackend.masking import masked_logger
@@ -93,14 +99,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 "correlation_id": s.correlation_id,
             },
         )
-    if published:
-        metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(published))
-    if suspected:
-        metrics.add_metric(name="FraudSuspected", unit=MetricUnit.Count, value=len(suspected))
-    if skipped:
-        metrics.add_metric(name="Redelivered", unit=MetricUnit.Count, value=skipped)
-    if rejected:
-        metrics.add_metric(name="Rejected", unit=MetricUnit.Count, value=len(rejected))
+    add_counts(
+        metrics,
+        Predictions=len(published),
+        FraudSuspected=len(suspected),
+        Redelivered=skipped,
+        Rejected=len(rejected),
+    )
     return partial_response(failed)
 
 

@@ -6,11 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.adapters import event_bus
-from aibackend.events.batches import Rejections, bus_messages, fresh, partial_response, publish
+from aibackend.events.batches import (
+    Rejections,
+    add_counts,
+    bus_messages,
+    fresh,
+    partial_response,
+    publish,
+)
 from aibackend.iot.devices import DEVICE_TYPES
 from aibackend.iot.store import reading_store
 from aibackend.ledger import event_ledger
@@ -60,12 +66,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "anomaly detected",
             extra={"device_id": cause.detail.device_id, "correlation_id": cause.correlation_id},
         )
-    if done:
-        metrics.add_metric(name="Readings", unit=MetricUnit.Count, value=len(done))
-    if anomalies:
-        metrics.add_metric(name="AnomaliesDetected", unit=MetricUnit.Count, value=len(anomalies))
-    if skipped:
-        metrics.add_metric(name="Redelivered", unit=MetricUnit.Count, value=skipped)
-    if rejected:
-        metrics.add_metric(name="Rejected", unit=MetricUnit.Count, value=len(rejected))
+    add_counts(
+        metrics,
+        Readings=len(done),
+        AnomaliesDetected=len(anomalies),
+        Redelivered=skipped,
+        Rejected=len(rejected),
+    )
     return partial_response(failed)

@@ -318,10 +318,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aibackend.events.batches import Rejections, bus_messages, partial_response
+from aibackend.events.batches import Rejections, add_counts, bus_messages, partial_response
 from aibackend.masking import masked_logger
 
 logger = masked_logger()
@@ -340,10 +339,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The batch's events, in order: work on them together here.
     handled = [m.event["id"] for m in messages]
     logger.info("events handled", extra={{"event_ids": handled}})
-    if handled:
-        metrics.add_metric(name="EventsHandled", unit=MetricUnit.Count, value=len(handled))
-    if rejected:
-        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=len(rejected))
+    add_counts(metrics, EventsHandled=len(handled), EventsRejected=len(rejected))
     return partial_response(failed)
 ''',
     "schedule": '''"""Function {name}: runs on its schedule.

@@ -173,3 +173,18 @@ def test_publish_puts_ten_entries_a_call_and_fails_only_the_messages_refused() -
     # THEN in three calls of at most ten entries, and only m-3 and m-10 come back
     assert [len(c) for c in bus.calls] == [10, 10, 2]
     assert failed == ["m-3", "m-10"]
+
+
+def test_add_counts_emits_each_non_zero_count_only() -> None:
+    from aibackend.events.batches import add_counts
+
+    class Metrics:
+        def __init__(self) -> None:
+            self.added: list[tuple[str, str, int]] = []
+
+        def add_metric(self, *, name: str, unit: Any, value: int) -> None:
+            self.added.append((name, str(unit.value), value))
+
+    metrics = Metrics()
+    add_counts(metrics, Predictions=10, Redelivered=0, Rejected=1)
+    assert metrics.added == [("Predictions", "Count", 10), ("Rejected", "Count", 1)]

@@ -166,6 +166,16 @@ def publish(bus: EventBus, outputs: Sequence[tuple[str, Sequence[PutEvent]]]) ->
     return list(dict.fromkeys(failed))
 
 
+def add_counts(metrics: Any, **counts: int) -> None:
+    """Each non-zero count as a Powertools `Count` metric of that name (a batch's Predictions,
+    Redelivered, Rejected...): a zero would only be noise in the EMF line."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    for name, value in counts.items():
+        if value:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
 def partial_response(failed: Iterable[str]) -> dict[str, Any]:
     """The SQS partial batch response: these messages come back, the others are deleted."""
     return {"batchItemFailures": [{"itemIdentifier": m} for m in dict.fromkeys(failed)]}
