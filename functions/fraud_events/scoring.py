@@ -127,10 +127,3 @@ def score_events(
             events.append(emit(cause, SOURCE, FraudSuspectedV1, decision=decision, **common))
         out.append(Scored(events, txn, cause.correlation_id))
     return out
-
-
-def score_event(
-    event: dict[str, Any], model: LoadedModel, settings: DecisionSettings, features: FeatureStore
-) -> Scored:
-    """`score_events` of one event dict; a `ContractError` if it is no `Transaction Created`."""
-    return score_events([created(event)], model, settings, features)[0]

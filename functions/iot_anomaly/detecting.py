@@ -45,12 +45,9 @@ class Detector:
             )
         return cls(model, float(threshold))
 
-    def score(self, row: Any) -> float:
-        """Anomaly score: the forest's decision function, negated (higher: more anomalous)."""
-        return float(self.scores(row)[0])
-
     def scores(self, rows: Any) -> Any:
-        """`score` of each row of a matrix, in one model call."""
+        """Anomaly score of each row of a matrix, in one model call: the forest's decision
+        function, negated (higher: more anomalous)."""
         return -self.model.run(rows)[-1].ravel().astype(float)
 
 
@@ -105,10 +102,3 @@ def detect_all(
         )
         out.append((score, [anomaly]))
     return out
-
-
-def detect(
-    event: dict[str, Any], detectors: Mapping[str, Detector], store: ReadingStore
-) -> tuple[float, list[PutEvent]]:
-    """`detect_all` of one event dict; a `ContractError` if it is no `Sensor Reading`."""
-    return detect_all([reading(event)], detectors, store)[0]

@@ -343,10 +343,12 @@ class LocalEventBus:
         self._conn = connect(db_path)
         self._lock = threading.Lock()
         self._conn.executescript(_SCHEMA)
-        with self._tx() as c:  # a bus file from before queue targets recorded their message
-            columns = {r[1] for r in c.execute("PRAGMA table_info(bus_deliveries)")}
-            if "message_id" not in columns:
-                c.execute("ALTER TABLE bus_deliveries ADD COLUMN message_id TEXT")
+        if not self._has_message_ids(self._conn):
+            # A bus file from before queue targets recorded their message. Looked at without
+            # the write lock first: every process that opens the bus (each worker) does this.
+            with self._tx() as c:
+                if not self._has_message_ids(c):
+                    c.execute("ALTER TABLE bus_deliveries ADD COLUMN message_id TEXT")
         self._rules_version = -1
         self._rules: dict[str, list[_CompiledRule]] = {}
         self._compiled: dict[str, Pattern] = {}
@@ -357,6 +359,10 @@ class LocalEventBus:
         self._stopping = False
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @staticmethod
+    def _has_message_ids(c: sqlite3.Connection) -> bool:
+        return any(r[1] == "message_id" for r in c.execute("PRAGMA table_info(bus_deliveries)"))
 
     # -- transactions ---------------------------------------------------------------------------
 

@@ -80,15 +80,7 @@ class SqliteReadingStore:
         self._lock = threading.Lock()
 
     def record_and_window(self, device_id: str, at_s: float, value: float) -> list[Reading]:
-        at = _ms(at_s)
-        with write_transaction(self._conn, self._lock) as c:
-            c.execute("INSERT OR REPLACE INTO readings VALUES (?, ?, ?)", (device_id, at, value))
-            rows = c.execute(
-                "SELECT at_ms, value FROM readings WHERE device = ? AND at_ms > ? AND at_ms <= ? "
-                "ORDER BY at_ms DESC LIMIT ?",
-                (device_id, at - _ms(WINDOW_SPAN_S), at, WINDOW_READINGS),
-            ).fetchall()
-        return [(ms / 1000, v) for ms, v in reversed(rows)]
+        return self.record_and_windows([(device_id, at_s, value)])[0]
 
     def record_and_windows(self, readings: Sequence[NewReading]) -> list[list[Reading]]:
         """One write transaction for the batch: its inserts, then each reading's window."""
@@ -129,9 +121,7 @@ class DynamoReadingStore:
         return f"dev#{device_id}#{_hour(at_ms)}"
 
     def record_and_window(self, device_id: str, at_s: float, value: float) -> list[Reading]:
-        at = _ms(at_s)
-        self._put(device_id, at, value)
-        return self._window(device_id, at)
+        return self.record_and_windows([(device_id, at_s, value)])[0]
 
     def _put(self, device_id: str, at: int, value: float) -> None:
         expires = at // _HOUR_MS * 3600 + 3600 + RETAIN_S

@@ -212,19 +212,18 @@ class BusRecords:
             "SELECT d.event_id, d.state, d.finished_at, d.message_id FROM bus_deliveries d "
             "JOIN sim_ids s ON s.id = d.event_id WHERE d.replay_name IS NULL"
         )
-        queued: dict[str, list[str]] = {}
+        queued: dict[str, str] = {}  # message id -> the event it carries
         for event_id, state, finished, message_id in rows:
             if message_id is not None and state == "delivered":
-                queued.setdefault(message_id, []).append(event_id)
+                queued[message_id] = event_id
                 continue
             out.setdefault(event_id, []).append((state, finished))
         done = self._consumed(list(queued))
-        for message_id, event_ids in queued.items():
+        for message_id, event_id in queued.items():
             at = done.get(message_id)
-            for event_id in event_ids:
-                out.setdefault(event_id, []).append(
-                    ("pending", None) if at is None else ("delivered", at)
-                )
+            out.setdefault(event_id, []).append(
+                ("pending", None) if at is None else ("delivered", at)
+            )
         return out
 
     def _consumed(self, message_ids: list[str]) -> dict[str, float]:
@@ -297,8 +296,7 @@ def outcome(puts: list[Put], refused: int, records: BusRecords, since_seq: int) 
                     lost.no_result += 1
                     continue
                 to_result.setdefault(p.result, []).append(result_at - received[p.event_id])
-                # A delivery into a queue ends before its consumer has run: the result says
-                # when the event was processed.
+                # Processed: every consumer done and the result out.
                 done = max(done, result_at)
             to_processed.append(done - received[p.event_id])
     return Outcome(lost, to_result, to_processed, counts)
