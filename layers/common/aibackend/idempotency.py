@@ -344,7 +344,9 @@ class SqlitePersistenceLayer(BasePersistenceLayer):
             ).rowcount
 
     def close(self) -> None:
-        """Close every thread's connection; an open unit of work rolls back."""
+        """Close every thread's connection; an open unit of work rolls back. Only once no
+        thread uses the layer: closing a connection under another thread's statement crashes
+        the process."""
         with self._conns_lock:
             for conn in self._conns:
                 conn.close()

@@ -100,7 +100,8 @@ class SqliteEventLedger:
             )
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:  # never under a statement of another thread (see LocalKeyStore.close)
+            self._conn.close()
 
 
 class DynamoEventLedger:

@@ -444,7 +444,8 @@ class SqliteModelRegistry(RegistryBase):
         return [RegistryEvent.model_validate_json(r[0]) for r in rows]
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:  # never under a statement of another thread (see LocalKeyStore.close)
+            self._conn.close()
 
 
 def _insert_event(c: sqlite3.Connection, event: RegistryEvent) -> None:

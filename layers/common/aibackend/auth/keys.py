@@ -128,7 +128,10 @@ class LocalKeyStore:
         )
 
     def close(self) -> None:
-        self._conn.close()
+        # Under the lock: closing a connection while another thread runs a statement on it
+        # crashes the process (sqlite3 frees what that statement still uses).
+        with self._lock:
+            self._conn.close()
 
     def create(self, name: str, plan: str) -> tuple[ApiKey, str]:
         check_plan(plan, self.plans)

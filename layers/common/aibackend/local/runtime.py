@@ -540,6 +540,9 @@ class LocalRuntime:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            # It flushes key usage into the store that `access.close()` closes below.
+            self._watcher.join(timeout=30)
         for poller in getattr(self, "pollers", []):
             poller.stop()
         for part in ("scheduler", "watcher", "lifecycle", "bus", "checkpoints"):
