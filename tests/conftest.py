@@ -187,15 +187,11 @@ def _scope_of(nodeid: str) -> str:
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: unknown when it is not loaded
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`--dist loadscope` (`make test`) with `_scope_of`'s units instead of modules. (The
-    `xdist_group` mark cannot express it: pytest 9.2's node ids drop the group xdist appends,
-    pytest-xdist#1386.)"""
+    """`--dist loadscope` (`make test`) with `_scope_of`'s units instead of modules, and a run
+    that ends when a worker dies (tests/scheduling.py). (The `xdist_group` mark cannot express
+    the units: pytest 9.2's node ids drop the group xdist appends, pytest-xdist#1386.)"""
     if config.getvalue("dist") != "loadscope":
         return None
-    from xdist.scheduler import LoadScopeScheduling
+    from tests.scheduling import FolderScheduling
 
-    class FolderScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return _scope_of(nodeid)
-
-    return FolderScheduling(config, log)
+    return FolderScheduling(config, log, _scope_of)
