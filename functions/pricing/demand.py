@@ -20,10 +20,12 @@ passed DynamoDB's 400 KB item limit, after which its views failed.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aibackend.adapters.local import connect, write_transaction
 from aibackend.settings import PlatformSettings, physical_name, platform_settings
@@ -38,6 +40,14 @@ def minute(t: float) -> int:
     return int(t // BUCKET_S)
 
 
+class ItemView(NamedTuple):
+    """One `Product Viewed` event to count: the item, the event's id, when."""
+
+    item_id: str
+    view_id: str
+    at_s: float
+
+
 class DemandStore(Protocol):
     def record_view(self, item_id: str, view_id: str, at_s: float) -> bool:
         """Count one view of the item at `at_s`; False when `view_id` was counted before."""
@@ -50,8 +60,20 @@ class DemandStore(Protocol):
         of those in the minutes after `recent_since_s`'s."""
         ...
 
-    def swap_price(self, item_id: str, price: float) -> float | None:
-        """Record `price` as the item's last suggestion; return the previous one."""
+    def last_prices(self, item_ids: Iterable[str]) -> dict[str, float]:
+        """The last price suggested for each of the items that has one."""
+        ...
+
+    def set_prices(self, prices: Mapping[str, float]) -> None:
+        """Record each price as its item's last suggestion."""
+        ...
+
+    def record_and_count(
+        self, views: Sequence[ItemView], long_window_s: float, short_window_s: float
+    ) -> list[tuple[int, int]]:
+        """For each view in order, `record_view`, then its item's `view_counts` over the
+        windows ending at the view: a view sees the batch's earlier views, not its later ones,
+        as one at a time (one transaction locally)."""
         ...
 
 
@@ -81,41 +103,68 @@ class SqliteDemandStore:
         self._pruned: dict[str, int] = {}
 
     def record_view(self, item_id: str, view_id: str, at_s: float) -> bool:
-        # A view stamped in the future prunes no more than the present would.
-        now = min(at_s, time.time())
         with write_transaction(self._conn, self._lock) as c:
-            added = c.execute(
-                "INSERT OR IGNORE INTO item_views VALUES (?, ?, ?)", (item_id, view_id, at_s)
-            ).rowcount
-            this_minute = minute(now)
-            if self._pruned.get(item_id, -1) < this_minute:
-                self._pruned[item_id] = this_minute
-                # Before the first minute the longest window counts (the one after its
-                # `since`'s): no window reads them; DynamoDB's counters and markers expire too.
-                c.execute(
-                    "DELETE FROM item_views WHERE item = ? AND at < ?",
-                    (item_id, (minute(now - RETENTION_S) + 1) * BUCKET_S),
-                )
-        return added == 1
+            return self._record(c, ItemView(item_id, view_id, at_s))
+
+    def _record(self, c: sqlite3.Connection, view: ItemView) -> bool:
+        added = c.execute("INSERT OR IGNORE INTO item_views VALUES (?, ?, ?)", view).rowcount
+        # A view stamped in the future prunes no more than the present would.
+        now = min(view.at_s, time.time())
+        if self._pruned.get(view.item_id, -1) < minute(now):
+            self._pruned[view.item_id] = minute(now)
+            # Before the first minute the longest window counts (the one after its `since`'s):
+            # no window reads them; DynamoDB's counters and markers expire too.
+            c.execute(
+                "DELETE FROM item_views WHERE item = ? AND at < ?",
+                (view.item_id, (minute(now - RETENTION_S) + 1) * BUCKET_S),
+            )
+        return bool(added == 1)
 
     def view_counts(
         self, item_id: str, since_s: float, recent_since_s: float, until_s: float
     ) -> tuple[int, int]:
+        with self._lock:
+            return self._count(self._conn, item_id, since_s, recent_since_s, until_s)
+
+    @staticmethod
+    def _count(
+        c: sqlite3.Connection, item_id: str, since_s: float, recent_since_s: float, until_s: float
+    ) -> tuple[int, int]:
         # Counted by SQLite on the (item, at) index, between minute boundaries.
         lo, recent_lo, hi = ((minute(t) + 1) * BUCKET_S for t in (since_s, recent_since_s, until_s))
-        with self._lock:
-            total, recent = self._conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(at >= ?), 0) FROM item_views "
-                "WHERE item = ? AND at >= ? AND at < ?",
-                (recent_lo, item_id, lo, hi),
-            ).fetchone()
+        total, recent = c.execute(
+            "SELECT COUNT(*), COALESCE(SUM(at >= ?), 0) FROM item_views "
+            "WHERE item = ? AND at >= ? AND at < ?",
+            (recent_lo, item_id, lo, hi),
+        ).fetchone()
         return int(total), int(recent)
 
-    def swap_price(self, item_id: str, price: float) -> float | None:
+    def record_and_count(
+        self, views: Sequence[ItemView], long_window_s: float, short_window_s: float
+    ) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
         with write_transaction(self._conn, self._lock) as c:
-            row = c.execute("SELECT price FROM last_price WHERE item = ?", (item_id,)).fetchone()
-            c.execute("INSERT OR REPLACE INTO last_price VALUES (?, ?)", (item_id, price))
-        return None if row is None else float(row[0])
+            for v in views:
+                self._record(c, v)
+                at = v.at_s
+                out.append(self._count(c, v.item_id, at - long_window_s, at - short_window_s, at))
+        return out
+
+    def last_prices(self, item_ids: Iterable[str]) -> dict[str, float]:
+        ids = list(dict.fromkeys(item_ids))
+        if not ids:
+            return {}
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT item, price FROM last_price WHERE item IN ({','.join('?' * len(ids))})",
+                ids,
+            ).fetchall()
+        return {str(item): float(price) for item, price in rows}
+
+    def set_prices(self, prices: Mapping[str, float]) -> None:
+        if prices:
+            with write_transaction(self._conn, self._lock) as c:
+                c.executemany("INSERT OR REPLACE INTO last_price VALUES (?, ?)", prices.items())
 
 
 class DynamoDemandStore:
@@ -187,14 +236,34 @@ class DynamoDemandStore:
                 pending = got.get("UnprocessedKeys") or {}
         return total, recent
 
-    def swap_price(self, item_id: str, price: float) -> float | None:
-        got = self._db.update_item(
-            TableName=self.table,
-            Key={"id": {"S": f"price#{item_id}"}},
-            UpdateExpression="SET #p = :p",
-            ExpressionAttributeNames={"#p": "price"},
-            ExpressionAttributeValues={":p": {"N": repr(float(price))}},
-            ReturnValues="UPDATED_OLD",
-        )
-        old = got.get("Attributes", {}).get("price")
-        return None if old is None else float(old["N"])
+    def last_prices(self, item_ids: Iterable[str]) -> dict[str, float]:
+        keys = [{"id": {"S": f"price#{i}"}} for i in dict.fromkeys(item_ids)]
+        out: dict[str, float] = {}
+        for start in range(0, len(keys), 100):
+            pending: dict[str, Any] = {
+                self.table: {"Keys": keys[start : start + 100], "ConsistentRead": True}
+            }
+            while pending:
+                got = self._db.batch_get_item(RequestItems=pending)
+                for item in got.get("Responses", {}).get(self.table, []):
+                    out[item["id"]["S"].removeprefix("price#")] = float(item["price"]["N"])
+                pending = got.get("UnprocessedKeys") or {}
+        return out
+
+    def set_prices(self, prices: Mapping[str, float]) -> None:
+        for item_id, price in prices.items():
+            self._db.put_item(
+                TableName=self.table,
+                Item={"id": {"S": f"price#{item_id}"}, "price": {"N": repr(float(price))}},
+            )
+
+    def record_and_count(
+        self, views: Sequence[ItemView], long_window_s: float, short_window_s: float
+    ) -> list[tuple[int, int]]:
+        # A conditional transaction per view and a read of its window's counters: in order.
+        out: list[tuple[int, int]] = []
+        for v in views:
+            self.record_view(*v)
+            at = v.at_s
+            out.append(self.view_counts(v.item_id, at - long_window_s, at - short_window_s, at))
+        return out

@@ -3,6 +3,7 @@ session's next answer (ordering: the view is delivered, then the request is made
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ from aibackend.adapters.local import connection
 from aibackend.local.runtime import LocalRuntime
 from aibackend.ports import PutEvent
 from tests.conftest import load_event
-from tests.support import running_runtime, runtime_client, wait_for
+from tests.support import running_runtime, runtime_client, sqs_batch, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +41,19 @@ def view(session: str, item: str) -> PutEvent:
     )
 
 
-def delivered(rt: LocalRuntime, event_id: str) -> bool:
-    """The event's delivery to shop_events has finished (ordering, not a timed wait): read
-    from the bus's delivery records, as `aib simulate` does."""
+def consumed(rt: LocalRuntime, event_id: str) -> bool:
+    """shop_events has handled the event (ordering, not a timed wait): the bus delivered it
+    into the consumer's queue, and the consumer deleted that message (`queue_done`), as
+    `aib simulate` reads it."""
     with connection(rt.bus.db_path) as c:
         row = c.execute(
-            "SELECT state FROM bus_deliveries WHERE event_id = ?", (event_id,)
+            "SELECT state, message_id FROM bus_deliveries WHERE event_id = ?", (event_id,)
         ).fetchone()
-    return row is not None and row["state"] == "delivered"
+    if row is None or row["state"] != "delivered" or row["message_id"] is None:
+        return False
+    with connection(rt.bus.db_path.parent / "queues.db") as c:
+        done = c.execute("SELECT 1 FROM queue_done WHERE id = ?", (row["message_id"],))
+        return done.fetchone() is not None
 
 
 def recommend(rt: LocalRuntime, session: str) -> dict[str, Any]:
@@ -62,9 +68,9 @@ def test_a_view_changes_the_sessions_next_answer(shop_runtime: LocalRuntime) -> 
     before = recommend(shop_runtime, "s-live-1")
     assert before["session_items"] == 0
     top = before["results"][0]["item_id"]
-    # WHEN the session views the user's top item, and the event has been delivered
+    # WHEN the session views the user's top item, and shop_events has handled the event
     put = shop_runtime.bus.put_events([view("s-live-1", top)])
-    wait_for(lambda: delivered(shop_runtime, str(put.event_ids[0])))
+    wait_for(lambda: consumed(shop_runtime, str(put.event_ids[0])))
     # THEN the next answer ranks from the session's profile: that item is no longer offered
     after = recommend(shop_runtime, "s-live-1")
     assert after["session_items"] == 1
@@ -76,13 +82,37 @@ def test_a_view_changes_the_sessions_next_answer(shop_runtime: LocalRuntime) -> 
 
 
 def test_the_lambda_handler_records_the_sample_aws_event(shop_runtime: LocalRuntime) -> None:
-    # GIVEN the sample view, made now (a view two hours old has decayed out of the profile)
-    sample = load_event("eventbridge/product_viewed")
-    sample["detail"]["viewed_at"] = datetime.now(UTC).isoformat()
-    # WHEN the Lambda handler gets it / THEN it records it, and the session's next answer uses it
-    answer = shop_runtime.hosts["shop_events"].invoke(sample)
-    assert answer == {"session_id": "s-7f3a9c", "item_id": "i00017"}
-    assert recommend(shop_runtime, "s-7f3a9c")["session_items"] == 1
+    # GIVEN the AWS-shaped sample (an SQS batch of two views of session s-7f3a9c), made now (a
+    # view two hours old has decayed out of the profile)
+    sample = load_event("sqs/shop_events_batch")
+    for record in sample["Records"]:
+        body = json.loads(record["body"])
+        body["detail"]["viewed_at"] = datetime.now(UTC).isoformat()
+        record["body"] = json.dumps(body)
+    # WHEN the Lambda handler gets it / THEN it records both, and the session's next answer
+    # uses them
+    assert shop_runtime.hosts["shop_events"].invoke(sample) == {"batchItemFailures": []}
+    assert recommend(shop_runtime, "s-7f3a9c")["session_items"] == 2
+
+
+def test_a_view_no_contract_accepts_is_kept_in_the_dlq_with_its_reason(
+    shop_runtime: LocalRuntime,
+) -> None:
+    # GIVEN a view without its item, in a batch beside a good one
+    bad = load_event("eventbridge/product_viewed")
+    bad["id"] = "view-without-item"
+    del bad["detail"]["item_id"]
+    good = load_event("eventbridge/product_viewed")
+    good["id"], good["detail"]["session_id"] = "view-beside-it", "s-beside"
+    good["detail"]["viewed_at"] = datetime.now(UTC).isoformat()
+    # WHEN shop_events gets the batch THEN the batch succeeds (a retry cannot help the bad one)
+    answer = shop_runtime.hosts["shop_events"].invoke(sqs_batch("shop-events-views", bad, good))
+    assert answer == {"batchItemFailures": []}
+    assert recommend(shop_runtime, "s-beside")["session_items"] == 1
+    # AND the bad view is kept, as it came, in the queue's DLQ with the reason, never lost
+    [kept] = shop_runtime.queues.get("shop-events-views-dlq").receive(10, visibility_timeout_s=0)
+    assert json.loads(kept.body)["id"] == "view-without-item"
+    assert "item_id" in kept.message_attributes["ERROR_MESSAGE"]["StringValue"]
 
 
 def test_an_unknown_session_id_shape_is_a_problem_not_a_crash(shop_runtime: LocalRuntime) -> None:

@@ -3,6 +3,7 @@ checked, and through the runtime a burst of views raises the price, chained to t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -110,10 +111,17 @@ def pricing_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalR
         yield rt
 
 
-def suggestions(rt: LocalRuntime, item: str) -> list[PriceSuggestedV1]:
+def suggestions(rt: LocalRuntime, item: str) -> list[tuple[str, PriceSuggestedV1]]:
+    """(the view that caused it, the suggestion) of each `Price Suggested` for `item`."""
     events = rt.bus.archived(limit=1_000, detail_type="Price Suggested")
     out = [parse(e).detail for e in reversed(events)]
-    return [d for d in out if isinstance(d, PriceSuggestedV1) and d.item_id == item]
+    return [(d.caused_by, d) for d in out if isinstance(d, PriceSuggestedV1) and d.item_id == item]
+
+
+def settled(rt: LocalRuntime) -> bool:
+    """Every view put so far is priced: delivered by the bus and consumed from the queue."""
+    bus, queue = rt.bus.stats(), rt.queues.get("pricing-views").stats()
+    return bus.pending + bus.in_flight + queue.visible + queue.in_flight == 0
 
 
 def test_a_burst_of_views_raises_the_price_within_the_guardrails(
@@ -124,8 +132,9 @@ def test_a_burst_of_views_raises_the_price_within_the_guardrails(
     times = [start + timedelta(minutes=m) for m in range(60)]
     # AND then 30 views in its last 5 minutes
     times += [start + timedelta(minutes=60, seconds=10 * s) for s in range(30)]
+    ids = []
     for i, at in enumerate(times):
-        pricing_runtime.bus.put_events(
+        put = pricing_runtime.bus.put_events(
             [
                 PutEvent(
                     source="aib.shop",
@@ -139,28 +148,38 @@ def test_a_burst_of_views_raises_the_price_within_the_guardrails(
                 )
             ]
         )
-    # WHEN every view has been priced (the bus has delivered them all)
-    wait_for(lambda: (s := pricing_runtime.bus.stats()).pending + s.in_flight == 0, timeout=60)
+        ids.append(str(put.event_ids[0]))
+    # WHEN every view has been priced
+    wait_for(lambda: settled(pricing_runtime), timeout=60)
     got = suggestions(pricing_runtime, item)
-    # THEN the price rose above the list price, and every suggestion stayed inside the rails
-    assert got[-1].price > got[-1].list_price
-    for s in suggestions(pricing_runtime, item):
-        assert s.floor <= s.price <= s.ceiling
-        assert s.list_price == list_price(item)
+    # THEN the burst's views raised the price above the list price (two batches are priced at
+    # a time, so the order of the suggestions is not the views' order)
+    burst = set(ids[60:])
+    assert max(d.price for cause, d in got if cause in burst) > list_price(item)
+    # AND every suggestion stayed inside the rails, each caused by one of the views
+    for cause, d in got:
+        assert d.floor <= d.price <= d.ceiling
+        assert d.list_price == list_price(item)
+        assert cause in ids
 
 
 def test_the_lambda_handler_prices_the_sample_aws_event(pricing_runtime: LocalRuntime) -> None:
-    sample = load_event("eventbridge/product_viewed")
+    # GIVEN the AWS-shaped sample: an SQS batch of two Product Viewed events (i00017, i00023)
+    sample = load_event("sqs/pricing_batch")
+    [first, second] = [json.loads(r["body"])["id"] for r in sample["Records"]]
+    # WHEN the handler is invoked with it as Lambda's SQS poller would
     answer = pricing_runtime.hosts["pricing"].invoke(sample)
-    assert (
-        answer["price"]
-        == suggest(
-            list_price("i00017"),
-            Demand(
-                recent_per_min=0.2, usual_per_min=1 / 60, short_window_s=300, long_window_s=3600
-            ),
-            PricingSettings.from_env({}).guardrail(category("i00017")),
-            4.0,
-        ).price
+    # THEN no message is left for a retry, and each view's first price was suggested: one view
+    # in the last 5 minutes and in the last hour
+    assert answer == {"batchItemFailures": []}
+    demand = Demand(
+        recent_per_min=0.2, usual_per_min=1 / 60, short_window_s=300, long_window_s=3600
     )
-    assert len(answer["published"]) == 1
+    for item, cause in (("i00017", first), ("i00023", second)):
+        [(by, d)] = wait_for(lambda item=item: suggestions(pricing_runtime, item))
+        assert by == cause
+        rail = PricingSettings.from_env({}).guardrail(category(item))
+        assert d.price == suggest(list_price(item), demand, rail, 4.0).price
+    # AND the same batch delivered again publishes nothing more (the event ledger)
+    assert pricing_runtime.hosts["pricing"].invoke(sample) == {"batchItemFailures": []}
+    assert len(suggestions(pricing_runtime, "i00017")) == 1

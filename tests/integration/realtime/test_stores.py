@@ -20,10 +20,11 @@ from aibackend.recommend.sessions import (
     RETAIN_S,
     STORED_ITEMS,
     DynamoSessionStore,
+    SessionView,
     SqliteSessionStore,
     profile,
 )
-from functions.pricing.demand import DynamoDemandStore, SqliteDemandStore
+from functions.pricing.demand import DynamoDemandStore, ItemView, SqliteDemandStore
 from tests.support import create_data_table
 
 
@@ -71,6 +72,24 @@ def test_both_stores_give_the_same_profiles_as_the_definition(sessions: Any) -> 
     # THEN at any time after the last view the profile is the one `profile` computes from them
     for now in (20_800.0, 21_000.0, 25_000.0, 40_000.0):
         assert sessions.profile("s", now) == profile(views, now)
+
+
+def test_a_batch_of_views_gives_the_profiles_of_the_same_views_one_at_a_time(
+    sessions: Any,
+) -> None:
+    # GIVEN a batch of views of two sessions as shop_events gets it, with a view delivered twice
+    batch = [
+        SessionView("s1", "evt-1", "i1", 100.0),
+        SessionView("s2", "evt-2", "i2", 105.0),
+        SessionView("s1", "evt-3", "i3", 110.0),
+        SessionView("s1", "evt-1", "i1", 100.0),
+    ]
+    # WHEN it is recorded in one call
+    sessions.record_many(batch)
+    # THEN each session's profile is the one its views give, the repeated view counted once
+    assert sessions.profile("s1", 200.0) == profile([("i1", 100.0), ("i3", 110.0)], 200.0)
+    assert sessions.profile("s1", 200.0) == ["i1", "i3"]
+    assert sessions.profile("s2", 200.0) == ["i2"]
 
 
 def test_a_crawlers_session_stays_a_small_item_on_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,10 +199,31 @@ def test_a_products_minute_is_one_counter_item_whatever_its_views(
         assert store.view_counts("hot", 0.0, 0.0, 659.0) == (300, 300)
 
 
-def test_swap_price_returns_the_previous_suggestion(demand: Any) -> None:
-    assert demand.swap_price("i1", 10.5) is None
-    assert demand.swap_price("i1", 11.0) == 10.5
-    assert demand.swap_price("i2", 3.0) is None
+def test_last_prices_are_those_set_last_per_item(demand: Any) -> None:
+    # GIVEN no price yet, then prices set for two items, then one of them again
+    assert demand.last_prices(["i1", "i2"]) == {}
+    demand.set_prices({"i1": 10.5, "i2": 3.0})
+    demand.set_prices({"i1": 11.0})
+    # THEN each item's last price is the one set last; an item never priced has none
+    assert demand.last_prices(["i1", "i2", "i3", "i1"]) == {"i1": 11.0, "i2": 3.0}
+
+
+def test_a_batch_counts_each_view_with_the_earlier_views_only(demand: Any) -> None:
+    # GIVEN a view of i1 counted on its own, a minute earlier
+    demand.record_view("i1", "e0", 120.0)
+    # WHEN a batch of views is counted: i1 twice in minute 3, i2 once, and e0 delivered again
+    views = [
+        ItemView("i1", "e1", 180.0),
+        ItemView("i2", "e2", 185.0),
+        ItemView("i1", "e3", 190.0),
+        ItemView("i1", "e0", 120.0),
+    ]
+    counts = demand.record_and_count(views, 3_600, 60)
+    # THEN each view sees the views before it (its own included), as one at a time would: the
+    # second i1 view of the batch counts the first; the redelivered one adds nothing (its
+    # window ends in its own minute, which holds only itself)
+    assert counts == [(2, 1), (1, 1), (3, 2), (1, 1)]
+    assert demand.view_counts("i1", 0.0, 0.0, 190.0) == (3, 3)
 
 
 def test_the_local_demand_table_forgets_a_products_views_past_the_longest_window(

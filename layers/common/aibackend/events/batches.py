@@ -128,18 +128,29 @@ def fresh(
     how many were skipped as handled already (a redelivery, or a second copy in the batch). A
     message whose `parse` raises a `ContractError` is appended to `rejected`."""
     handled = ledger.handled([m.event["id"] for m in messages])
-    out: list[tuple[BusMessage, Parsed]] = []
-    skipped = 0
+    unseen: list[BusMessage] = []
     for m in messages:
-        if m.event["id"] in handled:
-            skipped += 1
-            continue
-        handled.add(m.event["id"])
+        if m.event["id"] not in handled:
+            handled.add(m.event["id"])
+            unseen.append(m)
+    return parsed(unseen, rejected, parse), len(messages) - len(unseen)
+
+
+def parsed(
+    messages: Sequence[BusMessage],
+    rejected: list[Rejected],
+    parse: Callable[[dict[str, Any]], Parsed],
+) -> list[tuple[BusMessage, Parsed]]:
+    """Each message with `parse(event)`, for a consumer whose writes make a redelivery
+    harmless (no ledger); a message whose `parse` raises a `ContractError` is appended to
+    `rejected` instead."""
+    out: list[tuple[BusMessage, Parsed]] = []
+    for m in messages:
         try:
             out.append((m, parse(m.event)))
         except ContractError as e:
             rejected.append(m.rejected(e))
-    return out, skipped
+    return out
 
 
 def publish(bus: EventBus, outputs: Sequence[tuple[str, Sequence[PutEvent]]]) -> list[str]:

@@ -27,10 +27,10 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aibackend.adapters.local import connect, write_transaction
 from aibackend.settings import PlatformSettings, physical_name, platform_settings
@@ -46,6 +46,15 @@ STORED_ITEMS = 2 * MAX_PROFILE_ITEMS
 MAX_TRIES = 8
 
 View = tuple[str, float]  # (item id, viewed at: epoch seconds)
+
+
+class SessionView(NamedTuple):
+    """One `Product Viewed` event to record: its session, its event id, the item, when."""
+
+    session_id: str
+    view_id: str
+    item_id: str
+    at_s: float
 
 
 def profile(views: Iterable[View], now_s: float) -> list[str]:
@@ -92,6 +101,10 @@ class Weights:
 class SessionStore(Protocol):
     def record(self, session_id: str, view_id: str, item_id: str, at_s: float) -> None: ...
 
+    def record_many(self, views: Sequence[SessionView]) -> None:
+        """`record` of each view, in order (a batch of events: one transaction locally)."""
+        ...
+
     def profile(self, session_id: str, now_s: float) -> list[str]:
         """The session's profile at `now_s` (see `profile`); [] for a session never seen."""
         ...
@@ -123,12 +136,15 @@ class SqliteSessionStore:
         self._pruned = -1  # the minute views past RETAIN_S were last deleted
 
     def record(self, session_id: str, view_id: str, item_id: str, at_s: float) -> None:
-        now = min(at_s, time.time())  # a view stamped in the future prunes no more than now
+        self.record_many([SessionView(session_id, view_id, item_id, at_s)])
+
+    def record_many(self, views: Sequence[SessionView]) -> None:
+        if not views:
+            return
+        # A view stamped in the future prunes no more than now.
+        now = min(max(v.at_s for v in views), time.time())
         with write_transaction(self._conn, self._lock) as c:
-            c.execute(
-                "INSERT OR REPLACE INTO session_views VALUES (?, ?, ?, ?)",
-                (session_id, view_id, item_id, at_s),
-            )
+            c.executemany("INSERT OR REPLACE INTO session_views VALUES (?, ?, ?, ?)", views)
             if int(now // 60) > self._pruned:
                 # Once a minute, the views DynamoDB would have expired (weight 2^-48 by then).
                 self._pruned = int(now // 60)
@@ -202,6 +218,11 @@ class DynamoSessionStore:
             f"session {session_id}: view {view_id} not recorded, the session changed under it "
             f"{MAX_TRIES} times in a row"
         )
+
+    def record_many(self, views: Sequence[SessionView]) -> None:
+        # One session item per view, read then conditionally written: no batch API helps.
+        for v in views:
+            self.record(*v)
 
     def profile(self, session_id: str, now_s: float) -> list[str]:
         got = self._db.get_item(
