@@ -23,7 +23,8 @@ to `aib dev` (the dispatchers then learn of new events by polling the bus file, 
 wake-up from `put_events`: higher latency at the same rate).
 `--isolate` serves the consumers from worker processes, as `aib dev --isolate` does.
 
-Writes `bench/results/simulate.json` (`simulate-isolate.json` with `--isolate`).
+Writes `bench/results/simulate.json` (`simulate-isolate.json` with `--isolate`; with
+`--simulator process`, `-own-simulator` before `.json`).
 """
 
 from __future__ import annotations
@@ -306,7 +307,10 @@ def main() -> int:
     )
     shutil.rmtree(work, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out_path = RESULTS / ("simulate-isolate.json" if args.isolate else "simulate.json")
+    name = "simulate-isolate" if args.isolate else "simulate"
+    if args.simulator == "process":
+        name += "-own-simulator"
+    out_path = RESULTS / f"{name}.json"
     out_path.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results["highest_sustained_rate"], indent=2))
     print(f"wrote {out_path}")

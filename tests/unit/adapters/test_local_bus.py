@@ -164,6 +164,43 @@ def test_matching_event_reaches_the_function_with_the_eventbridge_envelope(
     assert bus.stats().model_dump() == {"pending": 0, "in_flight": 0, "delivered": 1, "failed": 0}
 
 
+def test_each_event_reaches_exactly_the_rules_whose_patterns_match_it_whatever_their_source(
+    make_bus: Callable[..., LocalEventBus],
+) -> None:
+    # GIVEN rules naming their sources exactly (one or two), by prefix, by anything-but, and
+    # none at all (the bus looks only at the rules an event's source leaves, then matches)
+    calls = Recorder()
+    bus = make_bus(calls)
+    rules = {
+        "payments": {"source": ["aib.payments"]},
+        "shop-or-iot": {"source": ["aib.shop", "aib.iot"]},
+        "prefix": {"source": [{"prefix": "aib.s"}]},
+        "not-iot": {"source": [{"anything-but": ["aib.iot"]}]},
+        "any-scored": {"detail-type": ["Scored"]},
+    }
+    for name, pattern in rules.items():
+        bus.put_rule(name, bus="aib", pattern=pattern, targets=[fn(name)])
+    # WHEN events of several sources and types are put
+    events = {
+        "payments": PutEvent(source="aib.payments", detail_type="Created", detail={}),
+        "shop": PutEvent(source="aib.shop", detail_type="Scored", detail={}),
+        "iot": PutEvent(source="aib.iot", detail_type="Reading", detail={}),
+        "other": PutEvent(source="partner.x", detail_type="Scored", detail={}),
+    }
+    ids = dict(zip(events, bus.put_events(list(events.values())).event_ids, strict=True))
+    bus.run_due()
+    # THEN each reached exactly the rules whose patterns match it
+    got: dict[str, set[str]] = {}
+    for name, payload in calls.calls:
+        got.setdefault(next(k for k, i in ids.items() if i == payload["id"]), set()).add(name)
+    assert got == {
+        "payments": {"payments", "not-iot"},
+        "shop": {"shop-or-iot", "prefix", "not-iot", "any-scored"},
+        "iot": {"shop-or-iot"},
+        "other": {"not-iot", "any-scored"},
+    }
+
+
 def test_rules_only_see_events_of_their_bus(make_bus: Callable[..., LocalEventBus]) -> None:
     calls = Recorder()
     bus = make_bus(calls)

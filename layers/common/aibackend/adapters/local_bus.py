@@ -267,6 +267,45 @@ class _CompiledRule:
 
 
 @dataclass(frozen=True)
+class _BusRules:
+    """A bus's rules, and which of them an event's `source` leaves to match: most patterns
+    name their sources exactly (`"source": ["aib.shop"]`), and matching every rule's pattern
+    against every event took ~8% of the runtime's interpreter time at 700 events/s."""
+
+    #: Per source a pattern names exactly, the rules an event from it may match, in order.
+    by_source: dict[str, tuple[_CompiledRule, ...]]
+    #: The rules whose pattern names no exact sources (any event may match them), in order.
+    any_source: tuple[_CompiledRule, ...]
+
+    @classmethod
+    def of(cls, rules: list[_CompiledRule]) -> _BusRules:
+        named = {id(r): _exact_sources(r.pattern) for r in rules}
+        sources = {s for names in named.values() if names is not None for s in names}
+        return cls(
+            by_source={
+                src: tuple(r for r in rules if (n := named[id(r)]) is None or src in n)
+                for src in sources
+            },
+            any_source=tuple(r for r in rules if named[id(r)] is None),
+        )
+
+    def candidates(self, envelope: dict[str, Any]) -> tuple[_CompiledRule, ...]:
+        source = envelope.get("source")
+        if isinstance(source, str) and (found := self.by_source.get(source)) is not None:
+            return found
+        return self.any_source
+
+
+def _exact_sources(pattern: Pattern) -> frozenset[str] | None:
+    """The sources an event must have to match `pattern`, when its `source` is a list of plain
+    strings (exact matches); None when it has no such list (an operator, or no `source`)."""
+    values = pattern.source.get("source")
+    if isinstance(values, list) and values and all(isinstance(v, str) for v in values):
+        return frozenset(values)
+    return None
+
+
+@dataclass(frozen=True)
 class _Claimed:
     id: int
     claim: str
@@ -350,7 +389,7 @@ class LocalEventBus:
                 if not self._has_message_ids(c):
                     c.execute("ALTER TABLE bus_deliveries ADD COLUMN message_id TEXT")
         self._rules_version = -1
-        self._rules: dict[str, list[_CompiledRule]] = {}
+        self._rules: dict[str, _BusRules] = {}
         self._compiled: dict[str, Pattern] = {}
         self._targets: dict[str, Target] = {}
         self._queue_cache: dict[str, Queue] = {}
@@ -384,7 +423,8 @@ class LocalEventBus:
                 for t in (Target.model_validate(d) for d in json.loads(row["targets"]))
             )
             rules.setdefault(row["bus"], []).append(_CompiledRule(row["name"], pattern, targets))
-        self._rules, self._rules_version = rules, version
+        self._rules = {bus: _BusRules.of(compiled) for bus, compiled in rules.items()}
+        self._rules_version = version
 
     def _target(self, text: str) -> Target:
         target = self._targets.get(text)
@@ -517,9 +557,10 @@ class LocalEventBus:
         replay_name: str | None,
         now: float,
     ) -> int:
+        rules = self._rules.get(bus)
         rows = [
             (envelope["id"], replay_name, bus, rule.name, text, self._ids(), now, now)
-            for rule in self._rules.get(bus, ())
+            for rule in (rules.candidates(envelope) if rules is not None else ())
             if rule.pattern.matches(envelope)
             for _, text in rule.targets
         ]
