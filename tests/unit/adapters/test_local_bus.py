@@ -42,6 +42,8 @@ class FakeQueue:
         self.name = name
         self.messages: list[tuple[str, dict[str, dict[str, str]]]] = []
         self.failures_left = 0
+        #: Sizes of the `send_batch` calls.
+        self.batches: list[int] = []
 
     def send(
         self,
@@ -55,6 +57,14 @@ class FakeQueue:
             raise ConnectionError("queue unavailable")
         self.messages.append((body, message_attributes or {}))
         return str(len(self.messages))
+
+    def send_batch(self, bodies: list[str], *, delay_s: int = 0) -> list[str]:
+        """One call for them all, as SQS's SendMessageBatch: fails (all of them) as `send`."""
+        if self.failures_left:
+            self.failures_left -= 1
+            raise ConnectionError("queue unavailable")
+        self.batches.append(len(bodies))
+        return [self.send(b) for b in bodies]
 
     def bodies(self) -> list[Any]:
         return [json.loads(b) for b, _ in self.messages]
@@ -521,6 +531,28 @@ def test_queue_target_failures_are_retried_then_dead_lettered_like_eventbridge(
         "arn:aws:events:local:000000000000:rule/aib/to-queue"
     )
     assert attributes["RETRY_ATTEMPTS"]["StringValue"] == "1"
+
+
+def test_a_dispatchers_batch_reaches_each_queue_in_one_send_in_order(
+    make_bus: Callable[..., LocalEventBus], queues: FakeQueues
+) -> None:
+    # GIVEN two rules filling two queues, and a function rule beside them
+    calls = Recorder()
+    bus = make_bus(calls)
+    bus.put_rule("to-a", bus="aib", pattern=TX_PATTERN, targets=[Target(kind="queue", name="a")])
+    bus.put_rule("to-b", bus="aib", pattern=TX_PATTERN, targets=[Target(kind="queue", name="b")])
+    bus.put_rule("to-fn", bus="aib", pattern=TX_PATTERN, targets=[fn()])
+    # WHEN four events are put and dispatched (12 deliveries: 10 claimed at a time)
+    ids = bus.put_events([tx(float(n)) for n in range(4)]).event_ids
+    bus.run_due()
+    # THEN each queue got its events in order, in one send per claimed batch (not one each),
+    # and every delivery is recorded as delivered with its message
+    assert [e["id"] for e in queues.get("a").bodies()] == list(ids)
+    assert [e["id"] for e in queues.get("b").bodies()] == list(ids)
+    assert sum(queues.get("a").batches) == sum(queues.get("b").batches) == 4
+    assert queues.get("a").batches == [4] and queues.get("b").batches == [3, 1]
+    assert len(calls.calls) == 4
+    assert bus.stats().delivered == 12
 
 
 def test_queue_targets_need_a_queue_service(tmp_path: Path) -> None:

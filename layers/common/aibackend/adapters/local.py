@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import sqlite3
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -226,6 +228,22 @@ def write_transaction(
 #: How long `connect` keeps trying to switch a database that another process is creating
 #: at the same moment into WAL mode (the same as its busy timeout).
 CONNECT_TIMEOUT_S = 30.0
+
+
+def new_id() -> str:
+    """A random (version 4) UUID drawn from the interpreter's generator, not `os.urandom`:
+    ids of local messages, deliveries and events need to be unique, not unpredictable, and the
+    system call (which lets go of the interpreter) cost the runtime's busy process ~6% of its
+    time at 1,000 events/s. Each process seeds its generator from the OS at start."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
+def map_hot(conn: sqlite3.Connection) -> None:
+    """For the files every event goes through (the bus, the queues): a 32 MB page cache
+    instead of SQLite's default 2 MB. The bus file grows with its archive (~1.5 KB an event:
+    230 MB after 150,000 events). (A memory map measured worse: a page fault holds the
+    interpreter lock, where a `pread` lets the other threads run.)"""
+    conn.execute("PRAGMA cache_size = -32768")
 
 
 def connect(path: Path) -> sqlite3.Connection:

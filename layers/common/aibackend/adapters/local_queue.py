@@ -41,7 +41,6 @@ import secrets
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aibackend.adapters.local import connect, write_transaction
+from aibackend.adapters.local import connect, map_hot, new_id, write_transaction
 from aibackend.errors import AibError, NotFoundError
 from aibackend.ports import QueueConfig, QueueMessage, QueueStats
 
@@ -415,6 +414,7 @@ class SqliteQueueService:
         #: When this process last pruned `queue_done` (at most once a minute).
         self.done_pruned_at = 0.0
         self._conn = connect(db_path)
+        map_hot(self._conn)
         self._conn.row_factory = None  # plain tuples: receive is the hot path
         self._lock = threading.Lock()
         #: Per queue id: what its long polls in this process wait on.
@@ -584,7 +584,7 @@ class SqliteQueue:
     def _insert(self, entries: list[tuple[str, str | None]], delay_s: int | None) -> list[str]:
         if delay_s is not None:
             check_range(delay_s, 0, MAX_DELAY_S, "delay_s")
-        ids = [str(uuid.uuid4()) for _ in entries]
+        ids = [new_id() for _ in entries]
         now = self._svc.clock()
         with self._svc._tx() as c:
             row = c.execute("SELECT delay_s FROM queues WHERE id = ?", (self._id,)).fetchone()
