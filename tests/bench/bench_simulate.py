@@ -2,7 +2,9 @@
 lost, event-to-result latency, and the view-to-recommendation lag.
 
 One in-process runtime serves every consumer of the mixed stream (fraud_events, iot_anomaly,
-shop_events, pricing, alerts) and the recommendations API, on models trained for the run.
+shop_events, pricing, alerts), the recommendations API and what `aib dev` runs beside them on
+this stream (fraud's prediction capture, `functions/monitoring.toml`, and monitor_capture), on
+models trained for the run. Function logs at ERROR, Powertools metrics discarded with stdout.
 The rate steps up (`--rates`); each step puts the mixed scenario for `--duration` seconds
 (`aibackend.simulate.run.simulate`: token-bucket paced, outcome read from the bus's archive
 and delivery records), then waits for the backlog to drain. A rate is *sustained* when no
@@ -49,6 +51,9 @@ from benchlib import pct as _pct
 
 sys.path.insert(0, str(ROOT))
 CONSUMERS = ("fraud_events", "iot_anomaly", "shop_events", "pricing", "alerts", "recommendations")
+#: And what `aib dev` does beside them on this stream: fraud_events captures its predictions
+#: (functions/monitoring.toml), which monitor_capture records.
+CAPTURE = ("monitor_capture",)
 
 
 class LagProbe(threading.Thread):
@@ -216,8 +221,9 @@ def main() -> int:
     from tests.support import runtime_client
 
     functions = work / "functions"
-    for name in CONSUMERS:
+    for name in (*CONSUMERS, *CAPTURE):
         shutil.copytree(ROOT / "functions" / name, functions / name)
+    shutil.copy(ROOT / "functions" / "monitoring.toml", functions / "monitoring.toml")
     results: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
