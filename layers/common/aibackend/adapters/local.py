@@ -238,7 +238,7 @@ def new_id() -> str:
     return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
-def map_hot(conn: sqlite3.Connection) -> None:
+def cache_hot(conn: sqlite3.Connection) -> None:
     """For the files every event goes through (the bus, the queues): a 32 MB page cache
     instead of SQLite's default 2 MB. The bus file grows with its archive (~1.5 KB an event:
     230 MB after 150,000 events). (A memory map measured worse: a page fault holds the

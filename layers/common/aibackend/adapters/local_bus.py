@@ -46,7 +46,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aibackend.adapters.local import connect, map_hot, new_id, write_transaction
+from aibackend.adapters.local import cache_hot, connect, new_id, write_transaction
 from aibackend.catalog import DEFAULT_BUS, PLATFORM_BUS
 from aibackend.events.patterns import Pattern, compile_pattern
 from aibackend.events.shapes import eventbridge_event
@@ -379,7 +379,7 @@ class LocalEventBus:
         self._archive_retention_s = archive_retention_s
         self._delivered_retention_s = delivered_retention_s
         self._conn = connect(db_path)
-        map_hot(self._conn)
+        cache_hot(self._conn)
         self._lock = threading.Lock()
         self._conn.executescript(_SCHEMA)
         if not self._has_message_ids(self._conn):

@@ -48,7 +48,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aibackend.adapters.local import connect, map_hot, new_id, write_transaction
+from aibackend.adapters.local import cache_hot, connect, new_id, write_transaction
 from aibackend.errors import AibError, NotFoundError
 from aibackend.ports import QueueConfig, QueueMessage, QueueStats
 
@@ -414,7 +414,7 @@ class SqliteQueueService:
         #: When this process last pruned `queue_done` (at most once a minute).
         self.done_pruned_at = 0.0
         self._conn = connect(db_path)
-        map_hot(self._conn)
+        cache_hot(self._conn)
         self._conn.row_factory = None  # plain tuples: receive is the hot path
         self._lock = threading.Lock()
         #: Per queue id: what its long polls in this process wait on.
