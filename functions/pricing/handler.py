@@ -10,6 +10,7 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from aibackend.adapters import event_bus
+from aibackend.contracts.shop import viewed
 from aibackend.events.batches import (
     Rejections,
     add_counts,
@@ -24,7 +25,7 @@ from aibackend.settings import platform_settings
 
 from .demand import demand_store
 from .pricing import PricingSettings
-from .repricing import reprice, viewed
+from .repricing import reprice
 
 logger = masked_logger()
 metrics = Metrics()

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from aibackend.contracts import Parsed, emit, expect, parse
+from aibackend.contracts import Parsed, emit
 from aibackend.contracts.shop import Demand, PriceSuggestedV1, ProductViewedV1
 from aibackend.ports import PutEvent
 
@@ -15,11 +14,6 @@ from .demand import DemandStore, ItemView
 from .pricing import PricingSettings, category, list_price, suggest
 
 SOURCE = "aib.pricing"
-
-
-def viewed(event: dict[str, Any]) -> Parsed[ProductViewedV1]:
-    """The event's `Product Viewed` v1 detail; a `ContractError` for anything else."""
-    return expect(parse(event), ProductViewedV1)
 
 
 @dataclass(frozen=True)

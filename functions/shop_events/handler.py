@@ -11,8 +11,7 @@ from typing import Any
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from aibackend.contracts import Parsed, expect, parse
-from aibackend.contracts.shop import ProductViewedV1
+from aibackend.contracts.shop import viewed
 from aibackend.events.batches import Rejections, add_counts, bus_messages, parsed, partial_response
 from aibackend.masking import masked_logger
 from aibackend.recommend.sessions import SessionView, session_store
@@ -25,11 +24,6 @@ QUEUE = "shop-events-views"
 SESSIONS = session_store()
 #: A message no contract accepts goes to the queue's DLQ at once, with its reason.
 REJECTIONS = Rejections(QUEUE)
-
-
-def viewed(event: dict[str, Any]) -> Parsed[ProductViewedV1]:
-    """The event's `Product Viewed` v1 detail; a `ContractError` for anything else."""
-    return expect(parse(event), ProductViewedV1)
 
 
 @logger.inject_lambda_context

@@ -3,12 +3,13 @@ simulator) and `Price Suggested` (emitted by `functions/pricing`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from aibackend.contracts.base import Detail, EmittedDetail, register
+from aibackend.contracts.base import Detail, EmittedDetail, Parsed, expect, parse, register
 
 
 def _aware(ts: datetime) -> datetime:
@@ -66,3 +67,9 @@ class PriceSuggestedV1(EmittedDetail):
     clamped: bool
     demand: Demand
     rule: Annotated[str, Field(description="The pricing rule and its parameters")]
+
+
+def viewed(event: Mapping[str, Any]) -> Parsed[ProductViewedV1]:
+    """The event's `Product Viewed` v1 detail; a `ContractError` for anything else (what the
+    two consumers of views, shop_events and pricing, accept)."""
+    return expect(parse(event), ProductViewedV1)
