@@ -696,27 +696,30 @@ class LocalEventBus:
         d: _Claimed,
         now: float | None,
         finishes: list[_Finish],
-        sent: str | Exception | None = None,
+        sent: str | Exception | None,
     ) -> None:
-        """Deliver one claimed row (`sent`: its queue send's outcome, made up front); its
-        outcome (the row's update) goes to `finishes`."""
+        """Deliver one claimed row; its outcome (the row's update) goes to `finishes`. A queue
+        target's send was made up front (`_send_to_queues`): `sent` is its outcome, None when
+        the event was too old to send (decided there once, so no clock step between the two
+        can mark an unsent event delivered)."""
         target = d.target
         at = self._clock() if now is None else now
-        if sent is None and at - d.created_at > target.max_event_age_s:
+        if target.kind == "queue":
+            expired = sent is None
+        else:
+            expired = at - d.created_at > target.max_event_age_s
+        if expired:
             self._fail(d, at, "EventAgeExceeded", d.last_error, d.attempts, finishes)
             return
-        payload = select_input(d.event, target.input_path)
         started = at
         message_id = None
         try:
             if target.kind == "function":
-                self._deliver(target, payload)
+                self._deliver(target, select_input(d.event, target.input_path))
             elif isinstance(sent, Exception):
                 raise sent
-            elif sent is not None:
-                message_id = sent
             else:
-                message_id = self._queue(target.name).send(json.dumps(payload))
+                message_id = sent
         except Exception as e:
             at = self._clock() if now is None else now
             error = _error_info(e)
